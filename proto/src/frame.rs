@@ -50,7 +50,11 @@ pub async fn read_frame<M: Message + Default, R: AsyncRead + Unpin>(
     while got < 4 {
         let n = r.read(&mut header[got..]).await?;
         if n == 0 {
-            return if got == 0 { Ok(None) } else { Err(FrameError::Truncated) };
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
         }
         got += n;
     }
@@ -75,7 +79,9 @@ mod tests {
     #[tokio::test]
     async fn round_trip_and_clean_eof() {
         let (mut a, mut b) = tokio::io::duplex(1024);
-        let msg = ParentFrame { frame: Some(parent_frame::Frame::Shutdown(Shutdown {})) };
+        let msg = ParentFrame {
+            frame: Some(parent_frame::Frame::Shutdown(Shutdown {})),
+        };
         let mut scratch = Vec::new();
         write_frame(&mut a, &msg, &mut scratch).await.unwrap();
         drop(a);
@@ -90,12 +96,16 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&[0, 0, 0, 9, 1, 2]).await.unwrap();
         drop(a);
-        let err = read_frame::<ParentFrame, _>(&mut b, &mut Vec::new()).await.unwrap_err();
+        let err = read_frame::<ParentFrame, _>(&mut b, &mut Vec::new())
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Truncated), "{err}");
 
         let (mut a, mut b) = tokio::io::duplex(1024);
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        let err = read_frame::<ParentFrame, _>(&mut b, &mut Vec::new()).await.unwrap_err();
+        let err = read_frame::<ParentFrame, _>(&mut b, &mut Vec::new())
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::TooLarge(_)), "{err}");
     }
 }

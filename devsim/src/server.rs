@@ -1,0 +1,446 @@
+//! The SSH server of one simulated device, and its faults.
+//!
+//! Every accepted TCP connection is wrapped in a [`FaultStream`] and handed to russh. The
+//! stream is how faults reach a live session without russh's cooperation: when the device is
+//! frozen it neither reads nor writes (the peer sees silence, SSH keepalives included); when a
+//! connection is dropped it reports end of stream, so russh ends the session and the socket
+//! closes without an SSH disconnect message, like a device that reboots or a link that fails.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use russh::keys::PrivateKey;
+use russh::server::{Auth, Msg, Session};
+use russh::{Channel, ChannelId, Pty};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::shell::{Flavor, Shell, ShellSettings};
+
+#[derive(Clone, Debug)]
+pub struct DeviceSpec {
+    pub flavor: Flavor,
+    pub bind: SocketAddr,
+    pub hostname: String,
+    pub username: String,
+    pub password: String,
+    pub enable_secret: Option<String>,
+    /// Public keys accepted for the user, besides the password.
+    pub authorized_keys: Vec<russh::keys::PublicKey>,
+    /// Delay before a successful login is accepted (real devices take 2-5 s).
+    pub login_delay: Duration,
+    /// Delay before the answer to each command.
+    pub command_delay: Duration,
+    /// Close a session after this long without input, like a device's exec-timeout.
+    pub exec_timeout: Option<Duration>,
+    /// Reject every login.
+    pub refuse_auth: bool,
+    pub tech_support_lines: usize,
+    pub page_lines: usize,
+}
+
+impl DeviceSpec {
+    pub fn new(flavor: Flavor, hostname: &str) -> Self {
+        DeviceSpec {
+            flavor,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hostname: hostname.to_string(),
+            username: "admin".into(),
+            password: "admin".into(),
+            enable_secret: Some("enable".into()),
+            authorized_keys: Vec::new(),
+            login_delay: Duration::ZERO,
+            command_delay: Duration::ZERO,
+            exec_timeout: None,
+            refuse_auth: false,
+            tech_support_lines: 1000,
+            page_lines: 24,
+        }
+    }
+}
+
+/// Fault switches shared by all connections of one device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Faults {
+    frozen: bool,
+    /// Connections accepted before this generation was bumped are dropped.
+    drop_generation: u64,
+}
+
+struct Shared {
+    spec: DeviceSpec,
+    faults: watch::Sender<Faults>,
+    logins: AtomicU64,
+    commands: AtomicU64,
+}
+
+/// A running simulated device. Dropping it does not stop it; cancel the token it was spawned
+/// with.
+#[derive(Clone)]
+pub struct Device {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Device {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn spec(&self) -> &DeviceSpec {
+        &self.shared.spec
+    }
+    /// Successful logins so far: a reused session does not add one.
+    pub fn logins(&self) -> u64 {
+        self.shared.logins.load(Ordering::Relaxed)
+    }
+    /// Command lines executed so far, across sessions.
+    pub fn commands(&self) -> u64 {
+        self.shared.commands.load(Ordering::Relaxed)
+    }
+    /// Closes every open connection abruptly (no SSH disconnect message).
+    pub fn drop_connections(&self) {
+        self.shared.faults.send_modify(|f| f.drop_generation += 1);
+    }
+    /// Stops (or resumes) reading and writing on every connection, new ones included.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.shared.faults.send_modify(|f| f.frozen = frozen);
+    }
+}
+
+/// Binds the device's port and serves it until `shutdown` is cancelled.
+pub async fn spawn_device(
+    spec: DeviceSpec,
+    host_key: PrivateKey,
+    shutdown: CancellationToken,
+) -> std::io::Result<Device> {
+    let listener = TcpListener::bind(spec.bind).await?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(russh::server::Config {
+        keys: vec![host_key],
+        auth_rejection_time: Duration::from_millis(50),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        nodelay: true,
+        inactivity_timeout: None,
+        ..Default::default()
+    });
+    let shared = Arc::new(Shared {
+        spec,
+        faults: watch::Sender::new(Faults::default()),
+        logins: AtomicU64::new(0),
+        commands: AtomicU64::new(0),
+    });
+    let device = Device {
+        addr,
+        shared: shared.clone(),
+    };
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!(%addr, error = %e, "accept failed");
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(serve_connection(
+                tcp,
+                peer,
+                config.clone(),
+                shared.clone(),
+                shutdown.clone(),
+            ));
+        }
+        debug!(%addr, "device stopped");
+    });
+    Ok(device)
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    config: Arc<russh::server::Config>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let faults = shared.faults.subscribe();
+    let generation = faults.borrow().drop_generation;
+    let (kill_tx, kill_rx) = watch::channel(false);
+    let last_input = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let stream = FaultStream::new(tcp, faults.clone(), generation, kill_rx);
+    let handler = Conn {
+        shared: shared.clone(),
+        shell: None,
+        user: String::new(),
+        last_input: last_input.clone(),
+    };
+    let session = match russh::server::run_stream(config, stream, handler).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%peer, error = ?e, "ssh handshake failed");
+            return;
+        }
+    };
+    let exec_timeout = shared.spec.exec_timeout;
+    let idle_check = async {
+        let Some(limit) = exec_timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let deadline = *last_input.lock().expect("lock") + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    };
+    tokio::select! {
+        r = session => debug!(%peer, result = ?r.err(), "session ended"),
+        _ = idle_check => {
+            info!(%peer, "exec-timeout: closing idle session");
+            let _ = kill_tx.send(true);
+        }
+        _ = shutdown.cancelled() => { let _ = kill_tx.send(true); }
+    }
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    shell: Option<Shell>,
+    user: String,
+    last_input: Arc<std::sync::Mutex<Instant>>,
+}
+
+impl Conn {
+    async fn accept_login(&mut self, user: &str) -> Auth {
+        tokio::time::sleep(self.shared.spec.login_delay).await;
+        self.shared.logins.fetch_add(1, Ordering::Relaxed);
+        self.user = user.to_string();
+        Auth::Accept
+    }
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let spec = &self.shared.spec;
+        if spec.refuse_auth || user != spec.username || password != spec.password {
+            return Ok(Auth::reject());
+        }
+        Ok(self.accept_login(user).await)
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let spec = &self.shared.spec;
+        let known = spec
+            .authorized_keys
+            .iter()
+            .any(|k| k.key_data() == key.public_key.key_data());
+        if spec.refuse_auth || user != spec.username || !known {
+            return Ok(Auth::reject());
+        }
+        Ok(self.accept_login(user).await)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _cols: u32,
+        _rows: u32,
+        _pw: u32,
+        _ph: u32,
+        _modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let spec = &self.shared.spec;
+        let mut shell = Shell::new(ShellSettings {
+            flavor: spec.flavor,
+            hostname: spec.hostname.clone(),
+            username: self.user.clone(),
+            enable_secret: spec.enable_secret.clone(),
+            tech_support_lines: spec.tech_support_lines,
+            page_lines: spec.page_lines,
+        });
+        session.channel_success(channel)?;
+        session.data(channel, shell.greeting())?;
+        self.shell = Some(shell);
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        *self.last_input.lock().expect("lock") = Instant::now();
+        let Some(shell) = self.shell.as_mut() else {
+            return Ok(());
+        };
+        let reply = shell.input(data);
+        if reply.lines > 0 {
+            self.shared
+                .commands
+                .fetch_add(reply.lines as u64, Ordering::Relaxed);
+            let delay = self.shared.spec.command_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay * reply.lines as u32).await;
+            }
+        }
+        if !reply.output.is_empty() {
+            session.data(channel, reply.output)?;
+        }
+        if reply.disconnect {
+            session.exit_status_request(channel, 0)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+        }
+        Ok(())
+    }
+}
+
+/// A TCP stream that obeys the device's faults; see the module docs.
+struct FaultStream {
+    inner: TcpStream,
+    faults: watch::Receiver<Faults>,
+    generation: u64,
+    kill: watch::Receiver<bool>,
+    /// Resolves when a fault switch changes, so a frozen stream wakes when it thaws or dies.
+    changed: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl FaultStream {
+    fn new(
+        inner: TcpStream,
+        faults: watch::Receiver<Faults>,
+        generation: u64,
+        kill: watch::Receiver<bool>,
+    ) -> Self {
+        let changed = Self::watch(faults.clone(), kill.clone());
+        FaultStream {
+            inner,
+            faults,
+            generation,
+            kill,
+            changed,
+        }
+    }
+
+    fn watch(
+        mut f: watch::Receiver<Faults>,
+        mut k: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        f.mark_unchanged();
+        k.mark_unchanged();
+        Box::pin(async move {
+            tokio::select! {
+                r = f.changed() => if r.is_err() { std::future::pending::<()>().await },
+                r = k.changed() => if r.is_err() { std::future::pending::<()>().await },
+            }
+        })
+    }
+
+    /// `Ready(true)`: the connection is dropped. `Ready(false)`: go ahead. `Pending`: frozen.
+    fn gate(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        while self.changed.as_mut().poll(cx).is_ready() {
+            self.changed = Self::watch(self.faults.clone(), self.kill.clone());
+        }
+        let f = *self.faults.borrow();
+        if *self.kill.borrow() || f.drop_generation != self.generation {
+            return Poll::Ready(true);
+        }
+        if f.frozen {
+            Poll::Pending
+        } else {
+            Poll::Ready(false)
+        }
+    }
+}
+
+impl AsyncRead for FaultStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.gate(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(true) => Poll::Ready(Ok(())),
+            Poll::Ready(false) => Pin::new(&mut self.inner).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for FaultStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.gate(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(true) => Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+            Poll::Ready(false) => Pin::new(&mut self.inner).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+pub fn random_host_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+        .expect("ed25519 key generation")
+}
+
+/// Loads an OpenSSH private key, or creates and writes a new Ed25519 key when the file is missing.
+pub fn load_or_create_host_key(path: &std::path::Path) -> std::io::Result<PrivateKey> {
+    if path.exists() {
+        return russh::keys::load_secret_key(path, None).map_err(std::io::Error::other);
+    }
+    let key = random_host_key();
+    let pem = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .map_err(std::io::Error::other)?;
+    std::fs::write(path, pem.as_bytes())?;
+    Ok(key)
+}

@@ -1,0 +1,506 @@
+//! One device's CLI: a state machine fed with the client's bytes, producing the device's bytes.
+//!
+//! It echoes typed characters like a PTY, runs a command on each line end, pages long output
+//! until paging is turned off, and asks for secrets and confirmations without echo. Dialect
+//! specifics are in the `cisco`, `junos` and `huawei` modules; this module owns input handling,
+//! paging and output framing (`\r\n` line endings, the prompt after every command).
+
+use std::str::FromStr;
+
+use crate::config::RunningConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    CiscoIos,
+    CiscoNxos,
+    AristaEos,
+    JuniperJunos,
+    Huawei,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 5] = [
+        Flavor::CiscoIos,
+        Flavor::CiscoNxos,
+        Flavor::AristaEos,
+        Flavor::JuniperJunos,
+        Flavor::Huawei,
+    ];
+
+    /// The dialect name the worker uses for this flavor.
+    pub fn device_type(self) -> &'static str {
+        match self {
+            Flavor::CiscoIos => "cisco_ios",
+            Flavor::CiscoNxos => "cisco_nxos",
+            Flavor::AristaEos => "arista_eos",
+            Flavor::JuniperJunos => "juniper_junos",
+            Flavor::Huawei => "huawei",
+        }
+    }
+}
+
+impl FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "cisco_ios" | "cisco_xe" => Flavor::CiscoIos,
+            "cisco_nxos" => Flavor::CiscoNxos,
+            "arista_eos" => Flavor::AristaEos,
+            "juniper_junos" => Flavor::JuniperJunos,
+            "huawei" => Flavor::Huawei,
+            other => {
+                return Err(format!(
+                    "unknown flavor {other:?}; allowed: cisco_ios, cisco_xe, cisco_nxos, \
+                     arista_eos, juniper_junos, huawei"
+                ));
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ShellSettings {
+    pub flavor: Flavor,
+    pub hostname: String,
+    pub username: String,
+    pub enable_secret: Option<String>,
+    /// Lines of `show tech-support` (and its dialect equivalents): the large-output command.
+    pub tech_support_lines: usize,
+    /// Lines per page while paging is on.
+    pub page_lines: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    Line,
+    Secret,
+    Confirm(Confirm),
+    Pager,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum Confirm {
+    SaveFilename,
+    SaveYesNo,
+}
+
+/// What a command handler wants after it has written its output.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    Prompt,
+    /// The handler switched input mode and wrote its own question.
+    Wait,
+    Disconnect,
+}
+
+/// What one call to [`Shell::input`] produced.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub output: Vec<u8>,
+    /// Commands (lines) that ran; the server applies the per-command delay once per line.
+    pub lines: usize,
+    pub disconnect: bool,
+}
+
+pub struct Shell {
+    pub(crate) s: ShellSettings,
+    pub(crate) privileged: bool,
+    /// In configuration mode; `section` is the index of the block being edited, with its
+    /// prompt label (`config-if`, `GigabitEthernet0/0/1`, ...).
+    pub(crate) config_mode: bool,
+    pub(crate) section: Option<(usize, String)>,
+    pub(crate) paging: bool,
+    pub(crate) running: RunningConfig,
+    pub(crate) startup: RunningConfig,
+    /// Junos candidate configuration.
+    pub(crate) candidate: RunningConfig,
+    pub(crate) waiting: Waiting,
+    line: Vec<u8>,
+    pager: Option<std::vec::IntoIter<String>>,
+    last_was_cr: bool,
+    out: Vec<u8>,
+}
+
+impl Shell {
+    pub fn new(s: ShellSettings) -> Self {
+        let running = match s.flavor {
+            Flavor::JuniperJunos => crate::junos::initial_config(&s.hostname),
+            Flavor::Huawei => crate::huawei::initial_config(&s.hostname),
+            _ => crate::cisco::initial_config(&s.hostname),
+        };
+        let privileged = matches!(
+            s.flavor,
+            Flavor::CiscoNxos | Flavor::JuniperJunos | Flavor::Huawei
+        );
+        Shell {
+            privileged,
+            config_mode: false,
+            section: None,
+            paging: true,
+            startup: running.clone(),
+            candidate: running.clone(),
+            running,
+            waiting: Waiting::Line,
+            line: Vec::new(),
+            pager: None,
+            last_was_cr: false,
+            out: Vec::new(),
+            s,
+        }
+    }
+
+    /// The banner and first prompt sent when the shell starts.
+    pub fn greeting(&mut self) -> Vec<u8> {
+        let banner = match self.s.flavor {
+            Flavor::JuniperJunos => {
+                "--- JUNOS 21.4R3-S3 Kernel 64-bit  JNPR-12.1-20230101.0_builder\n"
+            }
+            Flavor::Huawei => {
+                "\nInfo: The max number of VTY users is 10, and the number\n      of current VTY users on line is 1.\n"
+            }
+            _ => {
+                "\n**************************************************\n*  Authorized access only (netpulse devsim)      *\n**************************************************\n"
+            }
+        };
+        self.text(banner);
+        self.write_prompt();
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.s.hostname
+    }
+
+    /// Feeds client bytes; returns what the device writes back.
+    pub fn input(&mut self, data: &[u8]) -> Reply {
+        let mut reply = Reply::default();
+        for &b in data {
+            if reply.disconnect {
+                break;
+            }
+            let is_newline = b == b'\n' && self.last_was_cr;
+            self.last_was_cr = b == b'\r';
+            if is_newline {
+                continue; // the \n of a \r\n pair
+            }
+            match self.waiting {
+                Waiting::Pager => self.pager_key(b),
+                Waiting::Secret | Waiting::Confirm(_) => {
+                    if b == b'\r' || b == b'\n' {
+                        let line =
+                            String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+                        self.out.extend_from_slice(b"\r\n");
+                        reply.lines += 1;
+                        let after = self.answer(&line);
+                        reply.disconnect = self.finish(after);
+                    } else if matches!(self.waiting, Waiting::Confirm(_)) {
+                        self.out.push(b);
+                        self.line.push(b);
+                    } else {
+                        self.line.push(b); // secrets are not echoed
+                    }
+                }
+                Waiting::Line => match b {
+                    b'\r' | b'\n' => {
+                        let line =
+                            String::from_utf8_lossy(&std::mem::take(&mut self.line)).into_owned();
+                        self.out.extend_from_slice(b"\r\n");
+                        reply.lines += 1;
+                        let after = self.command(line.trim());
+                        reply.disconnect = self.finish(after);
+                    }
+                    0x7f | 0x08 => {
+                        if self.line.pop().is_some() {
+                            self.out.extend_from_slice(b"\x08 \x08");
+                        }
+                    }
+                    0x20..=0x7e | 0x09 => {
+                        self.line.push(b);
+                        self.out.push(b);
+                    }
+                    _ => {}
+                },
+            }
+        }
+        reply.output = std::mem::take(&mut self.out);
+        reply
+    }
+
+    fn finish(&mut self, after: After) -> bool {
+        match after {
+            After::Prompt => {
+                self.write_prompt();
+                false
+            }
+            After::Wait => false,
+            After::Disconnect => true,
+        }
+    }
+
+    fn command(&mut self, line: &str) -> After {
+        match self.s.flavor {
+            Flavor::JuniperJunos => crate::junos::command(self, line),
+            Flavor::Huawei => crate::huawei::command(self, line),
+            _ => crate::cisco::command(self, line),
+        }
+    }
+
+    fn answer(&mut self, answer: &str) -> After {
+        let waiting = std::mem::replace(&mut self.waiting, Waiting::Line);
+        match (self.s.flavor, waiting) {
+            (Flavor::Huawei, Waiting::Secret) => crate::huawei::secret(self, answer),
+            (_, Waiting::Secret) => crate::cisco::secret(self, answer),
+            (Flavor::Huawei, Waiting::Confirm(c)) => crate::huawei::confirm(self, c, answer),
+            (_, Waiting::Confirm(c)) => crate::cisco::confirm(self, c, answer),
+            _ => After::Prompt,
+        }
+    }
+
+    pub(crate) fn prompt(&self) -> String {
+        let h = &self.s.hostname;
+        match self.s.flavor {
+            Flavor::JuniperJunos => {
+                let u = &self.s.username;
+                if self.config_mode {
+                    format!("\r\n[edit]\r\n{u}@{h}# ")
+                } else {
+                    format!("{u}@{h}> ")
+                }
+            }
+            Flavor::Huawei => match (&self.section, self.config_mode) {
+                (Some((_, label)), _) => format!("[{h}-{label}]"),
+                (None, true) => format!("[{h}]"),
+                (None, false) => format!("<{h}>"),
+            },
+            _ => match (&self.section, self.config_mode) {
+                (Some((_, label)), _) => format!("{h}({label})#"),
+                (None, true) => format!("{h}(config)#"),
+                (None, false) => format!("{h}{}", if self.privileged { "#" } else { ">" }),
+            },
+        }
+    }
+
+    fn write_prompt(&mut self) {
+        let p = self.prompt();
+        self.out.extend_from_slice(p.as_bytes());
+    }
+
+    /// Writes text, turning `\n` into `\r\n` as a terminal line discipline would.
+    pub(crate) fn text(&mut self, t: &str) {
+        for (i, part) in t.split('\n').enumerate() {
+            if i > 0 {
+                self.out.extend_from_slice(b"\r\n");
+            }
+            self.out.extend_from_slice(part.as_bytes());
+        }
+    }
+
+    pub(crate) fn say(&mut self, line: &str) {
+        self.text(line);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes a question and waits for an answer instead of a command.
+    pub(crate) fn ask(&mut self, question: &str, waiting: Waiting) -> After {
+        self.text(question);
+        self.waiting = waiting;
+        After::Wait
+    }
+
+    /// Writes output lines, paging them when paging is on and they do not fit a page.
+    pub(crate) fn lines(&mut self, lines: Vec<String>) -> After {
+        let page = self.s.page_lines.saturating_sub(1).max(1);
+        if !self.paging || lines.len() <= page {
+            for l in &lines {
+                self.say(l);
+            }
+            return After::Prompt;
+        }
+        self.pager = Some(lines.into_iter());
+        self.page(page);
+        After::Wait
+    }
+
+    fn more_prompt(&self) -> (&'static str, &'static str) {
+        match self.s.flavor {
+            Flavor::JuniperJunos => (
+                "---(more)---",
+                "\r                                        \r",
+            ),
+            Flavor::Huawei => (
+                "  ---- More ----",
+                "\x1b[42D                                          \x1b[42D",
+            ),
+            _ => (
+                " --More-- ",
+                "\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08          \x08\x08\x08\x08\x08\x08\x08\x08\x08\x08",
+            ),
+        }
+    }
+
+    fn page(&mut self, n: usize) {
+        let pager = self.pager.as_mut().expect("paging");
+        let chunk: Vec<String> = pager.take(n).collect();
+        let done = pager.len() == 0;
+        for l in &chunk {
+            self.say(l);
+        }
+        if done {
+            self.pager = None;
+            self.waiting = Waiting::Line;
+            self.write_prompt();
+        } else {
+            let more = self.more_prompt().0;
+            self.out.extend_from_slice(more.as_bytes());
+            self.waiting = Waiting::Pager;
+        }
+    }
+
+    fn pager_key(&mut self, key: u8) {
+        let erase = self.more_prompt().1;
+        self.out.extend_from_slice(erase.as_bytes());
+        match key {
+            b'q' | b'Q' | 0x03 => {
+                self.pager = None;
+                self.waiting = Waiting::Line;
+                self.write_prompt();
+            }
+            b'\r' | b'\n' => self.page(1),
+            _ => {
+                let page = self.s.page_lines.saturating_sub(1).max(1);
+                self.page(page)
+            }
+        }
+    }
+
+    pub(crate) fn tech_support(&self, title: &str) -> Vec<String> {
+        let mut v = Vec::with_capacity(self.s.tech_support_lines + 1);
+        v.push(format!("------------------ {title} ------------------"));
+        for i in 1..=self.s.tech_support_lines {
+            v.push(format!(
+                "{i:08} {} diagnostic record: counters ok, buffers ok, temperature 41C, fans ok",
+                self.s.hostname
+            ));
+        }
+        v
+    }
+}
+
+/// Matches input words against a command pattern where each input word may abbreviate the
+/// pattern word (`sh run` matches `show running-config`) and `*` takes any one word.
+/// Returns the words taken by `*`, in order.
+pub(crate) fn matches<'a>(input: &'a str, pattern: &str) -> Option<Vec<&'a str>> {
+    let words: Vec<&str> = input.split_whitespace().collect();
+    let pat: Vec<&str> = pattern.split_whitespace().collect();
+    if words.len() != pat.len() {
+        return None;
+    }
+    let mut caps = Vec::new();
+    for (i, (w, p)) in words.iter().zip(&pat).enumerate() {
+        // The first word needs two letters (`s` is ambiguous on every vendor), later ones one.
+        if *p == "*" {
+            caps.push(*w);
+        } else if !(p.starts_with(w) && (i > 0 || w.len() >= 2 || p.len() == 1)) {
+            return None;
+        }
+    }
+    Some(caps)
+}
+
+/// The caret line vendors print under the offending word, then their error text.
+pub(crate) fn caret(sh: &mut Shell, prompt_len: usize, error: &str) {
+    sh.say(&format!("{}^", " ".repeat(prompt_len)));
+    sh.say(error);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn shell(flavor: Flavor) -> Shell {
+        Shell::new(ShellSettings {
+            flavor,
+            hostname: "R1".into(),
+            username: "admin".into(),
+            enable_secret: Some("en4ble".into()),
+            tech_support_lines: 60,
+            page_lines: 24,
+        })
+    }
+
+    fn run(sh: &mut Shell, line: &str) -> String {
+        String::from_utf8(sh.input(format!("{line}\n").as_bytes()).output).unwrap()
+    }
+
+    #[test]
+    fn abbreviations_match() {
+        assert_eq!(matches("sh run", "show running-config"), Some(vec![]));
+        assert_eq!(matches("term len 0", "terminal length *"), Some(vec!["0"]));
+        assert_eq!(matches("s run", "show running-config"), None);
+        assert_eq!(matches("show run extra", "show running-config"), None);
+    }
+
+    #[test]
+    fn ios_enable_config_and_running_config() {
+        let mut sh = shell(Flavor::CiscoIos);
+        assert!(String::from_utf8(sh.greeting()).unwrap().ends_with("R1>"));
+        assert!(run(&mut sh, "show running-config").contains("% Invalid input"));
+        assert!(run(&mut sh, "enable").ends_with("Password: "));
+        assert!(run(&mut sh, "en4ble").ends_with("R1#"));
+        assert!(run(&mut sh, "conf t").ends_with("R1(config)#"));
+        assert!(run(&mut sh, "interface Loopback9").ends_with("R1(config-if)#"));
+        assert!(run(&mut sh, "description mgmt").ends_with("R1(config-if)#"));
+        assert!(run(&mut sh, "bogus words").contains("% Invalid input detected at '^' marker."));
+        assert!(run(&mut sh, "end").ends_with("R1#"));
+        let out = run(&mut sh, "terminal length 0");
+        assert!(out.ends_with("R1#"), "{out}");
+        let conf = run(&mut sh, "show running-config");
+        assert!(
+            conf.contains("interface Loopback9\r\n description mgmt\r\n"),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn paging_stops_at_more_until_a_key_and_is_off_after_terminal_length_0() {
+        let mut sh = shell(Flavor::CiscoIos);
+        sh.greeting();
+        let first = run(&mut sh, "show tech-support");
+        assert!(first.ends_with(" --More-- "), "{first}");
+        assert_eq!(first.matches("\r\n").count(), 24); // echo line + 23 output lines
+        let rest = String::from_utf8(sh.input(b" ").output).unwrap();
+        assert!(rest.ends_with(" --More-- "));
+        let rest = String::from_utf8(sh.input(b" ").output).unwrap();
+        assert!(rest.ends_with("R1>"), "{rest}");
+        run(&mut sh, "terminal length 0");
+        let all = run(&mut sh, "show tech-support");
+        assert!(!all.contains("More") && all.ends_with("R1>"));
+    }
+
+    #[test]
+    fn junos_commit_and_huawei_save() {
+        let mut sh = shell(Flavor::JuniperJunos);
+        sh.greeting();
+        assert!(run(&mut sh, "configure").ends_with("[edit]\r\nadmin@R1# "));
+        run(&mut sh, "set interfaces ge-0/0/1 description uplink");
+        assert!(run(&mut sh, "frobnicate").contains("unknown command."));
+        assert!(run(&mut sh, "commit").contains("commit complete"));
+        run(&mut sh, "exit configuration-mode");
+        assert!(
+            run(&mut sh, "show configuration | display set")
+                .contains("set interfaces ge-0/0/1 description uplink")
+        );
+
+        let mut sh = shell(Flavor::Huawei);
+        sh.greeting();
+        assert!(run(&mut sh, "system-view").ends_with("[R1]"));
+        assert!(
+            run(&mut sh, "interface GigabitEthernet0/0/1").ends_with("[R1-GigabitEthernet0/0/1]")
+        );
+        run(&mut sh, "description uplink");
+        assert!(run(&mut sh, "return").ends_with("<R1>"));
+        assert!(run(&mut sh, "save").ends_with("[Y/N]"));
+        assert!(run(&mut sh, "y").contains("successfully"));
+        assert!(run(&mut sh, "display saved-configuration").contains(" description uplink"));
+    }
+}
