@@ -1,1 +1,23 @@
-//! placeholder
+//! The device side of NetPulse: one SSH session to one network device, kept open and used for
+//! that device's jobs one at a time.
+//!
+//! Layers, bottom up:
+//! - [`ssh`]: TCP + SSH handshake with a host-key policy, authentication, a PTY shell channel.
+//! - [`terminal`]: turns raw PTY bytes into text (line ends, erase sequences, ANSI codes).
+//! - [`dialect`]: per-platform prompts, paging, enable, configuration mode, commit, save and
+//!   rejection patterns.
+//! - [`session`]: "send a line, read until the prompt", enable, configuration mode, keepalive.
+//! - [`ops`]: a job (commands, or configuration lines) run over a session, with per-command
+//!   results.
+//! - [`worker`]: the `pinned-worker` process: frames from the parent on stdin, results on
+//!   stdout, keepalive and idle TTL timers, exit codes ([`exit_code`]).
+
+pub mod dialect;
+pub mod error;
+pub mod exit_code;
+pub mod ops;
+pub mod options;
+pub mod session;
+pub mod ssh;
+pub mod terminal;
+pub mod worker;

@@ -1,0 +1,245 @@
+//! A job over an open session: run commands, or push configuration lines.
+
+use std::time::Duration;
+
+use netpulse_proto::worker::{CommandResult, CommandStatus};
+use tokio::time::Instant;
+
+use crate::dialect::{Dialect, Save};
+use crate::error::SessionError;
+use crate::session::DeviceSession;
+
+#[derive(Clone, Debug)]
+pub enum Operation {
+    Commands(Vec<String>),
+    Config { lines: Vec<String>, save: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub operation: Operation,
+    pub enable: bool,
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    pub results: Vec<CommandResult>,
+    pub error: Option<SessionError>,
+    pub committed: bool,
+    pub saved: bool,
+    pub execute: Duration,
+}
+
+impl JobSpec {
+    /// Rejects what cannot work before any byte goes to the device.
+    pub fn check(&self, dialect: &Dialect) -> Result<(), SessionError> {
+        let (items, what) = match &self.operation {
+            Operation::Commands(c) => (c, "commands"),
+            Operation::Config { lines, .. } => (lines, "config"),
+        };
+        if items.is_empty() {
+            return Err(SessionError::InvalidArgument(format!(
+                "{what} must hold at least one line, got none"
+            )));
+        }
+        if let Some(bad) = items.iter().find(|l| l.contains(['\n', '\r'])) {
+            return Err(SessionError::InvalidArgument(format!(
+                "{what} lines must not contain line breaks, got {bad:?}"
+            )));
+        }
+        if self.enable && dialect.enable.is_none() {
+            return Err(SessionError::Unsupported(format!(
+                "enable_mode is not available on {}",
+                dialect.name
+            )));
+        }
+        if let Operation::Config { save: true, .. } = self.operation
+            && matches!(dialect.save, Save::Unsupported)
+        {
+            return Err(SessionError::Unsupported(format!(
+                "save is not available on {}",
+                dialect.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn result(
+    command: &str,
+    status: CommandStatus,
+    output: String,
+    error: String,
+    took: Duration,
+) -> CommandResult {
+    CommandResult {
+        command: command.to_string(),
+        output,
+        status: status as i32,
+        error,
+        duration_us: took.as_micros() as u64,
+    }
+}
+
+fn skipped(rest: &[String]) -> impl Iterator<Item = CommandResult> + '_ {
+    rest.iter().map(|c| {
+        result(
+            c,
+            CommandStatus::Skipped,
+            String::new(),
+            "not sent: an earlier line failed".into(),
+            Duration::ZERO,
+        )
+    })
+}
+
+pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
+    let start = Instant::now();
+    let mut out = JobOutcome::default();
+    if let Err(e) = job.check(session.dialect()) {
+        out.error = Some(e);
+        return out;
+    }
+    if job.enable
+        && let Err(e) = session.enable(job.command_timeout).await
+    {
+        out.error = Some(e);
+        return out;
+    }
+    match &job.operation {
+        Operation::Commands(cmds) => {
+            run_commands(session, cmds, job.command_timeout, &mut out).await
+        }
+        Operation::Config { lines, save } => {
+            push_config(session, lines, *save, job.command_timeout, &mut out).await
+        }
+    }
+    out.execute = start.elapsed();
+    out
+}
+
+async fn run_commands(
+    s: &mut DeviceSession,
+    cmds: &[String],
+    timeout: Duration,
+    out: &mut JobOutcome,
+) {
+    let mut rejected = Vec::new();
+    for (i, cmd) in cmds.iter().enumerate() {
+        match s.command(cmd, timeout).await {
+            Ok(o) => {
+                let status = if o.rejected.is_some() {
+                    CommandStatus::Rejected
+                } else {
+                    CommandStatus::Ok
+                };
+                if let Some(why) = &o.rejected {
+                    rejected.push(format!("{cmd:?}: {why}"));
+                }
+                out.results.push(result(
+                    cmd,
+                    status,
+                    o.output,
+                    o.rejected.unwrap_or_default(),
+                    o.duration,
+                ));
+            }
+            Err(e) => {
+                out.results.push(result(
+                    cmd,
+                    CommandStatus::Failed,
+                    String::new(),
+                    e.to_string(),
+                    Duration::ZERO,
+                ));
+                out.results.extend(skipped(&cmds[i + 1..]));
+                out.error = Some(e);
+                return;
+            }
+        }
+    }
+    if !rejected.is_empty() {
+        out.error = Some(SessionError::CommandRejected(format!(
+            "{} of {} commands rejected: {}",
+            rejected.len(),
+            cmds.len(),
+            rejected.join("; ")
+        )));
+    }
+}
+
+async fn push_config(
+    s: &mut DeviceSession,
+    lines: &[String],
+    save: bool,
+    timeout: Duration,
+    out: &mut JobOutcome,
+) {
+    if let Err(e) = s.enter_config(timeout).await {
+        out.error = Some(e);
+        out.results.extend(skipped(lines));
+        return;
+    }
+    for (i, line) in lines.iter().enumerate() {
+        match s.command(line, timeout).await {
+            Ok(o) if o.rejected.is_none() => out.results.push(result(
+                line,
+                CommandStatus::Ok,
+                o.output,
+                String::new(),
+                o.duration,
+            )),
+            Ok(o) => {
+                let why = o.rejected.clone().unwrap_or_default();
+                out.results.push(result(
+                    line,
+                    CommandStatus::Rejected,
+                    o.output,
+                    why.clone(),
+                    o.duration,
+                ));
+                out.results.extend(skipped(&lines[i + 1..]));
+                out.error = Some(SessionError::CommandRejected(format!(
+                    "config line {} {line:?} rejected: {why}",
+                    i + 1
+                )));
+                break;
+            }
+            Err(e) => {
+                out.results.push(result(
+                    line,
+                    CommandStatus::Failed,
+                    String::new(),
+                    e.to_string(),
+                    Duration::ZERO,
+                ));
+                out.results.extend(skipped(&lines[i + 1..]));
+                out.error = Some(e);
+                return; // the session is unusable; leaving config mode would fail too
+            }
+        }
+    }
+    if out.error.is_none() {
+        match s.commit(timeout).await {
+            Ok(c) => out.committed = c,
+            Err(e) => out.error = Some(e),
+        }
+    }
+    if out.error.is_some()
+        && let Err(e) = s.discard_candidate(timeout).await
+    {
+        out.error = Some(e);
+        return;
+    }
+    if let Err(e) = s.exit_config(timeout).await {
+        out.error.get_or_insert(e);
+        return;
+    }
+    if save && out.error.is_none() {
+        match s.save(timeout).await {
+            Ok(()) => out.saved = true,
+            Err(e) => out.error = Some(e),
+        }
+    }
+}

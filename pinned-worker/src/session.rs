@@ -1,0 +1,520 @@
+//! One interactive CLI session on a device.
+//!
+//! Every exchange is "send a line, read until the prompt comes back". The read loop appends
+//! channel data to a buffer and, after each chunk, looks only at the last unterminated line:
+//! a `--More--` marker is answered with a space and cut out; a prompt that starts with the
+//! device's learned hostname ends the read at once. A prompt with another name (the hostname
+//! was just changed by configuration) ends it only after a short quiet period, so a chunk
+//! boundary inside an output line that merely looks like a prompt cannot cut the output short.
+//! There are no fixed sleeps: every read waits for a pattern, bounded by a deadline.
+
+use std::time::Duration;
+
+use regex::Regex;
+use russh::ChannelMsg;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::dialect::{Dialect, Save};
+use crate::error::SessionError;
+use crate::ssh::{self, Target, Transport};
+use crate::terminal;
+
+/// How long an unanchored prompt match must stay quiet before it counts.
+const SETTLE: Duration = Duration::from_millis(150);
+/// Largest output one command may produce (jobs travel in frames of at most 64 MiB).
+pub const MAX_OUTPUT_BYTES: usize = 48 << 20;
+
+pub struct DeviceSession {
+    transport: Transport,
+    dialect: &'static Dialect,
+    hostname: String,
+    buf: Vec<u8>,
+    privileged: bool,
+    in_config: bool,
+    secret: String,
+}
+
+#[derive(Debug)]
+pub struct CommandOutput {
+    pub output: String,
+    /// The device's rejection text, when it rejected the command.
+    pub rejected: Option<String>,
+    pub duration: Duration,
+}
+
+enum ReadEnd {
+    Prompt,
+    Pattern,
+}
+
+enum ReadError {
+    Timeout,
+    Closed(String),
+    TooLarge,
+}
+
+impl DeviceSession {
+    /// Connects, logs in, finds the prompt, confirms it with a RETURN and turns paging off.
+    pub async fn open(
+        target: &Target,
+        dialect: &'static Dialect,
+        secret: &str,
+        prompt_timeout: Duration,
+    ) -> Result<DeviceSession, SessionError> {
+        let transport = ssh::open(target).await?;
+        let mut s = DeviceSession {
+            transport,
+            dialect,
+            hostname: String::new(),
+            buf: Vec::new(),
+            privileged: false,
+            in_config: false,
+            secret: secret.to_string(),
+        };
+        let deadline = Instant::now() + prompt_timeout;
+        s.read_until(deadline, false, None, Duration::ZERO)
+            .await
+            .map_err(|e| {
+                s.prompt_error(
+                    e,
+                    prompt_timeout,
+                    "waiting for the first prompt after login",
+                )
+            })?;
+        s.keepalive(prompt_timeout).await?;
+        for cmd in dialect.paging_off {
+            let out = s.command(cmd, prompt_timeout).await?;
+            if let Some(why) = out.rejected {
+                debug!(command = cmd, %why, "paging-off command rejected; --More-- will be answered instead");
+            }
+        }
+        info!(addr = %target.addr(), hostname = %s.hostname, "session ready");
+        Ok(s)
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub fn privileged(&self) -> bool {
+        self.privileged
+    }
+
+    pub fn dialect(&self) -> &'static Dialect {
+        self.dialect
+    }
+
+    /// Sends one command and returns its output without the echo and the prompt.
+    pub async fn command(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SessionError> {
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line(cmd).await?;
+        self.read_until(start + timeout, true, None, SETTLE)
+            .await
+            .map_err(|e| self.command_error(e, cmd, timeout))?;
+        Ok(self.finish_output(cmd, start))
+    }
+
+    /// Application keepalive: RETURN must bring the prompt back in time. Returns the round trip.
+    pub async fn keepalive(&mut self, timeout: Duration) -> Result<Duration, SessionError> {
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line("").await?;
+        self.read_until(start + timeout, true, None, SETTLE)
+            .await
+            .map_err(|e| self.prompt_error(e, timeout, "keepalive"))?;
+        Ok(start.elapsed())
+    }
+
+    /// Enters privileged mode, answering the secret prompt. No-op when already privileged.
+    pub async fn enable(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let Some(en) = &self.dialect.enable else {
+            return Err(SessionError::Unsupported(format!(
+                "{} has no enable mode",
+                self.dialect.name
+            )));
+        };
+        if self.privileged && en.prompt_shows_privilege {
+            return Ok(());
+        }
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line(en.command).await?;
+        let end = self
+            .read_until(start + timeout, true, Some(&en.secret_prompt), SETTLE)
+            .await
+            .map_err(|e| self.command_error(e, en.command, timeout))?;
+        if let ReadEnd::Pattern = end {
+            if self.secret.is_empty() {
+                // Answer the prompt anyway so the session is left at a prompt.
+                let _ = self.send_line("").await;
+                let _ = self
+                    .read_until(Instant::now() + timeout, true, None, SETTLE)
+                    .await;
+                return Err(SessionError::EnableFailed(
+                    "the device asks for an enable secret and none was given".into(),
+                ));
+            }
+            self.buf.clear();
+            let secret = self.secret.clone();
+            self.send_line(&secret).await?;
+            self.read_until(Instant::now() + timeout, true, None, SETTLE)
+                .await
+                .map_err(|e| self.command_error(e, "<enable secret>", timeout))?;
+        }
+        let text = terminal::clean(&self.buf);
+        if let Some(why) = self.dialect.rejection(&text) {
+            return Err(SessionError::EnableFailed(why.trim().to_string()));
+        }
+        if en.prompt_shows_privilege && !self.privileged {
+            let why = text
+                .lines()
+                .find(|l| l.starts_with('%'))
+                .unwrap_or("prompt did not change to privileged mode");
+            return Err(SessionError::EnableFailed(why.trim().to_string()));
+        }
+        Ok(())
+    }
+
+    pub async fn enter_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let Some(cm) = &self.dialect.config else {
+            return Ok(());
+        };
+        let out = self.command(cm.enter, timeout).await?;
+        if !self.in_config {
+            let why = out.rejected.unwrap_or(out.output);
+            return Err(SessionError::ConfigModeFailed(format!(
+                "{:?} did not enter configuration mode: {}",
+                cm.enter,
+                why.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn exit_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let Some(cm) = &self.dialect.config else {
+            return Ok(());
+        };
+        if !self.in_config {
+            return Ok(());
+        }
+        self.command(cm.exit, timeout).await?;
+        if self.in_config {
+            return Err(SessionError::ConfigModeFailed(format!(
+                "{:?} did not leave configuration mode",
+                cm.exit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies the candidate configuration on platforms that have one. Returns whether it did.
+    pub async fn commit(&mut self, timeout: Duration) -> Result<bool, SessionError> {
+        let Some((commit, _)) = self.dialect.config.as_ref().and_then(|c| c.commit) else {
+            return Ok(false);
+        };
+        let out = self.command(commit, timeout).await?;
+        if let Some(why) = out.rejected {
+            return Err(SessionError::CommitFailed(why.trim().to_string()));
+        }
+        Ok(true)
+    }
+
+    /// Throws the candidate configuration away after a failed push (platforms with commit).
+    pub async fn discard_candidate(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        if let Some((_, abort)) = self.dialect.config.as_ref().and_then(|c| c.commit) {
+            self.command(abort, timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the running configuration. Call outside configuration mode.
+    pub async fn save(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let (command, confirm) = match &self.dialect.save {
+            Save::Command { command, confirm } => (*command, confirm.as_ref()),
+            Save::ByCommit => return Ok(()),
+            Save::Unsupported => {
+                return Err(SessionError::Unsupported(format!(
+                    "{} has no save command",
+                    self.dialect.name
+                )));
+            }
+        };
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line(command).await?;
+        let end = self
+            .read_until(start + timeout, true, confirm.map(|(re, _)| re), SETTLE)
+            .await
+            .map_err(|e| self.command_error(e, command, timeout))?;
+        if let (ReadEnd::Pattern, Some((_, answer))) = (end, confirm) {
+            self.send_line(answer).await?;
+            self.read_until(start + timeout, true, None, SETTLE)
+                .await
+                .map_err(|e| self.command_error(e, command, timeout))?;
+        }
+        let out = self.finish_output(command, start);
+        if let Some(why) = out.rejected {
+            return Err(SessionError::SaveFailed(why.trim().to_string()));
+        }
+        Ok(())
+    }
+
+    /// True when the transport is known to be gone. Cheap; does not touch the device.
+    pub fn is_closed(&self) -> bool {
+        self.transport.handle.is_closed()
+    }
+
+    /// Waits for something from the device while idle. Returns an error when the session
+    /// ends; unsolicited output (log messages) is discarded before the next command anyway.
+    pub async fn idle_event(&mut self) -> Result<(), SessionError> {
+        match self.transport.channel.wait().await {
+            Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                if self.buf.len() < 1 << 20 {
+                    self.buf.extend_from_slice(&data);
+                }
+                Ok(())
+            }
+            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => Err(
+                SessionError::SessionLost("the device closed the session".into()),
+            ),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.transport
+                .handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en"),
+        )
+        .await;
+    }
+
+    /// Checks, without sending anything, that the session is still usable.
+    pub fn check_alive(&mut self) -> Result<(), SessionError> {
+        self.discard_pending()
+    }
+
+    /// Drops output that arrived while idle; fails if the session ended meanwhile.
+    fn discard_pending(&mut self) -> Result<(), SessionError> {
+        loop {
+            match self.transport.channel.wait().now_or_never() {
+                None => break,
+                Some(Some(ChannelMsg::Eof)) | Some(Some(ChannelMsg::Close)) | Some(None) => {
+                    return Err(SessionError::SessionLost(
+                        "the device closed the session".into(),
+                    ));
+                }
+                Some(Some(_)) => {}
+            }
+        }
+        if self.is_closed() {
+            return Err(SessionError::SessionLost(
+                "the ssh connection is closed".into(),
+            ));
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<(), SessionError> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.transport
+            .channel
+            .data(&bytes[..])
+            .await
+            .map_err(|e| SessionError::SessionLost(format!("sending to the device: {e}")))
+    }
+
+    /// Reads until the prompt (or `also`) shows on the last line. See the module docs.
+    async fn read_until(
+        &mut self,
+        deadline: Instant,
+        need_newline: bool,
+        also: Option<&Regex>,
+        settle: Duration,
+    ) -> Result<ReadEnd, ReadError> {
+        let mut tentative: Option<(Instant, String, bool, bool)> = None;
+        loop {
+            let wait_until = tentative.as_ref().map_or(deadline, |t| t.0.min(deadline));
+            let msg = match tokio::time::timeout_at(wait_until, self.transport.channel.wait()).await
+            {
+                Err(_) => {
+                    if let Some((_, host, privileged, in_config)) = tentative.take()
+                        && Instant::now() < deadline
+                    {
+                        if host != self.hostname {
+                            debug!(old = %self.hostname, new = %host, "prompt changed");
+                        }
+                        self.hostname = host;
+                        self.privileged = privileged;
+                        self.in_config = in_config;
+                        return Ok(ReadEnd::Prompt);
+                    }
+                    return Err(ReadError::Timeout);
+                }
+                Ok(None) => return Err(ReadError::Closed("the ssh channel closed".into())),
+                Ok(Some(m)) => m,
+            };
+            match msg {
+                ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                    self.buf.extend_from_slice(&data)
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => {
+                    return Err(ReadError::Closed("the device closed the session".into()));
+                }
+                _ => continue,
+            }
+            tentative = None;
+            if self.buf.len() > MAX_OUTPUT_BYTES {
+                return Err(ReadError::TooLarge);
+            }
+            let start = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
+            if (need_newline && start == 0) || self.buf.len() - start > 1024 {
+                continue;
+            }
+            let tail = terminal::last_line(&self.buf[start..]);
+            if tail.trim().is_empty() {
+                continue;
+            }
+            if also.is_some_and(|re| re.is_match(&tail)) {
+                return Ok(ReadEnd::Pattern);
+            }
+            if self.dialect.more.is_match(&tail) {
+                self.buf.truncate(start);
+                self.transport
+                    .channel
+                    .data(&b" "[..])
+                    .await
+                    .map_err(|e| ReadError::Closed(e.to_string()))?;
+                continue;
+            }
+            if let Some(c) = self.dialect.prompt.captures(&tail) {
+                let host = c["host"].to_string();
+                let privileged = (self.dialect.privileged)(&c);
+                let in_config = (self.dialect.in_config)(&c);
+                if (!self.hostname.is_empty() && host.starts_with(&self.hostname))
+                    || (self.hostname.is_empty() && settle.is_zero())
+                {
+                    if self.hostname.is_empty() {
+                        self.hostname = host;
+                    }
+                    self.privileged = privileged;
+                    self.in_config = in_config;
+                    return Ok(ReadEnd::Prompt);
+                }
+                tentative = Some((Instant::now() + settle, host, privileged, in_config));
+            }
+        }
+    }
+
+    fn finish_output(&mut self, cmd: &str, start: Instant) -> CommandOutput {
+        let text = terminal::clean(&self.buf);
+        let output = strip_echo_and_prompt(&text, cmd, self.dialect);
+        let rejected = self
+            .dialect
+            .rejection(&output)
+            .map(|s| s.trim().to_string());
+        CommandOutput {
+            output,
+            rejected,
+            duration: start.elapsed(),
+        }
+    }
+
+    fn tail(&self) -> String {
+        let text = terminal::clean(&self.buf[self.buf.len().saturating_sub(400)..]);
+        let n = text.chars().count();
+        text.chars().skip(n.saturating_sub(160)).collect()
+    }
+
+    fn prompt_error(&self, e: ReadError, after: Duration, context: &'static str) -> SessionError {
+        match e {
+            ReadError::Timeout => SessionError::PromptTimeout {
+                after,
+                context,
+                tail: self.tail(),
+            },
+            ReadError::Closed(why) => SessionError::SessionLost(why),
+            ReadError::TooLarge => SessionError::OutputTooLarge {
+                limit: MAX_OUTPUT_BYTES,
+            },
+        }
+    }
+
+    fn command_error(&self, e: ReadError, cmd: &str, after: Duration) -> SessionError {
+        match e {
+            ReadError::Timeout => SessionError::CommandTimeout {
+                command: cmd.to_string(),
+                after,
+                tail: self.tail(),
+            },
+            other => self.prompt_error(other, after, "command"),
+        }
+    }
+}
+
+/// Output of one command: the text between the echoed command line and the prompt line.
+pub fn strip_echo_and_prompt(text: &str, cmd: &str, dialect: &Dialect) -> String {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    lines.pop(); // the prompt
+    if let Some(pre) = &dialect.prompt_preamble {
+        if lines.last().is_some_and(|l| pre.is_match(l)) {
+            lines.pop();
+        }
+    }
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    let cmd = cmd.trim();
+    if lines.first().is_some_and(|l| l.trim_end().ends_with(cmd)) {
+        lines.remove(0);
+    }
+    lines.join("\n")
+}
+
+/// `FutureExt::now_or_never` without the futures crate: poll once.
+trait NowOrNever: Future + Sized {
+    fn now_or_never(self) -> Option<Self::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(self);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+impl<F: Future> NowOrNever for F {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::lookup;
+
+    #[test]
+    fn echo_prompt_and_junos_edit_line_are_stripped() {
+        let ios = lookup("cisco_ios").unwrap();
+        assert_eq!(
+            strip_echo_and_prompt("show clock\n*10:00 UTC\nR1#", "show clock", ios),
+            "*10:00 UTC"
+        );
+        assert_eq!(strip_echo_and_prompt("\nR1#", "", ios), "");
+        let junos = lookup("juniper_junos").unwrap();
+        let raw = "set system ntp server 1.2.3.4\n\n[edit]\nadmin@R1# ";
+        assert_eq!(
+            strip_echo_and_prompt(raw, "set system ntp server 1.2.3.4", junos),
+            ""
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Opening the SSH transport: TCP with `TCP_NODELAY`, the handshake with a host-key policy,
+//! authentication, and an interactive shell channel on a PTY.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Msg};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, keys};
+use tokio::net::TcpStream;
+use tracing::{info, warn};
+
+use crate::error::SessionError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Trust on first use and record the key; reject a key that differs from the record.
+    AcceptNew(PathBuf),
+    /// Accept only keys already recorded.
+    Strict(PathBuf),
+    /// Accept anything. Explicit opt-in only.
+    InsecureAcceptAny,
+}
+
+/// Everything needed to open a transport. `Debug` is implemented by hand so secrets never
+/// reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub private_key_pem: String,
+    pub private_key_passphrase: String,
+    pub host_key_policy: HostKeyPolicy,
+    pub connect_timeout: Duration,
+    pub auth_timeout: Duration,
+    pub ssh_keepalive_interval: Duration,
+    pub ssh_keepalive_max: usize,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field(
+                "private_key",
+                &if self.private_key_pem.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("host_key_policy", &self.host_key_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+pub struct HostKeyCheck {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    /// Why the key was rejected, for the error message (russh only sees `false`).
+    rejection: Arc<Mutex<Option<String>>>,
+}
+
+impl HostKeyCheck {
+    fn verdict(&self, key: &keys::PublicKey) -> Result<(), String> {
+        let (path, learn) = match &self.policy {
+            HostKeyPolicy::InsecureAcceptAny => return Ok(()),
+            HostKeyPolicy::AcceptNew(p) => (p, true),
+            HostKeyPolicy::Strict(p) => (p, false),
+        };
+        let known = if path.exists() {
+            keys::check_known_hosts_path(&self.host, self.port, key, path).map_err(|e| match e {
+                keys::Error::KeyChanged { line } => format!(
+                    "the host key of {}:{} changed (known_hosts {} line {line}); if the device was \
+                     replaced, remove that line",
+                    self.host,
+                    self.port,
+                    path.display()
+                ),
+                other => format!("reading {}: {other}", path.display()),
+            })?
+        } else {
+            false
+        };
+        match (known, learn) {
+            (true, _) => Ok(()),
+            (false, true) => {
+                keys::known_hosts::learn_known_hosts_path(&self.host, self.port, key, path)
+                    .map_err(|e| format!("recording the host key in {}: {e}", path.display()))?;
+                info!(host = %self.host, port = self.port, "recorded new host key");
+                Ok(())
+            }
+            (false, false) => Err(format!(
+                "{}:{} is not in {} and the policy is strict",
+                self.host,
+                self.port,
+                path.display()
+            )),
+        }
+    }
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let verdict = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => self.verdict(key),
+            PublicKeyOrCertificate::Certificate(_)
+                if self.policy == HostKeyPolicy::InsecureAcceptAny =>
+            {
+                Ok(())
+            }
+            PublicKeyOrCertificate::Certificate(_) => {
+                Err("host certificates are not supported".into())
+            }
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.rejection.lock().expect("lock") = Some(why);
+                Ok(false)
+            }
+        }
+    }
+}
+
+pub struct Transport {
+    pub handle: Handle<HostKeyCheck>,
+    pub channel: Channel<Msg>,
+}
+
+/// Connects, authenticates and opens a PTY shell. Each step has its own timeout.
+pub async fn open(t: &Target) -> Result<Transport, SessionError> {
+    let addr = t.addr();
+    if t.host_key_policy == HostKeyPolicy::InsecureAcceptAny {
+        warn!(%addr, "host key checking is off (insecure_accept_any)");
+    }
+    let key = if t.private_key_pem.is_empty() {
+        None
+    } else {
+        let pass = Some(t.private_key_passphrase.as_str()).filter(|p| !p.is_empty());
+        Some(
+            keys::decode_secret_key(&t.private_key_pem, pass).map_err(|e| {
+                SessionError::InvalidArgument(format!("private_key_pem does not decode: {e}"))
+            })?,
+        )
+    };
+    let timeout = |after| SessionError::ConnectTimeout {
+        addr: addr.clone(),
+        after,
+    };
+    let tcp = tokio::time::timeout(
+        t.connect_timeout,
+        TcpStream::connect((t.host.as_str(), t.port)),
+    )
+    .await
+    .map_err(|_| timeout(t.connect_timeout))?
+    .map_err(|e| SessionError::ConnectFailed {
+        addr: addr.clone(),
+        reason: e.to_string(),
+    })?;
+    // Commands and their echoes are small writes; Nagle would hold them for a delayed ACK.
+    let _ = tcp.set_nodelay(true);
+
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(t.ssh_keepalive_interval),
+        keepalive_max: t.ssh_keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        ..Default::default()
+    });
+    let rejection = Arc::new(Mutex::new(None));
+    let check = HostKeyCheck {
+        host: t.host.clone(),
+        port: t.port,
+        policy: t.host_key_policy.clone(),
+        rejection: rejection.clone(),
+    };
+    let mut handle = match tokio::time::timeout(
+        t.connect_timeout,
+        client::connect_stream(config, tcp, check),
+    )
+    .await
+    {
+        Err(_) => return Err(timeout(t.connect_timeout)),
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            if let Some(why) = rejection.lock().expect("lock").take() {
+                return Err(SessionError::HostKeyRejected(why));
+            }
+            return Err(SessionError::ConnectFailed {
+                addr,
+                reason: format!("ssh handshake: {e}"),
+            });
+        }
+    };
+
+    tokio::time::timeout(t.auth_timeout, authenticate(&mut handle, t, key))
+        .await
+        .map_err(|_| SessionError::AuthFailed {
+            user: t.username.clone(),
+            reason: format!("no answer within {:?}", t.auth_timeout),
+        })??;
+
+    let channel = tokio::time::timeout(t.auth_timeout, async {
+        let ch = handle.channel_open_session().await?;
+        // Wide terminal so devices do not wrap long lines; replies are not awaited, a refusal
+        // shows up as a missing prompt.
+        ch.request_pty(false, "vt100", 511, 24, 0, 0, &[]).await?;
+        ch.request_shell(false).await?;
+        Ok::<_, russh::Error>(ch)
+    })
+    .await
+    .map_err(|_| SessionError::ConnectFailed {
+        addr: addr.clone(),
+        reason: "opening the shell channel timed out".into(),
+    })?
+    .map_err(|e| SessionError::ConnectFailed {
+        addr: addr.clone(),
+        reason: format!("opening the shell channel: {e}"),
+    })?;
+    Ok(Transport { handle, channel })
+}
+
+async fn authenticate(
+    handle: &mut Handle<HostKeyCheck>,
+    t: &Target,
+    key: Option<PrivateKey>,
+) -> Result<(), SessionError> {
+    let failed = |reason: String| SessionError::AuthFailed {
+        user: t.username.clone(),
+        reason,
+    };
+    let mut tried = Vec::new();
+    if let Some(key) = key {
+        let hash = handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .flatten();
+        let r = handle
+            .authenticate_publickey(&t.username, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if r.success() {
+            return Ok(());
+        }
+        tried.push("publickey");
+    }
+    if !t.password.is_empty() {
+        let r = handle
+            .authenticate_password(&t.username, &t.password)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        if r.success() {
+            return Ok(());
+        }
+        tried.push("password");
+    }
+    if tried.is_empty() {
+        return Err(SessionError::InvalidArgument(
+            "connection needs a password or a private_key_pem".into(),
+        ));
+    }
+    Err(failed(format!(
+        "the device refused {}",
+        tried.join(" and ")
+    )))
+}

@@ -1,0 +1,558 @@
+//! The `pinned-worker` process loop.
+//!
+//! A reader task turns stdin into frames on a bounded channel; the main task owns the session
+//! and does everything else, so a job and a keepalive can never touch the session at once.
+//! While idle it waits on four things: a frame, the keepalive timer, the session itself (the
+//! device closing it is noticed at once) and the idle TTL. While busy (connecting, running a
+//! job, a keepalive) it still reads frames: jobs are queued in arrival order, a cancel for the
+//! running job interrupts it, EOF (the parent is gone) ends the process.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use netpulse_proto::frame::{self, FrameError};
+use netpulse_proto::worker::{
+    self as wire, parent_frame::Frame as In, worker_frame::Frame as OutFrame,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::error::SessionError;
+use crate::exit_code;
+use crate::ops;
+use crate::options::{DeviceTarget, Mode, WorkerOptions};
+use crate::session::DeviceSession;
+
+/// How long the parent has to send the init frame.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Jobs the worker accepts ahead of the running one; the parent normally sends one at a time.
+const MAX_QUEUED_JOBS: usize = 1024;
+
+/// Why the process ends: its exit code and the reason sent in the last frame.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub reason: String,
+}
+
+impl Exit {
+    fn new(code: i32, reason: impl Into<String>) -> Exit {
+        Exit {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+enum Inbound {
+    Frame(wire::ParentFrame),
+    Eof,
+    Broken(FrameError),
+}
+
+/// Something that stops the work at hand.
+enum Interrupt {
+    Cancel,
+    Eof,
+}
+
+struct Inbox {
+    rx: mpsc::Receiver<Inbound>,
+    queue: VecDeque<wire::Job>,
+    shutdown: bool,
+    eof: bool,
+    /// Results owed for jobs canceled while queued.
+    canceled: Vec<wire::JobResult>,
+}
+
+impl Inbox {
+    /// Takes the next inbound message; returns an interrupt for the work at hand, if any.
+    async fn next(&mut self, running: Option<&str>) -> Option<Interrupt> {
+        if self.eof {
+            return Some(std::future::pending().await);
+        }
+        let msg = self.rx.recv().await.unwrap_or(Inbound::Eof);
+        self.handle(msg, running)
+    }
+
+    fn handle(&mut self, msg: Inbound, running: Option<&str>) -> Option<Interrupt> {
+        match msg {
+            Inbound::Frame(f) => match f.frame {
+                Some(In::Job(job)) => {
+                    if self.queue.len() >= MAX_QUEUED_JOBS {
+                        self.canceled.push(not_started(
+                            &job.job_id,
+                            &format!("worker queue is full ({MAX_QUEUED_JOBS} jobs)"),
+                        ));
+                    } else {
+                        self.queue.push_back(job);
+                    }
+                    None
+                }
+                Some(In::Cancel(c)) => {
+                    if running == Some(c.job_id.as_str()) {
+                        return Some(Interrupt::Cancel);
+                    }
+                    if let Some(i) = self.queue.iter().position(|j| j.job_id == c.job_id) {
+                        self.queue.remove(i);
+                        let mut r = not_started(&c.job_id, "canceled while queued");
+                        r.error = Some(SessionError::Canceled.to_wire());
+                        self.canceled.push(r);
+                    }
+                    None
+                }
+                Some(In::Shutdown(_)) => {
+                    self.shutdown = true;
+                    None
+                }
+                Some(In::Init(_)) | None => {
+                    warn!("ignoring an unexpected frame (init may only come first)");
+                    None
+                }
+            },
+            Inbound::Eof => {
+                self.eof = true;
+                Some(Interrupt::Eof)
+            }
+            Inbound::Broken(e) => {
+                warn!(error = %e, "frame stream from the parent is broken");
+                self.eof = true;
+                Some(Interrupt::Eof)
+            }
+        }
+    }
+}
+
+/// Runs `work` while still taking frames; an interrupt abandons the work.
+async fn guarded<T>(
+    inbox: &mut Inbox,
+    running: Option<&str>,
+    work: impl Future<Output = T>,
+) -> Result<T, Interrupt> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            v = &mut work => return Ok(v),
+            i = inbox.next(running) => if let Some(i) = i { return Err(i) },
+        }
+    }
+}
+
+fn not_started(job_id: &str, why: &str) -> wire::JobResult {
+    wire::JobResult {
+        job_id: job_id.to_string(),
+        not_started: true,
+        error: Some(SessionError::SessionLost(format!("not started: {why}")).to_wire()),
+        ..Default::default()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Output<W> {
+    w: W,
+    scratch: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    async fn send(&mut self, f: OutFrame) -> Result<(), Exit> {
+        frame::write_frame(
+            &mut self.w,
+            &wire::WorkerFrame { frame: Some(f) },
+            &mut self.scratch,
+        )
+        .await
+        .map_err(|e| Exit::new(exit_code::INTERNAL, format!("writing to the parent: {e}")))
+    }
+}
+
+struct Worker<W> {
+    opts: WorkerOptions,
+    device: DeviceTarget,
+    session: Option<DeviceSession>,
+    out: Output<W>,
+    inbox: Inbox,
+    jobs_done: u64,
+    reuses: u64,
+    last_ok_ms: u64,
+}
+
+/// Runs the worker over the given streams (stdin and stdout in the binary) and returns the
+/// process exit code. The last frame written is always `Exiting` (unless stdout is broken).
+pub async fn run<R, W>(input: R, output: W) -> i32
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
+    let (tx, rx) = mpsc::channel(64);
+    let reader = tokio::spawn(read_frames(input, tx));
+    let mut out = Output {
+        w: output,
+        scratch: Vec::new(),
+    };
+    let mut inbox = Inbox {
+        rx,
+        queue: VecDeque::new(),
+        shutdown: false,
+        eof: false,
+        canceled: Vec::new(),
+    };
+    let exit = match tokio::time::timeout(INIT_TIMEOUT, inbox.rx.recv()).await {
+        Ok(Some(Inbound::Frame(wire::ParentFrame {
+            frame: Some(In::Init(init)),
+        }))) => match WorkerOptions::from_init(init) {
+            Ok(opts) => {
+                let device = opts.device.clone();
+                let mut w = Worker {
+                    opts,
+                    device,
+                    session: None,
+                    out,
+                    inbox,
+                    jobs_done: 0,
+                    reuses: 0,
+                    last_ok_ms: 0,
+                };
+                let exit = w.run().await;
+                w.finish(exit).await
+            }
+            Err(e) => report(&mut out, Exit::new(exit_code::BAD_ARGUMENTS, e.to_string())).await,
+        },
+        Ok(Some(Inbound::Frame(_))) => {
+            report(
+                &mut out,
+                Exit::new(exit_code::BAD_ARGUMENTS, "the first frame must be init"),
+            )
+            .await
+        }
+        Ok(Some(Inbound::Broken(e))) => {
+            report(
+                &mut out,
+                Exit::new(
+                    exit_code::BAD_ARGUMENTS,
+                    format!("reading the init frame: {e}"),
+                ),
+            )
+            .await
+        }
+        Ok(Some(Inbound::Eof) | None) => {
+            Exit::new(exit_code::OK, "parent closed stdin before init")
+        }
+        Err(_) => {
+            report(
+                &mut out,
+                Exit::new(
+                    exit_code::BAD_ARGUMENTS,
+                    format!("no init frame within {INIT_TIMEOUT:?}"),
+                ),
+            )
+            .await
+        }
+    };
+    reader.abort();
+    info!(code = exit.code, reason = %exit.reason, "worker exiting");
+    exit.code
+}
+
+async fn report<W: AsyncWrite + Unpin>(out: &mut Output<W>, exit: Exit) -> Exit {
+    let _ = out
+        .send(OutFrame::Exiting(wire::Exiting {
+            exit_code: exit.code,
+            reason: exit.reason.clone(),
+        }))
+        .await;
+    exit
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(mut input: R, tx: mpsc::Sender<Inbound>) {
+    let mut scratch = Vec::new();
+    loop {
+        let msg = match frame::read_frame::<wire::ParentFrame, _>(&mut input, &mut scratch).await {
+            Ok(Some(f)) => Inbound::Frame(f),
+            Ok(None) => Inbound::Eof,
+            Err(e) => Inbound::Broken(e),
+        };
+        let last = !matches!(msg, Inbound::Frame(_));
+        if tx.send(msg).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Worker<W> {
+    async fn run(&mut self) -> Exit {
+        info!(worker_id = %self.opts.worker_id, device = %self.device.target.addr(), mode = ?self.opts.mode, "worker started");
+        if self.opts.mode == Mode::Pinned && self.opts.connect_on_start {
+            match guarded(
+                &mut self.inbox,
+                None,
+                open_session(&self.device, self.opts.prompt_timeout),
+            )
+            .await
+            {
+                Ok(Ok((s, took))) => {
+                    self.session = Some(s);
+                    if let Err(e) = self.connected(took, false).await {
+                        return e;
+                    }
+                }
+                Ok(Err(e)) => return Exit::new(exit_code::for_connect_error(&e), e.to_string()),
+                Err(_) => return Exit::new(exit_code::OK, "parent closed stdin"),
+            }
+        }
+        let mut idle_deadline = Instant::now() + self.opts.idle_ttl;
+        let mut next_keepalive = Instant::now() + self.opts.keepalive;
+        loop {
+            if let Err(e) = self.flush_canceled().await {
+                return e;
+            }
+            if let Some(job) = self.inbox.queue.pop_front() {
+                if let Err(e) = self.run_job(job).await {
+                    return e;
+                }
+                if self.opts.mode == Mode::OneShot {
+                    return Exit::new(exit_code::OK, "one-shot job done");
+                }
+                idle_deadline = Instant::now() + self.opts.idle_ttl;
+                next_keepalive = Instant::now() + self.opts.keepalive;
+                continue;
+            }
+            if self.inbox.shutdown {
+                return Exit::new(exit_code::OK, "shutdown requested");
+            }
+            if self.inbox.eof {
+                return Exit::new(exit_code::OK, "parent closed stdin");
+            }
+            let pinned = self.opts.mode == Mode::Pinned;
+            let has_session = self.session.is_some();
+            tokio::select! {
+                i = self.inbox.next(None) => {
+                    if let Some(Interrupt::Eof) = i {
+                        return Exit::new(exit_code::OK, "parent closed stdin");
+                    }
+                }
+                _ = tokio::time::sleep_until(next_keepalive), if pinned && has_session => {
+                    if let Err(e) = self.keepalive().await {
+                        return e;
+                    }
+                    next_keepalive = Instant::now() + self.opts.keepalive;
+                }
+                r = idle_event(&mut self.session), if has_session => {
+                    if let Err(e) = r {
+                        return self.session_lost(e).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_deadline), if pinned => {
+                    return Exit::new(exit_code::OK, format!("idle for {:?} (idle ttl)", self.opts.idle_ttl));
+                }
+            }
+        }
+    }
+
+    async fn keepalive(&mut self) -> Result<(), Exit> {
+        let Some(s) = self.session.as_mut() else {
+            return Ok(());
+        };
+        match guarded(&mut self.inbox, None, s.keepalive(self.opts.prompt_timeout)).await {
+            Ok(Ok(rtt)) => {
+                self.last_ok_ms = unix_ms();
+                debug!(rtt_us = rtt.as_micros() as u64, "keepalive ok");
+                self.health(true, rtt, String::new()).await
+            }
+            Ok(Err(e)) => Err(self.session_lost(e).await),
+            Err(_) => Err(Exit::new(exit_code::OK, "parent closed stdin")),
+        }
+    }
+
+    async fn session_lost(&mut self, e: SessionError) -> Exit {
+        warn!(device = %self.device.target.addr(), error = %e, "connection unhealthy; exiting so the next job gets a fresh session");
+        let _ = self.health(false, Duration::ZERO, e.to_string()).await;
+        self.session = None;
+        Exit::new(exit_code::SESSION_LOST, e.to_string())
+    }
+
+    async fn health(&mut self, ok: bool, rtt: Duration, error: String) -> Result<(), Exit> {
+        let h = wire::Health {
+            ok,
+            rtt_us: rtt.as_micros() as u64,
+            last_ok_unix_ms: self.last_ok_ms,
+            error,
+            jobs_done: self.jobs_done,
+            session_reuses: self.reuses,
+        };
+        self.out.send(OutFrame::Health(h)).await
+    }
+
+    async fn connected(&mut self, took: Duration, reconnect: bool) -> Result<(), Exit> {
+        self.last_ok_ms = unix_ms();
+        let prompt = self
+            .session
+            .as_ref()
+            .map(|s| s.hostname().to_string())
+            .unwrap_or_default();
+        self.out
+            .send(OutFrame::Connected(wire::Connected {
+                connect_us: took.as_micros() as u64,
+                prompt,
+                reconnect,
+            }))
+            .await
+    }
+
+    async fn flush_canceled(&mut self) -> Result<(), Exit> {
+        for r in std::mem::take(&mut self.inbox.canceled) {
+            self.out.send(OutFrame::Result(r)).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one job. `Err` means the process must exit (after the job's result was sent).
+    async fn run_job(&mut self, job: wire::Job) -> Result<(), Exit> {
+        let id = job.job_id.clone();
+        let mut result = wire::JobResult {
+            job_id: id.clone(),
+            ..Default::default()
+        };
+        let spec = match self.opts.job_spec(&job) {
+            Ok(s) => s,
+            Err(e) => return self.fail(result, e).await,
+        };
+        if let Some(conn) = &job.connection {
+            match self.opts.device_for_job(conn) {
+                Ok(d) if d != self.device => {
+                    info!(device = %d.target.addr(), "connection arguments changed; opening a new session");
+                    if let Some(s) = self.session.take() {
+                        s.close().await;
+                    }
+                    self.device = d;
+                }
+                Ok(_) => {}
+                Err(e) => return self.fail(result, e).await,
+            }
+        }
+        if let Err(e) = spec.check(self.device.dialect) {
+            return self.fail(result, e).await;
+        }
+        // A session that died while idle is replaced before any byte of the job is sent.
+        if let Some(s) = self.session.as_mut()
+            && let Err(e) = s.check_alive()
+        {
+            info!(error = %e, "session found dead before the job; reconnecting");
+            self.session = None;
+        }
+        let fresh = self.session.is_none();
+        if fresh {
+            match guarded(
+                &mut self.inbox,
+                Some(&id),
+                open_session(&self.device, self.opts.prompt_timeout),
+            )
+            .await
+            {
+                Ok(Ok((s, took))) => {
+                    self.session = Some(s);
+                    result.connect_us = took.as_micros() as u64;
+                    self.connected(took, self.jobs_done > 0).await?;
+                }
+                Ok(Err(e)) => {
+                    let code = exit_code::for_connect_error(&e);
+                    let reason = e.to_string();
+                    result.error = Some(e.to_wire());
+                    self.out.send(OutFrame::Result(result)).await?;
+                    return Err(Exit::new(code, reason));
+                }
+                Err(Interrupt::Cancel) => {
+                    let mut r = not_started(&id, "canceled while connecting");
+                    r.error = Some(SessionError::Canceled.to_wire());
+                    return self.out.send(OutFrame::Result(r)).await;
+                }
+                Err(Interrupt::Eof) => return Err(Exit::new(exit_code::OK, "parent closed stdin")),
+            }
+        }
+        let session = self.session.as_mut().expect("session is open");
+        let outcome = match guarded(&mut self.inbox, Some(&id), ops::run(session, &spec)).await {
+            Ok(o) => o,
+            Err(Interrupt::Cancel) => {
+                // The device may be mid-command: drop the session rather than guess its state.
+                info!(job_id = %id, "job canceled while running; dropping the session");
+                if let Some(s) = self.session.take() {
+                    s.close().await;
+                }
+                result.error = Some(SessionError::Canceled.to_wire());
+                return self.out.send(OutFrame::Result(result)).await;
+            }
+            Err(Interrupt::Eof) => return Err(Exit::new(exit_code::OK, "parent closed stdin")),
+        };
+        self.jobs_done += 1;
+        if !fresh {
+            self.reuses += 1;
+        }
+        result.session_reused = !fresh;
+        result.results = outcome.results;
+        result.execute_us = outcome.execute.as_micros() as u64;
+        result.saved = outcome.saved;
+        result.committed = outcome.committed;
+        result.ok = outcome.error.is_none();
+        let poisoned = outcome
+            .error
+            .as_ref()
+            .is_some_and(SessionError::poisons_session);
+        let reason = outcome.error.as_ref().map(|e| e.to_string());
+        result.error = outcome.error.map(|e| e.to_wire());
+        self.out.send(OutFrame::Result(result)).await?;
+        if poisoned {
+            self.session = None;
+            let reason = reason.unwrap_or_default();
+            warn!(job_id = %id, %reason, "session unusable after the job; exiting");
+            let _ = self.health(false, Duration::ZERO, reason.clone()).await;
+            return Err(Exit::new(exit_code::SESSION_LOST, reason));
+        }
+        Ok(())
+    }
+
+    async fn fail(&mut self, mut result: wire::JobResult, e: SessionError) -> Result<(), Exit> {
+        debug!(job_id = %result.job_id, error = %e, "job rejected before it reached the device");
+        result.error = Some(e.to_wire());
+        self.out.send(OutFrame::Result(result)).await
+    }
+
+    /// Ends the process: queued jobs are handed back unstarted, the session is closed, and the
+    /// last frame says why.
+    async fn finish(&mut self, exit: Exit) -> Exit {
+        let _ = self.flush_canceled().await;
+        let queued: Vec<_> = self.inbox.queue.drain(..).collect();
+        for job in queued {
+            let _ = self
+                .out
+                .send(OutFrame::Result(not_started(&job.job_id, &exit.reason)))
+                .await;
+        }
+        if let Some(s) = self.session.take() {
+            s.close().await;
+        }
+        report(&mut self.out, exit).await
+    }
+}
+
+async fn open_session(
+    d: &DeviceTarget,
+    prompt_timeout: Duration,
+) -> Result<(DeviceSession, Duration), SessionError> {
+    let start = Instant::now();
+    let s = DeviceSession::open(&d.target, d.dialect, &d.secret, prompt_timeout).await?;
+    Ok((s, start.elapsed()))
+}
+
+async fn idle_event(session: &mut Option<DeviceSession>) -> Result<(), SessionError> {
+    match session {
+        Some(s) => s.idle_event().await,
+        None => std::future::pending().await,
+    }
+}
