@@ -45,6 +45,8 @@ pub struct DeviceSpec {
     pub refuse_auth: bool,
     pub tech_support_lines: usize,
     pub page_lines: usize,
+    /// The shell never prints anything (a device that never shows a prompt).
+    pub mute_shell: bool,
 }
 
 impl DeviceSpec {
@@ -63,6 +65,7 @@ impl DeviceSpec {
             refuse_auth: false,
             tech_support_lines: 1000,
             page_lines: 24,
+            mute_shell: false,
         }
     }
 }
@@ -80,6 +83,8 @@ struct Shared {
     faults: watch::Sender<Faults>,
     logins: AtomicU64,
     commands: AtomicU64,
+    /// Becomes true once the listener is closed.
+    closed: watch::Sender<bool>,
 }
 
 /// A running simulated device. Dropping it does not stop it; cancel the token it was spawned
@@ -104,6 +109,10 @@ impl Device {
     /// Command lines executed so far, across sessions.
     pub fn commands(&self) -> u64 {
         self.shared.commands.load(Ordering::Relaxed)
+    }
+    /// Waits until the device's listener is closed (after its shutdown token is cancelled).
+    pub async fn closed(&self) {
+        let _ = self.shared.closed.subscribe().wait_for(|c| *c).await;
     }
     /// Closes every open connection abruptly (no SSH disconnect message).
     pub fn drop_connections(&self) {
@@ -136,6 +145,7 @@ pub async fn spawn_device(
         faults: watch::Sender::new(Faults::default()),
         logins: AtomicU64::new(0),
         commands: AtomicU64::new(0),
+        closed: watch::Sender::new(false),
     });
     let device = Device {
         addr,
@@ -162,6 +172,8 @@ pub async fn spawn_device(
                 shutdown.clone(),
             ));
         }
+        drop(listener);
+        shared.closed.send_replace(true);
         debug!(%addr, "device stopped");
     });
     Ok(device)
@@ -298,8 +310,10 @@ impl russh::server::Handler for Conn {
             page_lines: spec.page_lines,
         });
         session.channel_success(channel)?;
-        session.data(channel, shell.greeting())?;
-        self.shell = Some(shell);
+        if !spec.mute_shell {
+            session.data(channel, shell.greeting())?;
+            self.shell = Some(shell);
+        }
         Ok(())
     }
 

@@ -73,6 +73,8 @@ pub struct ShellSettings {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Waiting {
     Line,
+    /// `debug hang`: output that never ends; all input is swallowed.
+    Hang,
     Secret,
     Confirm(Confirm),
     Pager,
@@ -184,6 +186,7 @@ impl Shell {
                 continue; // the \n of a \r\n pair
             }
             match self.waiting {
+                Waiting::Hang => {}
                 Waiting::Pager => self.pager_key(b),
                 Waiting::Secret | Waiting::Confirm(_) => {
                     if b == b'\r' || b == b'\n' {
@@ -238,6 +241,12 @@ impl Shell {
     }
 
     fn command(&mut self, line: &str) -> After {
+        // Every flavor: a command whose output never ends, for timeout tests.
+        if line == "debug hang" {
+            self.say("debugging started; output follows");
+            self.waiting = Waiting::Hang;
+            return After::Wait;
+        }
         match self.s.flavor {
             Flavor::JuniperJunos => crate::junos::command(self, line),
             Flavor::Huawei => crate::huawei::command(self, line),

@@ -1,0 +1,504 @@
+//! Device sessions against simulated devices (devsim, a real SSH server on loopback), one
+//! scenario per test, every dialect.
+
+use std::time::Duration;
+
+use devsim::{Device, DeviceSpec, Flavor, spawn_device};
+use netpulse_proto::worker::CommandStatus;
+use pinned_worker::dialect;
+use pinned_worker::error::SessionError;
+use pinned_worker::ops::{self, JobSpec, Operation};
+use pinned_worker::session::DeviceSession;
+use pinned_worker::ssh::{HostKeyPolicy, Target};
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Sim {
+    device: Device,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn sim(spec: DeviceSpec) -> Sim {
+    let stop = CancellationToken::new();
+    let device = spawn_device(spec, devsim::server::random_host_key(), stop.clone())
+        .await
+        .unwrap();
+    Sim {
+        device,
+        _stop: stop.drop_guard(),
+    }
+}
+
+fn target(d: &Device, policy: HostKeyPolicy) -> Target {
+    Target {
+        host: d.addr().ip().to_string(),
+        port: d.addr().port(),
+        username: d.spec().username.clone(),
+        password: d.spec().password.clone(),
+        private_key_pem: String::new(),
+        private_key_passphrase: String::new(),
+        host_key_policy: policy,
+        connect_timeout: T,
+        auth_timeout: T,
+        ssh_keepalive_interval: Duration::from_secs(15),
+        ssh_keepalive_max: 3,
+    }
+}
+
+async fn open(d: &Device) -> Result<DeviceSession, SessionError> {
+    let dialect = dialect::lookup(d.spec().flavor.device_type()).unwrap();
+    DeviceSession::open(
+        &target(d, HostKeyPolicy::InsecureAcceptAny),
+        dialect,
+        "enable",
+        T,
+    )
+    .await
+}
+
+fn job(op: Operation, enable: bool) -> JobSpec {
+    JobSpec {
+        operation: op,
+        enable,
+        command_timeout: T,
+    }
+}
+
+fn cmds(c: &[&str]) -> Operation {
+    Operation::Commands(c.iter().map(|s| s.to_string()).collect())
+}
+
+fn config(lines: &[&str], save: bool) -> Operation {
+    Operation::Config {
+        lines: lines.iter().map(|s| s.to_string()).collect(),
+        save,
+    }
+}
+
+/// Per dialect: a show command, the command that shows the running config, a valid config
+/// line, and how that line appears in the running config.
+fn dialect_case(f: Flavor) -> (&'static str, &'static str, &'static str, &'static str) {
+    match f {
+        Flavor::JuniperJunos => (
+            "show version",
+            "show configuration | display set",
+            "set system ntp server 203.0.113.9",
+            "set system ntp server 203.0.113.9",
+        ),
+        Flavor::Huawei => (
+            "display version",
+            "display current-configuration",
+            "ntp-service unicast-server 203.0.113.9",
+            "ntp-service unicast-server 203.0.113.9",
+        ),
+        _ => (
+            "show version",
+            "show running-config",
+            "ntp server 203.0.113.9",
+            "ntp server 203.0.113.9",
+        ),
+    }
+}
+
+#[tokio::test]
+async fn every_dialect_runs_commands_and_pushes_config_with_a_rejected_line() {
+    for flavor in Flavor::ALL {
+        let name = format!("{}-r1", flavor.device_type().replace('_', ""));
+        let s = sim(DeviceSpec::new(flavor, &name)).await;
+        let mut session = open(&s.device)
+            .await
+            .unwrap_or_else(|e| panic!("{flavor:?}: {e}"));
+        let (show, show_run, good, in_run) = dialect_case(flavor);
+        let enable = !matches!(flavor, Flavor::JuniperJunos);
+
+        let out = ops::run(
+            &mut session,
+            &job(cmds(&[show, "bogus command here"]), enable),
+        )
+        .await;
+        let ctx = format!("{flavor:?}: {out:?}");
+        assert_eq!(out.results.len(), 2, "{ctx}");
+        assert_eq!(out.results[0].status, CommandStatus::Ok as i32, "{ctx}");
+        assert!(out.results[0].output.contains(&name), "{ctx}");
+        assert!(
+            !out.results[0].output.contains(show),
+            "echo left in output: {ctx}"
+        );
+        assert!(
+            !out.results[0].output.trim_end().ends_with(['#', '>', ']']),
+            "prompt left in output: {ctx}"
+        );
+        assert_eq!(
+            out.results[1].status,
+            CommandStatus::Rejected as i32,
+            "{ctx}"
+        );
+        assert!(
+            matches!(out.error, Some(SessionError::CommandRejected(_))),
+            "{ctx}"
+        );
+
+        let out = ops::run(
+            &mut session,
+            &job(
+                config(
+                    &[good, "frobnicate the widget", "hostname never-applied"],
+                    true,
+                ),
+                enable,
+            ),
+        )
+        .await;
+        let ctx = format!("{flavor:?}: {out:?}");
+        let statuses: Vec<i32> = out.results.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                CommandStatus::Ok as i32,
+                CommandStatus::Rejected as i32,
+                CommandStatus::Skipped as i32
+            ],
+            "{ctx}"
+        );
+        assert!(!out.saved, "{ctx}");
+
+        // Junos threw the candidate away; the others applied the first line as typed.
+        let run = ops::run(&mut session, &job(cmds(&[show_run]), enable)).await;
+        let text = &run.results[0].output;
+        assert_eq!(
+            text.contains(in_run),
+            flavor != Flavor::JuniperJunos,
+            "{flavor:?}: {text}"
+        );
+        assert!(!text.contains("never-applied"), "{flavor:?}: {text}");
+
+        let out = ops::run(&mut session, &job(config(&[good], true), enable)).await;
+        assert!(out.error.is_none(), "{flavor:?}: {out:?}");
+        assert!(out.saved, "{flavor:?}: {out:?}");
+        assert_eq!(out.committed, flavor == Flavor::JuniperJunos, "{flavor:?}");
+        let run = ops::run(&mut session, &job(cmds(&[show_run]), enable)).await;
+        assert!(
+            run.results[0].output.contains(in_run),
+            "{flavor:?}: {:?}",
+            run.results[0].output
+        );
+        session.close().await;
+        assert_eq!(
+            s.device.logins(),
+            1,
+            "{flavor:?}: one login for the whole session"
+        );
+    }
+}
+
+#[tokio::test]
+async fn saved_config_survives_in_startup_config() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let mut session = open(&s.device).await.unwrap();
+    let out = ops::run(
+        &mut session,
+        &job(
+            config(&["interface Loopback7", "description saved-line"], true),
+            true,
+        ),
+    )
+    .await;
+    assert!(out.error.is_none() && out.saved, "{out:?}");
+    let run = ops::run(&mut session, &job(cmds(&["show startup-config"]), true)).await;
+    assert!(
+        run.results[0]
+            .output
+            .contains("interface Loopback7\n description saved-line"),
+        "{:?}",
+        run.results[0].output
+    );
+}
+
+#[tokio::test]
+async fn enable_with_a_wrong_secret_fails_clearly() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let dialect = dialect::lookup("cisco_ios").unwrap();
+    let mut session = DeviceSession::open(
+        &target(&s.device, HostKeyPolicy::InsecureAcceptAny),
+        dialect,
+        "wrong",
+        T,
+    )
+    .await
+    .unwrap();
+    assert!(!session.privileged());
+    let err = session.enable(T).await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::EnableFailed(ref m) if m.contains("Access denied")),
+        "{err}"
+    );
+    // The session is still usable at the user prompt.
+    assert!(
+        session
+            .command("show clock", T)
+            .await
+            .unwrap()
+            .rejected
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn paging_is_answered_when_the_device_pages_and_large_output_comes_back_whole() {
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "r1");
+    spec.tech_support_lines = 60_000; // ~5 MB
+    let s = sim(spec).await;
+    let mut session = open(&s.device).await.unwrap();
+    let big = session
+        .command("show tech-support", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let lines: Vec<&str> = big.output.lines().collect();
+    assert_eq!(lines.len(), 60_001);
+    assert!(big.output.len() > 4_000_000);
+    assert!(
+        lines[60_000].starts_with("00060000 r1 diagnostic"),
+        "{}",
+        lines[60_000]
+    );
+
+    // Turn paging back on: the session must answer --More-- and strip its residue.
+    session.command("terminal length 24", T).await.unwrap();
+    for flavor_cmd in ["show tech-support"] {
+        let paged = session
+            .command(flavor_cmd, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            paged.output, big.output,
+            "paged output differs from unpaged output"
+        );
+    }
+}
+
+#[tokio::test]
+async fn huawei_and_junos_paging_markers_are_answered_and_erased() {
+    for (flavor, cmd, page_off) in [
+        (
+            Flavor::Huawei,
+            "display diagnostic-information",
+            "screen-length 24 temporary",
+        ),
+        (
+            Flavor::JuniperJunos,
+            "request support information",
+            "set cli screen-length 24",
+        ),
+    ] {
+        let s = sim(DeviceSpec::new(flavor, "r1")).await;
+        let mut session = open(&s.device).await.unwrap();
+        let whole = session.command(cmd, T).await.unwrap();
+        session.command(page_off, T).await.unwrap();
+        let paged = session.command(cmd, T).await.unwrap();
+        assert_eq!(whole.output.lines().count(), 1001, "{flavor:?}");
+        assert_eq!(paged.output, whole.output, "{flavor:?}");
+    }
+}
+
+#[tokio::test]
+async fn connect_failures_are_typed() {
+    // wrong password
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    t.password = "wrong-password".into();
+    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SessionError::AuthFailed { .. }), "{err}");
+    assert!(
+        !err.to_string().contains("wrong-password"),
+        "the password must not appear: {err}"
+    );
+
+    // refused port
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    t.port = port;
+    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SessionError::ConnectFailed { .. }), "{err}");
+
+    // a device that never shows a prompt
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "mute");
+    spec.mute_shell = true;
+    let s = sim(spec).await;
+    let t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    let err = DeviceSession::open(
+        &t,
+        dialect::lookup("cisco_ios").unwrap(),
+        "",
+        Duration::from_millis(500),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, SessionError::PromptTimeout { .. }), "{err}");
+
+    // a frozen device: the handshake never completes
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "frozen")).await;
+    s.device.set_frozen(true);
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    t.connect_timeout = Duration::from_millis(500);
+    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SessionError::ConnectTimeout { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_command_whose_output_never_ends_times_out() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let mut session = open(&s.device).await.unwrap();
+    let err = session
+        .command("debug hang", Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SessionError::CommandTimeout { ref tail, .. } if tail.contains("debugging started")),
+        "{err}"
+    );
+    assert!(err.poisons_session());
+}
+
+#[tokio::test]
+async fn host_key_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let dialect = dialect::lookup("cisco_ios").unwrap();
+    let stop = CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "r1");
+    let first = spawn_device(
+        spec.clone(),
+        devsim::server::random_host_key(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+
+    // strict with an empty known_hosts: rejected
+    let err = DeviceSession::open(
+        &target(&first, HostKeyPolicy::Strict(kh.clone())),
+        dialect,
+        "",
+        T,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, SessionError::HostKeyRejected(ref m) if m.contains("strict")),
+        "{err}"
+    );
+    // accept-new records the key; strict then accepts it
+    DeviceSession::open(
+        &target(&first, HostKeyPolicy::AcceptNew(kh.clone())),
+        dialect,
+        "",
+        T,
+    )
+    .await
+    .unwrap()
+    .close()
+    .await;
+    DeviceSession::open(
+        &target(&first, HostKeyPolicy::Strict(kh.clone())),
+        dialect,
+        "",
+        T,
+    )
+    .await
+    .unwrap()
+    .close()
+    .await;
+
+    // same address, new key: rejected under accept-new too
+    stop.cancel();
+    first.closed().await;
+    let stop2 = CancellationToken::new();
+    let _guard2 = stop2.clone().drop_guard();
+    spec.bind = first.addr();
+    let second = spawn_device(spec, devsim::server::random_host_key(), stop2.clone())
+        .await
+        .unwrap();
+    let err = DeviceSession::open(
+        &target(&second, HostKeyPolicy::AcceptNew(kh.clone())),
+        dialect,
+        "",
+        T,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, SessionError::HostKeyRejected(ref m) if m.contains("changed")),
+        "{err}"
+    );
+    // insecure accepts anything
+    DeviceSession::open(
+        &target(&second, HostKeyPolicy::InsecureAcceptAny),
+        dialect,
+        "",
+        T,
+    )
+    .await
+    .unwrap()
+    .close()
+    .await;
+}
+
+#[tokio::test]
+async fn public_key_authentication() {
+    let key = devsim::server::random_host_key();
+    let mut spec = DeviceSpec::new(Flavor::AristaEos, "sw1");
+    spec.password = "not-this".into();
+    spec.authorized_keys = vec![key.public_key().clone()];
+    let s = sim(spec).await;
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    t.password = String::new();
+    t.private_key_pem = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let mut session = DeviceSession::open(&t, dialect::lookup("arista_eos").unwrap(), "", T)
+        .await
+        .unwrap();
+    assert_eq!(session.hostname(), "sw1");
+    assert!(
+        session
+            .command("show version", T)
+            .await
+            .unwrap()
+            .output
+            .contains("sw1")
+    );
+}
+
+#[tokio::test]
+async fn a_hostname_change_moves_the_prompt_anchor() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "old-name")).await;
+    let mut session = open(&s.device).await.unwrap();
+    let out = ops::run(
+        &mut session,
+        &job(config(&["hostname new-name"], false), true),
+    )
+    .await;
+    assert!(out.error.is_none(), "{out:?}");
+    assert_eq!(session.hostname(), "new-name");
+    let out = ops::run(&mut session, &job(cmds(&["show version"]), true)).await;
+    assert!(out.results[0].output.contains("new-name uptime"), "{out:?}");
+}
