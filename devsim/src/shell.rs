@@ -212,10 +212,8 @@ impl Shell {
                         let after = self.command(line.trim());
                         reply.disconnect = self.finish(after);
                     }
-                    0x7f | 0x08 => {
-                        if self.line.pop().is_some() {
-                            self.out.extend_from_slice(b"\x08 \x08");
-                        }
+                    0x7f | 0x08 if self.line.pop().is_some() => {
+                        self.out.extend_from_slice(b"\x08 \x08");
                     }
                     0x20..=0x7e | 0x09 => {
                         self.line.push(b);

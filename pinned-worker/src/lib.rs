@@ -12,6 +12,7 @@
 //! - [`worker`]: the `pinned-worker` process: frames from the parent on stdin, results on
 //!   stdout, keepalive and idle TTL timers, exit codes ([`exit_code`]).
 
+pub mod child;
 pub mod dialect;
 pub mod error;
 pub mod exit_code;

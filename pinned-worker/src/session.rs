@@ -468,10 +468,10 @@ impl DeviceSession {
 pub fn strip_echo_and_prompt(text: &str, cmd: &str, dialect: &Dialect) -> String {
     let mut lines: Vec<&str> = text.split('\n').collect();
     lines.pop(); // the prompt
-    if let Some(pre) = &dialect.prompt_preamble {
-        if lines.last().is_some_and(|l| pre.is_match(l)) {
-            lines.pop();
-        }
+    if let Some(pre) = &dialect.prompt_preamble
+        && lines.last().is_some_and(|l| pre.is_match(l))
+    {
+        lines.pop();
     }
     while lines.last().is_some_and(|l| l.trim().is_empty()) {
         lines.pop();

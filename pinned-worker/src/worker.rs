@@ -125,9 +125,11 @@ impl Inbox {
     }
 }
 
-/// Runs `work` while still taking frames; an interrupt abandons the work.
-async fn guarded<T>(
+/// Runs `work` while still taking frames; an interrupt abandons the work. Results owed for
+/// jobs canceled meanwhile are sent at once.
+async fn guarded<T, W: AsyncWrite + Unpin>(
     inbox: &mut Inbox,
+    out: &mut Output<W>,
     running: Option<&str>,
     work: impl Future<Output = T>,
 ) -> Result<T, Interrupt> {
@@ -136,7 +138,16 @@ async fn guarded<T>(
         tokio::select! {
             biased;
             v = &mut work => return Ok(v),
-            i = inbox.next(running) => if let Some(i) = i { return Err(i) },
+            i = inbox.next(running) => {
+                if let Some(i) = i {
+                    return Err(i);
+                }
+                for r in std::mem::take(&mut inbox.canceled) {
+                    if out.send(OutFrame::Result(r)).await.is_err() {
+                        return Err(Interrupt::Eof);
+                    }
+                }
+            }
         }
     }
 }
@@ -292,6 +303,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         if self.opts.mode == Mode::Pinned && self.opts.connect_on_start {
             match guarded(
                 &mut self.inbox,
+                &mut self.out,
                 None,
                 open_session(&self.device, self.opts.prompt_timeout),
             )
@@ -360,7 +372,14 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         let Some(s) = self.session.as_mut() else {
             return Ok(());
         };
-        match guarded(&mut self.inbox, None, s.keepalive(self.opts.prompt_timeout)).await {
+        match guarded(
+            &mut self.inbox,
+            &mut self.out,
+            None,
+            s.keepalive(self.opts.prompt_timeout),
+        )
+        .await
+        {
             Ok(Ok(rtt)) => {
                 self.last_ok_ms = unix_ms();
                 debug!(rtt_us = rtt.as_micros() as u64, "keepalive ok");
@@ -424,21 +443,23 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             Ok(s) => s,
             Err(e) => return self.fail(result, e).await,
         };
-        if let Some(conn) = &job.connection {
-            match self.opts.device_for_job(conn) {
-                Ok(d) if d != self.device => {
-                    info!(device = %d.target.addr(), "connection arguments changed; opening a new session");
-                    if let Some(s) = self.session.take() {
-                        s.close().await;
-                    }
-                    self.device = d;
-                }
-                Ok(_) => {}
+        let device = match &job.connection {
+            Some(conn) => match self.opts.device_for_job(conn) {
+                Ok(d) => d,
                 Err(e) => return self.fail(result, e).await,
-            }
-        }
-        if let Err(e) = spec.check(self.device.dialect) {
+            },
+            None => self.device.clone(),
+        };
+        // Checked against the job's device before switching to it: a rejected job changes nothing.
+        if let Err(e) = spec.check(device.dialect) {
             return self.fail(result, e).await;
+        }
+        if device != self.device {
+            info!(device = %device.target.addr(), "connection arguments changed; opening a new session");
+            if let Some(s) = self.session.take() {
+                s.close().await;
+            }
+            self.device = device;
         }
         // A session that died while idle is replaced before any byte of the job is sent.
         if let Some(s) = self.session.as_mut()
@@ -451,6 +472,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         if fresh {
             match guarded(
                 &mut self.inbox,
+                &mut self.out,
                 Some(&id),
                 open_session(&self.device, self.opts.prompt_timeout),
             )
@@ -477,7 +499,14 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             }
         }
         let session = self.session.as_mut().expect("session is open");
-        let outcome = match guarded(&mut self.inbox, Some(&id), ops::run(session, &spec)).await {
+        let outcome = match guarded(
+            &mut self.inbox,
+            &mut self.out,
+            Some(&id),
+            ops::run(session, &spec),
+        )
+        .await
+        {
             Ok(o) => o,
             Err(Interrupt::Cancel) => {
                 // The device may be mid-command: drop the session rather than guess its state.
