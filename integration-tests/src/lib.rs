@@ -1,1 +1,211 @@
-//! x
+//! Harness for end-to-end runs of the real binaries: start `devsim` as a process and read the
+//! addresses it serves, start `pinned-worker` processes and drive them with frames, summarise
+//! latency samples.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use netpulse_proto::worker::{
+    self as wire, ParentFrame, WorkerFrame, parent_frame::Frame as In, worker_frame::Frame as Out,
+};
+use pinned_worker::child::WorkerChild;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A binary built next to the running one (`target/<profile>/NAME`).
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("exe dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("profile dir")
+    } else {
+        dir
+    };
+    dir.join(name)
+}
+
+#[derive(Clone, Debug)]
+pub struct SimDevice {
+    pub name: String,
+    pub device_type: String,
+    pub port: u16,
+}
+
+/// A running `devsim` process; killed on drop.
+pub struct Devsim {
+    _child: Child,
+    pub devices: Vec<SimDevice>,
+}
+
+impl Devsim {
+    pub async fn start(bin: &Path, args: &[String]) -> anyhow::Result<Devsim> {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut devices = Vec::new();
+        let ready = async {
+            while let Some(line) = lines.next_line().await? {
+                if line == "ready" {
+                    return Ok(());
+                }
+                devices
+                    .push(parse_device(&line).with_context(|| format!("devsim printed {line:?}"))?);
+            }
+            bail!("devsim exited before it was ready")
+        };
+        tokio::time::timeout(Duration::from_secs(30), ready)
+            .await
+            .context("devsim not ready within 30 s")??;
+        Ok(Devsim {
+            _child: child,
+            devices,
+        })
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+fn parse_device(line: &str) -> Option<SimDevice> {
+    let addr = field(line, "addr")?;
+    Some(SimDevice {
+        name: field(line, "name")?.to_string(),
+        device_type: field(line, "device_type")?.to_string(),
+        port: addr.rsplit(':').next()?.parse().ok()?,
+    })
+}
+
+pub fn connection(d: &SimDevice) -> wire::Connection {
+    wire::Connection {
+        host: "127.0.0.1".into(),
+        port: d.port as u32,
+        username: "admin".into(),
+        password: "admin".into(),
+        device_type: d.device_type.clone(),
+        secret: "enable".into(),
+        ..Default::default()
+    }
+}
+
+pub fn init(d: &SimDevice, mode: wire::WorkerMode, connect_on_start: bool) -> ParentFrame {
+    ParentFrame {
+        frame: Some(In::Init(wire::Init {
+            mode: mode as i32,
+            connection: Some(connection(d)),
+            host_key_policy: wire::HostKeyPolicy::InsecureAcceptAny as i32,
+            connect_on_start,
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn commands(id: &str, cmds: &[&str]) -> ParentFrame {
+    ParentFrame {
+        frame: Some(In::Job(wire::Job {
+            job_id: id.to_string(),
+            operation: Some(wire::job::Operation::Commands(wire::Commands {
+                commands: cmds.iter().map(|c| c.to_string()).collect(),
+            })),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn spawn_worker(bin: &Path) -> anyhow::Result<WorkerChild> {
+    WorkerChild::spawn(bin, &[("NETPULSE_LOG", "error")], Stdio::inherit())
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// The next frame that is not health, within `limit`.
+pub async fn next_event(w: &mut WorkerChild, limit: Duration) -> anyhow::Result<Out> {
+    loop {
+        let f: Option<WorkerFrame> = tokio::time::timeout(limit, w.recv())
+            .await
+            .context("worker did not answer in time")??;
+        match f.and_then(|f| f.frame) {
+            Some(Out::Health(_)) => continue,
+            Some(other) => return Ok(other),
+            None => bail!("worker closed its stdout"),
+        }
+    }
+}
+
+/// The job result that comes next, within `limit`.
+pub async fn next_result(w: &mut WorkerChild, limit: Duration) -> anyhow::Result<wire::JobResult> {
+    loop {
+        match next_event(w, limit).await? {
+            Out::Result(r) => return Ok(r),
+            Out::Exiting(e) => bail!("worker exited: {} ({})", e.reason, e.exit_code),
+            _ => continue,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    pub n: usize,
+    pub median: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+pub fn summarize(samples: &mut [Duration]) -> Summary {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    Summary {
+        n: samples.len(),
+        median: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: samples[samples.len() - 1],
+    }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let s = summarize(&mut v);
+        assert_eq!(
+            (s.median, s.p90, s.p99, s.max),
+            (
+                Duration::from_millis(50),
+                Duration::from_millis(90),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
+    }
+
+    #[test]
+    fn devsim_lines_parse() {
+        let d = parse_device(
+            r#"{"name":"cisco-ios-1","device_type":"cisco_ios","addr":"127.0.0.1:40001"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.device_type.as_str(), d.port),
+            ("cisco-ios-1", "cisco_ios", 40001)
+        );
+    }
+}

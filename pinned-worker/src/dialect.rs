@@ -57,6 +57,8 @@ pub enum Save {
     Unsupported,
 }
 
+// Patterns use ASCII classes ([[:word:]], [[:space:]]): Unicode \\w tables made building the
+// table cost over 100 ms, paid by every one-shot worker at start.
 fn re(s: &str) -> Regex {
     Regex::new(s).expect("valid dialect regex")
 }
@@ -74,10 +76,9 @@ fn cisco_in_config(c: &regex::Captures<'_>) -> bool {
         .is_some_and(|m| m.as_str().starts_with("config"))
 }
 
-const CISCO_PROMPT: &str = r"^(?P<host>[A-Za-z0-9][\w.\-@/:]{0,62})(?:\((?P<mode>[\w.\-@/:+ ]{1,40})\))?(?P<sign>[>#])\s?$";
-const MORE: &str =
-    r"(?i)^\s*(--\s?more\s?--|---\s?\(more( \d+%)?\)\s?---|-+ more -+|<--- more --->)\s*$";
-const PASSWORD: &str = r"(?i)password:\s*$";
+const CISCO_PROMPT: &str = r"^(?P<host>[A-Za-z0-9][[:word:].\-@/:]{0,62})(?:\((?P<mode>[[:word:].\-@/:+ ]{1,40})\))?(?P<sign>[>#])[[:space:]]?$";
+const MORE: &str = r"(?i)^[[:space:]]*(--[[:space:]]?more[[:space:]]?--|---[[:space:]]?\(more( [0-9]+%)?\)[[:space:]]?---|-+ more -+|<--- more --->)[[:space:]]*$";
+const PASSWORD: &str = r"(?i)password:[[:space:]]*$";
 
 fn cisco(name: &'static str, rejected: &[&str], save: &'static str) -> Dialect {
     Dialect {
@@ -106,107 +107,146 @@ fn cisco(name: &'static str, rejected: &[&str], save: &'static str) -> Dialect {
     }
 }
 
-static DIALECTS: LazyLock<Vec<Dialect>> = LazyLock::new(|| {
-    vec![
-        cisco(
-            "cisco_ios",
-            &[
-                r"(?m)^% ?Invalid input",
-                r"(?m)^% ?Incomplete command",
-                r"(?m)^% ?Ambiguous command",
-                r"(?m)^% ?Unknown command",
-                r"(?m)^% ?Bad ",
-                r"(?m)^\s*\^\s*$",
-            ],
-            "write memory",
+const NAMES: [&str; 6] = [
+    "cisco_ios",
+    "cisco_nxos",
+    "arista_eos",
+    "juniper_junos",
+    "huawei",
+    "linux",
+];
+
+// Each dialect's patterns are compiled on first use, so a worker pays only for its own.
+static DIALECTS: [LazyLock<Dialect>; 6] = [
+    LazyLock::new(cisco_ios),
+    LazyLock::new(cisco_nxos),
+    LazyLock::new(arista_eos),
+    LazyLock::new(juniper_junos),
+    LazyLock::new(huawei),
+    LazyLock::new(linux),
+];
+
+fn cisco_ios() -> Dialect {
+    cisco(
+        "cisco_ios",
+        &[
+            r"(?m)^% ?Invalid input",
+            r"(?m)^% ?Incomplete command",
+            r"(?m)^% ?Ambiguous command",
+            r"(?m)^% ?Unknown command",
+            r"(?m)^% ?Bad ",
+            r"(?m)^[[:space:]]*\^[[:space:]]*$",
+        ],
+        "write memory",
+    )
+}
+
+fn cisco_nxos() -> Dialect {
+    cisco(
+        "cisco_nxos",
+        &[
+            r"(?m)^% ?Invalid",
+            r"(?m)^% ?Incomplete command",
+            r"(?m)^% ?Ambiguous command",
+            r"(?m)^ERROR:",
+            r"(?m)^[[:space:]]*\^[[:space:]]*$",
+        ],
+        "copy running-config startup-config",
+    )
+}
+
+fn arista_eos() -> Dialect {
+    cisco(
+        "arista_eos",
+        &[
+            r"(?m)^% ?Invalid input",
+            r"(?m)^% ?Incomplete command",
+            r"(?m)^% ?Ambiguous command",
+            r"(?m)^% ?Unavailable command",
+            r"(?m)^% ?Error",
+        ],
+        "write memory",
+    )
+}
+
+fn juniper_junos() -> Dialect {
+    Dialect {
+        name: "juniper_junos",
+        prompt: re(r"^(?P<host>[[:word:].\-]+@[[:word:].\-]+)(?P<sign>[>#%])[[:space:]]?$"),
+        privileged: |_| true,
+        in_config: sign_is_hash,
+        paging_off: &["set cli screen-length 0", "set cli screen-width 1024"],
+        enable: None,
+        config: Some(ConfigMode {
+            enter: "configure",
+            exit: "exit configuration-mode",
+            commit: Some(("commit", "rollback 0")),
+        }),
+        save: Save::ByCommit,
+        rejected: set(&[
+            r"(?m)^unknown command\.",
+            r"(?m)^syntax error",
+            r"(?m)^[[:space:]]*error:",
+            r"(?m)^missing argument",
+            r"(?m)^invalid value",
+        ]),
+        more: re(MORE),
+        prompt_preamble: Some(re(r"^\[edit.*\][[:space:]]*$")),
+    }
+}
+
+fn huawei() -> Dialect {
+    Dialect {
+        name: "huawei",
+        prompt: re(
+            r"^(?P<open>[<\[])[~*]?(?P<host>[[:word:].\-/:@]{1,80})(?P<close>[>\]])[[:space:]]?$",
         ),
-        cisco(
-            "cisco_nxos",
-            &[
-                r"(?m)^% ?Invalid",
-                r"(?m)^% ?Incomplete command",
-                r"(?m)^% ?Ambiguous command",
-                r"(?m)^ERROR:",
-                r"(?m)^\s*\^\s*$",
-            ],
-            "copy running-config startup-config",
+        privileged: |_| true,
+        in_config: |c| c.name("open").is_some_and(|m| m.as_str() == "["),
+        paging_off: &["screen-length 0 temporary"],
+        enable: Some(Enable {
+            command: "super",
+            secret_prompt: re(PASSWORD),
+            prompt_shows_privilege: false,
+        }),
+        config: Some(ConfigMode {
+            enter: "system-view",
+            exit: "return",
+            commit: None,
+        }),
+        save: Save::Command {
+            command: "save",
+            confirm: Some((re(r"(?i)\[Y/N\]:?[[:space:]]*$"), "y")),
+        },
+        rejected: set(&[
+            r"(?m)^[[:space:]]*Error:",
+            r"(?m)^[[:space:]]*\^[[:space:]]*$",
+        ]),
+        more: re(MORE),
+        prompt_preamble: None,
+    }
+}
+
+fn linux() -> Dialect {
+    Dialect {
+        name: "linux",
+        prompt: re(
+            r"^\[?(?P<host>[[:word:].\-]+(?:@[[:word:].\-]+)?)[^\r\n]{0,200}(?P<sign>[$#%>])[[:space:]]?$",
         ),
-        cisco(
-            "arista_eos",
-            &[
-                r"(?m)^% ?Invalid input",
-                r"(?m)^% ?Incomplete command",
-                r"(?m)^% ?Ambiguous command",
-                r"(?m)^% ?Unavailable command",
-                r"(?m)^% ?Error",
-            ],
-            "write memory",
-        ),
-        Dialect {
-            name: "juniper_junos",
-            prompt: re(r"^(?P<host>[\w.\-]+@[\w.\-]+)(?P<sign>[>#%])\s?$"),
-            privileged: |_| true,
-            in_config: sign_is_hash,
-            paging_off: &["set cli screen-length 0", "set cli screen-width 1024"],
-            enable: None,
-            config: Some(ConfigMode {
-                enter: "configure",
-                exit: "exit configuration-mode",
-                commit: Some(("commit", "rollback 0")),
-            }),
-            save: Save::ByCommit,
-            rejected: set(&[
-                r"(?m)^unknown command\.",
-                r"(?m)^syntax error",
-                r"(?m)^\s*error:",
-                r"(?m)^missing argument",
-                r"(?m)^invalid value",
-            ]),
-            more: re(MORE),
-            prompt_preamble: Some(re(r"^\[edit.*\]\s*$")),
-        },
-        Dialect {
-            name: "huawei",
-            prompt: re(r"^(?P<open>[<\[])[~*]?(?P<host>[\w.\-/:@]{1,80})(?P<close>[>\]])\s?$"),
-            privileged: |_| true,
-            in_config: |c| c.name("open").is_some_and(|m| m.as_str() == "["),
-            paging_off: &["screen-length 0 temporary"],
-            enable: Some(Enable {
-                command: "super",
-                secret_prompt: re(PASSWORD),
-                prompt_shows_privilege: false,
-            }),
-            config: Some(ConfigMode {
-                enter: "system-view",
-                exit: "return",
-                commit: None,
-            }),
-            save: Save::Command {
-                command: "save",
-                confirm: Some((re(r"(?i)\[Y/N\]:?\s*$"), "y")),
-            },
-            rejected: set(&[r"(?m)^\s*Error:", r"(?m)^\s*\^\s*$"]),
-            more: re(MORE),
-            prompt_preamble: None,
-        },
-        Dialect {
-            name: "linux",
-            prompt: re(r"^\[?(?P<host>[\w.\-]+(?:@[\w.\-]+)?)[^\r\n]{0,200}(?P<sign>[$#%>])\s?$"),
-            privileged: sign_is_hash,
-            in_config: |_| false,
-            paging_off: &["export PAGER=cat SYSTEMD_PAGER= LESS=-FRX"],
-            enable: None,
-            config: None,
-            save: Save::Unsupported,
-            rejected: set(&[
-                r"(?m): command not found$",
-                r"(?m)^-?\w+: \S+: command not found",
-            ]),
-            more: re(r"^(--More--|\(END\)|:)\s*$"),
-            prompt_preamble: None,
-        },
-    ]
-});
+        privileged: sign_is_hash,
+        in_config: |_| false,
+        paging_off: &["export PAGER=cat SYSTEMD_PAGER= LESS=-FRX"],
+        enable: None,
+        config: None,
+        save: Save::Unsupported,
+        rejected: set(&[
+            r"(?m): command not found$",
+            r"(?m)^-?[[:word:]]+: [^[:space:]]+: command not found",
+        ]),
+        more: re(r"^(--More--|\(END\)|:)[[:space:]]*$"),
+        prompt_preamble: None,
+    }
+}
 
 /// Looks a dialect up by its `device_type` name; `cisco_xe` is an alias of `cisco_ios`.
 pub fn lookup(device_type: &str) -> Result<&'static Dialect, SessionError> {
@@ -214,17 +254,19 @@ pub fn lookup(device_type: &str) -> Result<&'static Dialect, SessionError> {
         "cisco_xe" => "cisco_ios",
         other => other,
     };
-    DIALECTS
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| SessionError::UnknownDeviceType {
-            got: device_type.to_string(),
-            allowed: names().join(", "),
-        })
+    let i =
+        NAMES
+            .iter()
+            .position(|n| *n == name)
+            .ok_or_else(|| SessionError::UnknownDeviceType {
+                got: device_type.to_string(),
+                allowed: names().join(", "),
+            })?;
+    Ok(&DIALECTS[i])
 }
 
 pub fn names() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = DIALECTS.iter().map(|d| d.name).collect();
+    let mut v = NAMES.to_vec();
     v.insert(1, "cisco_xe");
     v
 }
