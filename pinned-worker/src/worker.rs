@@ -555,6 +555,10 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
     /// Ends the process: queued jobs are handed back unstarted, the session is closed, and the
     /// last frame says why.
     async fn finish(&mut self, exit: Exit) -> Exit {
+        // Jobs already read from the pipe count as received: hand them back too.
+        while let Ok(msg) = self.inbox.rx.try_recv() {
+            self.inbox.handle(msg, None);
+        }
         let _ = self.flush_canceled().await;
         let queued: Vec<_> = self.inbox.queue.drain(..).collect();
         for job in queued {

@@ -504,3 +504,19 @@ async fn ssh_level_keepalive_alone_detects_a_frozen_device() {
         frozen.elapsed()
     );
 }
+
+#[tokio::test]
+async fn without_keepalives_the_device_exec_timeout_ends_the_session() {
+    let mut spec = DeviceSpec::new(Flavor::Huawei, "hw1");
+    spec.exec_timeout = Some(Duration::from_millis(500));
+    let (d, _g) = device(spec).await;
+    let mut w = spawn();
+    w.send(&init(&d, |i| {
+        i.connect_on_start = true;
+        i.keepalive_seconds = 3600;
+    }))
+    .await
+    .unwrap();
+    let (e, code) = exiting(&mut w).await;
+    assert_eq!(code, exit_code::SESSION_LOST, "{e:?}");
+}

@@ -502,3 +502,45 @@ async fn a_hostname_change_moves_the_prompt_anchor() {
     let out = ops::run(&mut session, &job(cmds(&["show version"]), true)).await;
     assert!(out.results[0].output.contains("new-name uptime"), "{out:?}");
 }
+
+#[tokio::test]
+async fn simulator_faults_refused_auth_and_command_delay() {
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "r1");
+    spec.refuse_auth = true;
+    let s = sim(spec).await;
+    assert!(matches!(
+        open(&s.device).await.err().unwrap(),
+        SessionError::AuthFailed { .. }
+    ));
+
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "slow");
+    spec.command_delay = Duration::from_millis(200);
+    let s = sim(spec).await;
+    let mut session = open(&s.device).await.unwrap();
+    let out = session.command("show clock", T).await.unwrap();
+    assert!(out.duration >= Duration::from_millis(200), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_dead_session_is_found_without_sending_a_byte() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let mut session = open(&s.device).await.unwrap();
+    session.check_alive().unwrap();
+    let commands_before = s.device.commands();
+    s.device.drop_connections();
+    let deadline = tokio::time::Instant::now() + T;
+    while session.check_alive().is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "drop not noticed");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(
+        session.check_alive(),
+        Err(SessionError::SessionLost(_))
+    ));
+    assert_eq!(
+        s.device.commands(),
+        commands_before,
+        "the check sent nothing"
+    );
+}

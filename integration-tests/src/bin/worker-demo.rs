@@ -13,7 +13,9 @@ use integration_tests::{Devsim, commands, init, ms, next_result, sibling_bin, sp
 use netpulse_proto::worker::WorkerMode;
 
 #[derive(Parser, Debug)]
-#[command(about = "pinned (reused session) versus one-shot (new connection per job) on simulated devices")]
+#[command(
+    about = "pinned (reused session) versus one-shot (new connection per job) on simulated devices"
+)]
 struct Args {
     #[arg(long)]
     worker_bin: Option<PathBuf>,
@@ -42,16 +44,29 @@ fn show_command(device_type: &str) -> &'static str {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let worker_bin = args.worker_bin.unwrap_or_else(|| sibling_bin("pinned-worker"));
+    let worker_bin = args
+        .worker_bin
+        .unwrap_or_else(|| sibling_bin("pinned-worker"));
     let devsim_bin = args.devsim_bin.unwrap_or_else(|| sibling_bin("devsim"));
     let sim = Devsim::start(
         &devsim_bin,
-        &["--devices".into(), "cisco_ios=1,juniper_junos=1,huawei=1".into(), "--login-delay-ms".into(), args.login_delay_ms.to_string()],
+        &[
+            "--devices".into(),
+            "cisco_ios=1,juniper_junos=1,huawei=1".into(),
+            "--login-delay-ms".into(),
+            args.login_delay_ms.to_string(),
+        ],
     )
     .await?;
-    println!("simulated devices (login delay {} ms):", args.login_delay_ms);
+    println!(
+        "simulated devices (login delay {} ms):",
+        args.login_delay_ms
+    );
     for d in &sim.devices {
-        println!("  {:<18} {:<14} 127.0.0.1:{}", d.name, d.device_type, d.port);
+        println!(
+            "  {:<18} {:<14} 127.0.0.1:{}",
+            d.name, d.device_type, d.port
+        );
     }
     println!("\n| device | strategy | job | total ms | connect ms | session |");
     println!("|---|---|---|---|---|---|");
@@ -65,7 +80,12 @@ async fn main() -> anyhow::Result<()> {
             let r = next_result(&mut w, LIMIT).await?;
             ensure!(r.ok, "job failed: {:?}", r.error);
             let session = if r.session_reused { "reused" } else { "new" };
-            println!("| {} | pinned | {i} | {} | {} | {session} |", d.name, ms(t0.elapsed()), ms(Duration::from_micros(r.connect_us)));
+            println!(
+                "| {} | pinned | {i} | {} | {} | {session} |",
+                d.name,
+                ms(t0.elapsed()),
+                ms(Duration::from_micros(r.connect_us))
+            );
         }
         w.close_stdin();
         w.wait().await?;
@@ -76,10 +96,17 @@ async fn main() -> anyhow::Result<()> {
             w.send(&commands(&format!("f{i}"), &[cmd])).await?;
             let r = next_result(&mut w, LIMIT).await?;
             ensure!(r.ok, "job failed: {:?}", r.error);
-            println!("| {} | one-shot (fifo) | {i} | {} | {} | new |", d.name, ms(t0.elapsed()), ms(Duration::from_micros(r.connect_us)));
+            println!(
+                "| {} | one-shot (fifo) | {i} | {} | {} | new |",
+                d.name,
+                ms(t0.elapsed()),
+                ms(Duration::from_micros(r.connect_us))
+            );
             w.wait().await?;
         }
     }
-    println!("\nA pinned worker pays the login once; every later job costs the device's answer time.");
+    println!(
+        "\nA pinned worker pays the login once; every later job costs the device's answer time."
+    );
     Ok(())
 }
