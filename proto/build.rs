@@ -1,9 +1,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc comes from the distro (protobuf-compiler); see README.
-    tonic_prost_build::configure()
-        .build_server(false)
-        .build_client(false)
-        .compile_protos(&["netpulse/worker/v1/worker.proto"], &["."])?;
+    tonic_prost_build::configure().compile_protos(
+        &[
+            "netpulse/worker/v1/worker.proto",
+            "netpulse/agent/v1/agent.proto",
+        ],
+        &["."],
+    )?;
     println!("cargo:rerun-if-changed=netpulse");
     Ok(())
 }

@@ -122,7 +122,7 @@ pub fn commands(id: &str, cmds: &[&str]) -> ParentFrame {
 }
 
 pub fn spawn_worker(bin: &Path) -> anyhow::Result<WorkerChild> {
-    WorkerChild::spawn(bin, &[("NETPULSE_LOG", "error")], Stdio::inherit())
+    WorkerChild::spawn(bin, &[], &[("NETPULSE_LOG", "error")], Stdio::inherit())
         .with_context(|| format!("starting {}", bin.display()))
 }
 

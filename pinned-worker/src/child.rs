@@ -1,27 +1,47 @@
 //! The parent side of the frame protocol: spawn a `pinned-worker` process and exchange frames
 //! with it. The child gets a cleared environment plus an explicit one, stdin/stdout as the
-//! frame pipes, and is killed if the handle is dropped.
+//! frame pipes, and is killed if the handle is dropped. `recv` is cancel-safe, so a parent can
+//! `select!` on it.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 
-use netpulse_proto::frame::{self, FrameError};
+use netpulse_proto::frame::{self, FrameError, FrameReader};
 use netpulse_proto::worker::{ParentFrame, WorkerFrame};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+/// What happened next to a worker process.
+#[derive(Debug)]
+pub enum ChildEvent {
+    Frame(WorkerFrame),
+    /// Its stdout reached end of file.
+    Closed,
+    /// It wrote something that is not a frame.
+    Broken(FrameError),
+    /// It exited (frames it wrote before may still be unread).
+    Exited(std::io::Result<ExitStatus>),
+}
 
 pub struct WorkerChild {
     child: Child,
     stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-    rbuf: Vec<u8>,
+    stdout: FrameReader<ChildStdout>,
+    stderr: Option<ChildStderr>,
     wbuf: Vec<u8>,
 }
 
 impl WorkerChild {
-    /// Spawns `bin` with only `env` in its environment and `stderr` for its logs.
-    pub fn spawn(bin: &Path, env: &[(&str, &str)], stderr: Stdio) -> std::io::Result<WorkerChild> {
+    /// Spawns `bin` with `args`, only `env` in its environment, and `stderr` for its logs
+    /// (`Stdio::piped()` makes it available from [`WorkerChild::take_stderr`]).
+    pub fn spawn(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> std::io::Result<WorkerChild> {
         let mut cmd = Command::new(bin);
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -30,17 +50,22 @@ impl WorkerChild {
         let mut child = cmd.spawn()?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take();
         Ok(WorkerChild {
             child,
             stdin: Some(stdin),
-            stdout,
-            rbuf: Vec::new(),
+            stdout: FrameReader::new(stdout),
+            stderr,
             wbuf: Vec::new(),
         })
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
     }
 
     pub async fn send(&mut self, f: &ParentFrame) -> Result<(), FrameError> {
@@ -51,9 +76,33 @@ impl WorkerChild {
         frame::write_frame(stdin, f, &mut self.wbuf).await
     }
 
-    /// The next frame; `Ok(None)` once the worker has closed its stdout.
+    /// The next frame; `Ok(None)` once the worker has closed its stdout. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<WorkerFrame>, FrameError> {
-        frame::read_frame(&mut self.stdout, &mut self.rbuf).await
+        self.stdout.recv().await
+    }
+
+    /// The next frame, end of its stdout, or its exit, whichever comes first. Cancel-safe.
+    /// Watching the exit too matters: a grandchild can hold stdout open after the worker died.
+    /// After `Closed` or `Exited`, stop calling this and reap with [`WorkerChild::wait`].
+    pub async fn next_event(&mut self) -> ChildEvent {
+        tokio::select! {
+            biased;
+            f = self.stdout.recv() => match f {
+                Ok(Some(f)) => ChildEvent::Frame(f),
+                Ok(None) => ChildEvent::Closed,
+                Err(e) => ChildEvent::Broken(e),
+            },
+            s = self.child.wait() => ChildEvent::Exited(s),
+        }
+    }
+
+    /// Frames already written to the pipe, read without waiting for more than `quiet`.
+    pub async fn drain(&mut self, quiet: std::time::Duration) -> Vec<WorkerFrame> {
+        let mut out = Vec::new();
+        while let Ok(Ok(Some(f))) = tokio::time::timeout(quiet, self.stdout.recv()).await {
+            out.push(f);
+        }
+        out
     }
 
     /// Closes the worker's stdin: the worker takes it as "the parent is gone" and exits.
@@ -65,6 +114,11 @@ impl WorkerChild {
         self.child.wait().await
     }
 
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// SIGKILL, without waiting; reap with [`WorkerChild::wait`].
     pub fn start_kill(&mut self) -> std::io::Result<()> {
         self.child.start_kill()
     }

@@ -71,6 +71,7 @@ fn frame(j: wire::Job) -> ParentFrame {
 fn spawn() -> WorkerChild {
     WorkerChild::spawn(
         Path::new(env!("CARGO_BIN_EXE_pinned-worker")),
+        &[],
         &[("NETPULSE_LOG", "info,pinned_worker=debug")],
         Stdio::inherit(),
     )

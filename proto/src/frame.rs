@@ -71,6 +71,47 @@ pub async fn read_frame<M: Message + Default, R: AsyncRead + Unpin>(
     Ok(Some(M::decode(scratch.as_slice())?))
 }
 
+/// Reads frames from a stream and can be used in `select!`: bytes are kept in its buffer
+/// between calls, so a `recv` that is dropped half-way loses nothing.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: bytes::BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            buf: bytes::BytesMut::with_capacity(8 * 1024),
+        }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of stream. Cancel-safe.
+    pub async fn recv<M: Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize;
+                if len > MAX_FRAME_BYTES {
+                    return Err(FrameError::TooLarge(len));
+                }
+                if self.buf.len() >= 4 + len {
+                    let frame = self.buf.split_to(4 + len);
+                    return Ok(Some(M::decode(&frame[4..])?));
+                }
+                self.buf.reserve(4 + len - self.buf.len());
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(FrameError::Truncated)
+                };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +130,31 @@ mod tests {
         assert_eq!(got, Some(msg));
         let end: Option<ParentFrame> = read_frame(&mut b, &mut scratch).await.unwrap();
         assert_eq!(end, None);
+    }
+
+    #[tokio::test]
+    async fn frame_reader_survives_cancellation_mid_frame() {
+        let (mut a, b) = tokio::io::duplex(1024);
+        let msg = ParentFrame {
+            frame: Some(parent_frame::Frame::Shutdown(Shutdown {})),
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&msg, &mut bytes);
+        encode_frame(&msg, &mut bytes);
+        let mut r = FrameReader::new(b);
+        a.write_all(&bytes[..3]).await.unwrap();
+        // Cancelled while only part of the header is there: nothing may be lost.
+        let early = tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            r.recv::<ParentFrame>(),
+        )
+        .await;
+        assert!(early.is_err());
+        a.write_all(&bytes[3..]).await.unwrap();
+        drop(a);
+        assert_eq!(r.recv::<ParentFrame>().await.unwrap(), Some(msg.clone()));
+        assert_eq!(r.recv::<ParentFrame>().await.unwrap(), Some(msg));
+        assert_eq!(r.recv::<ParentFrame>().await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -1,12 +1,25 @@
 //! Wire types for NetPulse.
 //!
-//! `worker` holds the frame protocol spoken between a parent (the node agent) and a
+//! `agent` is the gRPC link between a manager and a node agent. `worker` holds the frame protocol spoken between a parent (the node agent) and a
 //! `pinned-worker` child over its stdin/stdout; `frame` reads and writes those frames.
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
 pub mod frame;
 
-pub mod worker {
-    #![allow(clippy::all, missing_docs)]
-    include!(concat!(env!("OUT_DIR"), "/netpulse.worker.v1.rs"));
+/// Generated code, nested as the protobuf packages are so cross-package references resolve.
+#[allow(clippy::all, missing_docs)]
+pub mod netpulse {
+    pub mod agent {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/netpulse.agent.v1.rs"));
+        }
+    }
+    pub mod worker {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/netpulse.worker.v1.rs"));
+        }
+    }
 }
+
+pub use netpulse::agent::v1 as agent;
+pub use netpulse::worker::v1 as worker;

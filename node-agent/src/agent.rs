@@ -1,0 +1,366 @@
+//! The agent's core: validates dispatches, routes pinned jobs to their device's actor and fifo
+//! jobs to the fifo runner, enforces capacity, and answers cancel, kill, drain and list
+//! requests. It knows nothing of gRPC; `service` adapts it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use netpulse_proto::agent::{Dispatch, Load, Strategy, WorkerInfo};
+use netpulse_proto::worker::job::Operation;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::device::{DeviceActor, DeviceCmd};
+use crate::error::AgentError;
+use crate::events::EventBus;
+use crate::fifo::{self, FifoCmd};
+use crate::process::WorkerSettings;
+use crate::table::WorkerTable;
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_pinned_workers: usize,
+    pub max_fifo_concurrency: usize,
+    /// Jobs waiting per device, and fifo jobs waiting in all.
+    pub max_queued_per_device: usize,
+    pub max_fifo_queued: usize,
+}
+
+/// Whether the agent takes new jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Open,
+    Draining,
+    /// Lease lost: the cluster may think this node is dead.
+    Fenced(String),
+    ShuttingDown,
+}
+
+/// What the actors share.
+pub struct Ctx {
+    pub node_id: String,
+    pub workers: WorkerSettings,
+    pub events: EventBus,
+    pub table: WorkerTable,
+    pub tracker: TaskTracker,
+    pub fifo_queued: AtomicUsize,
+    next_worker: AtomicU64,
+    jobs: Mutex<HashSet<String>>,
+    /// Signalled when the last accepted job finishes.
+    idle: Notify,
+    /// Cancelled at the end of shutdown: manager sessions close.
+    pub sessions_stop: CancellationToken,
+}
+
+impl Ctx {
+    pub fn next_worker_id(&self) -> String {
+        format!(
+            "{}-w{}",
+            self.node_id,
+            self.next_worker.fetch_add(1, Ordering::Relaxed) + 1
+        )
+    }
+    pub fn forget_job(&self, job_id: &str) {
+        let mut jobs = self.jobs.lock().expect("lock");
+        jobs.remove(job_id);
+        if jobs.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub fn jobs_in_flight(&self) -> usize {
+        self.jobs.lock().expect("lock").len()
+    }
+}
+
+pub struct Agent {
+    pub ctx: Arc<Ctx>,
+    limits: Limits,
+    devices: Mutex<HashMap<String, mpsc::Sender<DeviceCmd>>>,
+    /// Taken at shutdown so the fifo runner ends.
+    fifo: Mutex<Option<mpsc::Sender<FifoCmd>>>,
+    admission: watch::Sender<Admission>,
+}
+
+const MAX_ID_LEN: usize = 128;
+const MAX_LINES: usize = 10_000;
+
+fn invalid(msg: impl Into<String>) -> AgentError {
+    AgentError::InvalidArgument(msg.into())
+}
+
+/// Checks a dispatch and returns its device key (`host:port`).
+pub fn validate(d: &Dispatch) -> Result<String, AgentError> {
+    if d.job_id.is_empty() || d.job_id.len() > MAX_ID_LEN {
+        return Err(invalid(format!(
+            "job_id must be 1..={MAX_ID_LEN} bytes, got {}",
+            d.job_id.len()
+        )));
+    }
+    let c = d
+        .connection
+        .as_ref()
+        .ok_or_else(|| invalid("dispatch.connection is required"))?;
+    if c.host.trim().is_empty() {
+        return Err(invalid("connection.host must not be empty"));
+    }
+    if c.port > 65535 {
+        return Err(invalid(format!(
+            "connection.port must be 1..=65535 (0 for 22), got {}",
+            c.port
+        )));
+    }
+    if c.username.is_empty() {
+        return Err(invalid("connection.username must not be empty"));
+    }
+    if c.password.is_empty() && c.private_key_pem.is_empty() {
+        return Err(invalid("connection needs a password or a private_key_pem"));
+    }
+    pinned_worker::dialect::lookup(&c.device_type).map_err(|e| invalid(e.to_string()))?;
+    let job = d
+        .job
+        .as_ref()
+        .ok_or_else(|| invalid("dispatch.job is required"))?;
+    let lines = match &job.operation {
+        Some(Operation::Commands(c)) => c.commands.len(),
+        Some(Operation::Config(c)) => c.lines.len(),
+        None => return Err(invalid("job needs commands or config")),
+    };
+    if lines == 0 || lines > MAX_LINES {
+        return Err(invalid(format!(
+            "a job holds 1..={MAX_LINES} commands or config lines, got {lines}"
+        )));
+    }
+    for (name, v, max) in [
+        ("keepalive_seconds", d.keepalive_seconds, 3600),
+        ("idle_ttl_seconds", d.idle_ttl_seconds, 86_400),
+        ("timeout_seconds", d.timeout_seconds, 86_400),
+    ] {
+        if v > max {
+            return Err(invalid(format!(
+                "{name} must be 1..={max} (0 for the default), got {v}"
+            )));
+        }
+    }
+    Ok(format!(
+        "{}:{}",
+        c.host.trim(),
+        if c.port == 0 { 22 } else { c.port }
+    ))
+}
+
+impl Agent {
+    pub fn new(node_id: String, workers: WorkerSettings, limits: Limits) -> Arc<Agent> {
+        let ctx = Arc::new(Ctx {
+            node_id,
+            workers,
+            events: EventBus::default(),
+            table: WorkerTable::default(),
+            tracker: TaskTracker::new(),
+            fifo_queued: AtomicUsize::new(0),
+            next_worker: AtomicU64::new(0),
+            jobs: Mutex::new(HashSet::new()),
+            idle: Notify::new(),
+            sessions_stop: CancellationToken::new(),
+        });
+        let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
+        ctx.tracker
+            .spawn(fifo::run(ctx.clone(), fifo_rx, limits.max_fifo_concurrency));
+        Arc::new(Agent {
+            ctx,
+            limits,
+            devices: Mutex::new(HashMap::new()),
+            fifo: Mutex::new(Some(fifo_tx)),
+            admission: watch::Sender::new(Admission::Open),
+        })
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.admission.borrow().clone()
+    }
+
+    pub fn set_admission(&self, a: Admission) {
+        info!(admission = ?a, "admission changed");
+        self.admission.send_replace(a);
+    }
+
+    pub fn load(&self) -> Load {
+        let t = &self.ctx.table;
+        Load {
+            pinned_workers: t.pinned_in_use() as u32,
+            max_pinned_workers: self.limits.max_pinned_workers as u32,
+            fifo_running: t.fifo_running() as u32,
+            max_fifo_concurrency: self.limits.max_fifo_concurrency as u32,
+            queued_jobs: (t.queued() + self.ctx.fifo_queued.load(Ordering::Relaxed)) as u32,
+        }
+    }
+
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.ctx.table.snapshot()
+    }
+
+    /// Accepts a job or says why not. Returns the device key.
+    pub fn dispatch(&self, d: Dispatch) -> Result<String, AgentError> {
+        match self.admission() {
+            Admission::Open => {}
+            Admission::Draining => {
+                return Err(AgentError::Unavailable(
+                    "node is draining; place the job elsewhere".into(),
+                ));
+            }
+            Admission::Fenced(why) => {
+                return Err(AgentError::Unavailable(format!(
+                    "node is fenced ({why}); place the job elsewhere"
+                )));
+            }
+            Admission::ShuttingDown => {
+                return Err(AgentError::Unavailable("node is shutting down".into()));
+            }
+        }
+        let key = validate(&d)?;
+        if !self.ctx.jobs.lock().expect("lock").insert(d.job_id.clone()) {
+            return Err(AgentError::AlreadyExists(format!(
+                "job {} is already queued or running here",
+                d.job_id
+            )));
+        }
+        let r = match d.strategy() {
+            Strategy::Fifo => match self.fifo.lock().expect("lock").as_ref() {
+                Some(tx) => tx.try_send(FifoCmd::Enqueue(d.clone())).map_err(|_| {
+                    AgentError::ResourceExhausted(format!(
+                        "fifo queue is full ({} jobs)",
+                        self.limits.max_fifo_queued
+                    ))
+                }),
+                None => Err(AgentError::Unavailable("node is shutting down".into())),
+            },
+            Strategy::Pinned | Strategy::Unspecified => self.dispatch_pinned(&key, d.clone()),
+        };
+        if r.is_err() {
+            self.ctx.forget_job(&d.job_id);
+        }
+        r.map(|_| key)
+    }
+
+    fn dispatch_pinned(&self, key: &str, d: Dispatch) -> Result<(), AgentError> {
+        let mut devices = self.devices.lock().expect("lock");
+        if let Some(tx) = devices.get(key) {
+            let queued = self.ctx.table.update(key, |_| {}).queued_jobs as usize;
+            if queued >= self.limits.max_queued_per_device {
+                return Err(AgentError::ResourceExhausted(format!(
+                    "{key} has {queued} jobs queued, the limit"
+                )));
+            }
+            if tx.try_send(DeviceCmd::Enqueue(d.clone())).is_ok() {
+                self.ctx.table.update(key, |w| w.queued_jobs += 1);
+                return Ok(());
+            }
+            devices.remove(key); // its actor is gone; start a new one below
+        }
+        let in_use = self.ctx.table.pinned_in_use();
+        let known = self.ctx.table.snapshot().iter().any(|w| w.device == key);
+        if !known && in_use >= self.limits.max_pinned_workers {
+            return Err(AgentError::ResourceExhausted(format!(
+                "node holds {in_use} pinned devices, its max_pinned_workers; place {key} elsewhere"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(self.limits.max_queued_per_device.max(1));
+        let actor = DeviceActor::new(key.to_string(), self.ctx.clone(), rx);
+        // The actor ends when its channel closes (shutdown): it closes its worker and reaps it.
+        self.ctx.tracker.spawn(actor.run());
+        tx.try_send(DeviceCmd::Enqueue(d))
+            .expect("new channel has room");
+        // Counted now, under the lock, so the next capacity check sees this device.
+        self.ctx.table.update(key, |w| w.queued_jobs += 1);
+        devices.insert(key.to_string(), tx);
+        Ok(())
+    }
+
+    /// Cancels a queued or running job; false when this agent does not have it.
+    pub async fn cancel(&self, job_id: &str) -> bool {
+        let senders: Vec<mpsc::Sender<DeviceCmd>> = self
+            .devices
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for tx in senders {
+            let (reply, answer) = oneshot::channel();
+            if tx
+                .send(DeviceCmd::Cancel(job_id.to_string(), reply))
+                .await
+                .is_ok()
+                && answer.await == Ok(true)
+            {
+                return true;
+            }
+        }
+        let Some(fifo) = self.fifo.lock().expect("lock").clone() else {
+            return false;
+        };
+        let (reply, answer) = oneshot::channel();
+        fifo.send(FifoCmd::Cancel(job_id.to_string(), reply))
+            .await
+            .is_ok()
+            && answer.await == Ok(true)
+    }
+
+    /// Stops the worker of a device (by `host:port`) or with a worker id; false if none.
+    pub async fn kill_worker(&self, device: &str, worker_id: &str) -> bool {
+        let key = if device.is_empty() {
+            match self
+                .ctx
+                .table
+                .snapshot()
+                .into_iter()
+                .find(|w| w.worker_id == worker_id)
+            {
+                Some(w) => w.device,
+                None => return false,
+            }
+        } else {
+            device.to_string()
+        };
+        let tx = self.devices.lock().expect("lock").get(&key).cloned();
+        match tx {
+            Some(tx) => tx
+                .send(DeviceCmd::Kill("kill requested by a manager".into()))
+                .await
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Stops taking jobs, lets accepted ones finish for up to `grace`, then closes every
+    /// worker (EOF on its stdin) and waits until all are reaped. Returns the jobs that were
+    /// still unfinished when the grace ran out.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.set_admission(Admission::ShuttingDown);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let idle = self.ctx.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.ctx.jobs_in_flight() == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = &mut idle => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let left = self.ctx.jobs_in_flight();
+        self.ctx.sessions_stop.cancel();
+        self.devices.lock().expect("lock").clear();
+        self.fifo.lock().expect("lock").take();
+        self.ctx.tracker.close();
+        self.ctx.tracker.wait().await;
+        left
+    }
+}

@@ -1,0 +1,434 @@
+//! One pinned device: its job queue and its worker process, owned by one task.
+//!
+//! The task keeps the queue in arrival order and sends the worker one job at a time. It reads
+//! the worker's frames until its stdout closes, then reaps it (the worker closes stdout only by
+//! exiting), so every frame the worker wrote before dying is seen and no child is left
+//! unreaped. A job that was running when its worker died fails with the exit code and the last
+//! health report; it is never re-run. When jobs are waiting, a new worker is started, after a
+//! back-off if workers keep dying without doing any work.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netpulse_proto::agent::{
+    Dispatch, JobFinished, JobStarted, Strategy, WorkerEvent, WorkerInfo, WorkerState,
+    agent_message::Msg,
+};
+use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
+use pinned_worker::child::{ChildEvent, WorkerChild};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::agent::Ctx;
+use crate::process::{self, unix_ms};
+
+/// Added to a job's execution timeout before the agent kills its worker, so the worker's own
+/// timeouts fire first when they can.
+pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// After a worker exited, how long its pipe may stay silent before the remaining frames count
+/// as read (they were written before the exit, so they are already there).
+pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+pub enum DeviceCmd {
+    Enqueue(Dispatch),
+    /// Replies whether the job was found (queued or running).
+    Cancel(String, oneshot::Sender<bool>),
+    Kill(String),
+}
+
+struct Running {
+    job_id: String,
+    deadline: Instant,
+    timed_out: bool,
+}
+
+struct Live {
+    child: WorkerChild,
+    id: String,
+    connected: bool,
+    did_work: bool,
+    running: Option<Running>,
+    /// SIGKILL at this time unless the worker is gone (after SIGTERM).
+    kill_at: Option<Instant>,
+    last_health: Option<wire::Health>,
+    exit_reason: Option<String>,
+}
+
+pub struct DeviceActor {
+    key: String,
+    ctx: Arc<Ctx>,
+    rx: mpsc::Receiver<DeviceCmd>,
+    queue: VecDeque<Dispatch>,
+    live: Option<Live>,
+    crash_streak: u32,
+    backoff_until: Option<Instant>,
+}
+
+impl DeviceActor {
+    pub fn new(key: String, ctx: Arc<Ctx>, rx: mpsc::Receiver<DeviceCmd>) -> Self {
+        ctx.table.update(&key, |w| {
+            w.device = key.clone();
+            w.strategy = Strategy::Pinned as i32;
+            w.state = WorkerState::Exited as i32;
+        });
+        DeviceActor {
+            key,
+            ctx,
+            rx,
+            queue: VecDeque::new(),
+            live: None,
+            crash_streak: 0,
+            backoff_until: None,
+        }
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            self.start_work().await;
+            let job_deadline = self.live.as_ref().and_then(|l| {
+                l.running
+                    .as_ref()
+                    .filter(|r| !r.timed_out)
+                    .map(|r| r.deadline)
+            });
+            let kill_at = self.live.as_ref().and_then(|l| l.kill_at);
+            let backoff = self
+                .backoff_until
+                .filter(|_| self.live.is_none() && !self.queue.is_empty());
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.on_cmd(cmd).await,
+                    None => break,
+                },
+                ev = next_event(&mut self.live) => self.on_event(ev).await,
+                _ = sleep_until(job_deadline) => self.on_timeout(),
+                _ = sleep_until(kill_at) => {
+                    if let Some(l) = self.live.as_mut() {
+                        warn!(device = %self.key, worker_id = %l.id, "worker ignored SIGTERM; killing it");
+                        let _ = l.child.start_kill();
+                        l.kill_at = None;
+                    }
+                }
+                _ = sleep_until(backoff) => self.backoff_until = None,
+            }
+        }
+        // The agent dropped us (shutdown): close the worker's stdin so it exits, then reap it.
+        if let Some(mut l) = self.live.take() {
+            l.child.close_stdin();
+            while let Ok(Some(f)) =
+                tokio::time::timeout(self.ctx.workers.kill_grace, l.child.recv())
+                    .await
+                    .unwrap_or(Ok(None))
+            {
+                if let Some(Out::Result(r)) = f.frame {
+                    self.finish(&l.id, r);
+                }
+            }
+            let (code, how) = process::reap(&mut l.child, self.ctx.workers.kill_grace).await;
+            info!(device = %self.key, worker_id = %l.id, %how, "worker stopped");
+            self.set_exited(code, "agent shutting down".into());
+        }
+        self.ctx.table.remove(&self.key);
+    }
+
+    fn publish_row(&self, edit: impl FnOnce(&mut WorkerInfo)) {
+        let queued = self.queue.len() as u32;
+        let row = self.ctx.table.update(&self.key, |w| {
+            edit(w);
+            w.queued_jobs = queued;
+        });
+        self.ctx
+            .events
+            .publish(Msg::Worker(WorkerEvent { worker: Some(row) }));
+    }
+
+    async fn start_work(&mut self) {
+        if self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none() {
+            let first = self.queue.front().expect("non-empty").clone();
+            let id = self.ctx.next_worker_id();
+            match process::spawn(&self.ctx.workers, &id, &self.key, &self.ctx.tracker) {
+                Ok(mut child) => {
+                    let init =
+                        process::init_frame(&self.ctx.workers, &first, WorkerMode::Pinned, &id);
+                    if let Err(e) = child.send(&init).await {
+                        warn!(device = %self.key, worker_id = %id, error = %e, "could not send init to the worker");
+                    }
+                    let pid = child.pid().unwrap_or_default();
+                    info!(device = %self.key, worker_id = %id, pid, "worker spawned");
+                    self.live = Some(Live {
+                        child,
+                        id: id.clone(),
+                        connected: false,
+                        did_work: false,
+                        running: None,
+                        kill_at: None,
+                        last_health: None,
+                        exit_reason: None,
+                    });
+                    self.publish_row(|w| {
+                        w.worker_id = id;
+                        w.pid = pid;
+                        w.state = WorkerState::Connecting as i32;
+                        w.spawned_unix_ms = unix_ms();
+                        w.connected_unix_ms = 0;
+                        w.jobs_done = 0;
+                        w.session_reuses = 0;
+                    });
+                }
+                Err(e) => {
+                    // Nothing can run here; fail the queue rather than spin.
+                    warn!(device = %self.key, error = %e, "cannot start a worker");
+                    for d in std::mem::take(&mut self.queue) {
+                        let r = process::failed(
+                            &d.job_id,
+                            ErrorKind::Internal,
+                            format!("cannot start a worker: {e}"),
+                            true,
+                        );
+                        self.finish("", r);
+                    }
+                }
+            }
+        }
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.running.is_some() || live.kill_at.is_some() || live.exit_reason.is_some() {
+            return;
+        }
+        let Some(d) = self.queue.pop_front() else {
+            return;
+        };
+        let timeout = Duration::from_secs(if d.timeout_seconds == 0 {
+            300
+        } else {
+            d.timeout_seconds as u64
+        });
+        if let Err(e) = live.child.send(&process::job_frame(&d)).await {
+            // The worker is going away; its exit path will start another for this job.
+            warn!(device = %self.key, error = %e, "could not hand the job to the worker");
+            self.queue.push_front(d);
+            return;
+        }
+        live.running = Some(Running {
+            job_id: d.job_id.clone(),
+            deadline: Instant::now() + timeout + TIMEOUT_MARGIN,
+            timed_out: false,
+        });
+        let worker_id = live.id.clone();
+        self.ctx.events.publish(Msg::Started(JobStarted {
+            job_id: d.job_id,
+            worker_id,
+        }));
+        self.publish_row(|w| w.state = WorkerState::Busy as i32);
+    }
+
+    async fn on_cmd(&mut self, cmd: DeviceCmd) {
+        match cmd {
+            DeviceCmd::Enqueue(d) => self.queue.push_back(d), // the agent counted it
+            DeviceCmd::Cancel(job_id, reply) => {
+                if let Some(i) = self.queue.iter().position(|d| d.job_id == job_id) {
+                    self.queue.remove(i);
+                    self.ctx.table.update(&self.key, |w| {
+                        w.queued_jobs = w.queued_jobs.saturating_sub(1)
+                    });
+                    let r = process::failed(
+                        &job_id,
+                        ErrorKind::Canceled,
+                        "canceled while queued".into(),
+                        true,
+                    );
+                    self.finish("", r);
+                    let _ = reply.send(true);
+                } else if let Some(l) = self
+                    .live
+                    .as_mut()
+                    .filter(|l| l.running.as_ref().is_some_and(|r| r.job_id == job_id))
+                {
+                    let cancel = wire::ParentFrame {
+                        frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel { job_id })),
+                    };
+                    let _ = l.child.send(&cancel).await;
+                    let _ = reply.send(true);
+                } else {
+                    let _ = reply.send(false);
+                }
+            }
+            DeviceCmd::Kill(reason) => {
+                if let Some(l) = self.live.as_mut() {
+                    info!(device = %self.key, worker_id = %l.id, %reason, "stopping worker");
+                    process::terminate(&mut l.child);
+                    l.kill_at = Some(Instant::now() + self.ctx.workers.kill_grace);
+                    l.exit_reason = Some(reason);
+                    self.publish_row(|w| w.state = WorkerState::Exiting as i32);
+                }
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let Some(l) = self.live.as_mut() else { return };
+        let Some(r) = l.running.as_mut() else { return };
+        warn!(device = %self.key, worker_id = %l.id, job_id = %r.job_id, "job exceeded its execution timeout; killing the worker");
+        r.timed_out = true;
+        let _ = l.child.start_kill();
+    }
+
+    async fn on_event(&mut self, ev: ChildEvent) {
+        match ev {
+            ChildEvent::Frame(f) => self.on_frame(f.frame),
+            ChildEvent::Closed => self.on_exit(None).await,
+            ChildEvent::Exited(status) => {
+                let l = self.live.as_mut().expect("a live worker");
+                for f in l.child.drain(DRAIN_QUIET).await {
+                    self.on_frame(f.frame);
+                }
+                self.on_exit(Some(status)).await
+            }
+            ChildEvent::Broken(e) => {
+                let l = self.live.as_mut().expect("a live worker");
+                warn!(device = %self.key, worker_id = %l.id, error = %e, "worker wrote a bad frame; killing it");
+                l.exit_reason
+                    .get_or_insert_with(|| format!("bad frame from the worker: {e}"));
+                let _ = l.child.start_kill();
+                self.on_exit(None).await
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Option<Out>) {
+        let l = self.live.as_mut().expect("a frame came from a live worker");
+        match frame {
+            Some(Out::Connected(_)) => {
+                l.connected = true;
+                let state = if l.running.is_some() {
+                    WorkerState::Busy
+                } else {
+                    WorkerState::Ready
+                };
+                self.publish_row(|w| {
+                    w.state = state as i32;
+                    w.connected_unix_ms = unix_ms();
+                });
+            }
+            Some(Out::Result(r)) => {
+                let id = l.id.clone();
+                let was_running = l.running.as_ref().is_some_and(|run| run.job_id == r.job_id);
+                if was_running {
+                    l.running = None;
+                    l.did_work = true;
+                }
+                let reused = r.session_reused;
+                self.finish(&id, r);
+                self.publish_row(|w| {
+                    if was_running {
+                        w.state = WorkerState::Ready as i32;
+                        w.jobs_done += 1;
+                        w.session_reuses += reused as u64;
+                    }
+                });
+            }
+            Some(Out::Health(h)) => {
+                let state = match (h.ok, l.running.is_some()) {
+                    (false, _) => WorkerState::Unhealthy,
+                    (true, true) => WorkerState::Busy,
+                    (true, false) => WorkerState::Ready,
+                };
+                l.last_health = Some(h.clone());
+                self.publish_row(|w| {
+                    w.state = state as i32;
+                    w.last_keepalive_rtt_us = h.rtt_us;
+                    w.last_keepalive_unix_ms = h.last_ok_unix_ms;
+                });
+            }
+            Some(Out::Exiting(e)) => {
+                l.exit_reason = Some(e.reason);
+                self.publish_row(|w| w.state = WorkerState::Exiting as i32);
+            }
+            None => warn!(device = %self.key, "worker sent an empty frame"),
+        }
+    }
+
+    /// The worker's stdout closed or it exited: reap it and settle the job it was running.
+    async fn on_exit(&mut self, status: Option<std::io::Result<std::process::ExitStatus>>) {
+        let mut l = self.live.take().expect("live worker");
+        let (code, how) = match status {
+            Some(Ok(s)) => process::describe(&s),
+            Some(Err(e)) => (-1, format!("waiting for the worker failed: {e}")),
+            None => process::reap(&mut l.child, self.ctx.workers.kill_grace).await,
+        };
+        let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
+        info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");
+        if let Some(run) = l.running.take() {
+            let health = match &l.last_health {
+                Some(h) if h.ok => format!("last keepalive ok at unix ms {}", h.last_ok_unix_ms),
+                Some(h) => format!("last health: unhealthy ({})", h.error),
+                None => "no keepalive report yet".into(),
+            };
+            let r = if run.timed_out {
+                process::failed(
+                    &run.job_id,
+                    ErrorKind::Timeout,
+                    "the job exceeded its execution timeout; the worker was killed".into(),
+                    false,
+                )
+            } else {
+                process::failed(
+                    &run.job_id,
+                    ErrorKind::WorkerExited,
+                    format!("the worker exited while running the job ({how}; {reason}; {health})"),
+                    false,
+                )
+            };
+            self.finish(&l.id, r);
+        }
+        // Back off when workers die without doing any work (crash loop, unreachable device).
+        if l.did_work || l.exit_reason.is_some() && code == 0 {
+            self.crash_streak = 0;
+        } else {
+            self.crash_streak += 1;
+            if self.crash_streak > 1 {
+                let wait = (Duration::from_millis(250) * 2u32.pow(self.crash_streak.min(8)))
+                    .min(MAX_BACKOFF);
+                warn!(device = %self.key, streak = self.crash_streak, ?wait, "workers keep exiting without doing work; backing off");
+                self.backoff_until = Some(Instant::now() + wait);
+            }
+        }
+        self.set_exited(code, reason);
+    }
+
+    fn set_exited(&self, code: i32, reason: String) {
+        self.publish_row(|w| {
+            w.state = WorkerState::Exited as i32;
+            w.pid = 0;
+            w.last_exit_code = code;
+            w.last_exit_reason = reason;
+        });
+    }
+
+    fn finish(&self, worker_id: &str, result: wire::JobResult) {
+        self.ctx.forget_job(&result.job_id);
+        self.ctx.events.publish(Msg::Finished(JobFinished {
+            job_id: result.job_id.clone(),
+            worker_id: worker_id.to_string(),
+            result: Some(result),
+        }));
+    }
+}
+
+async fn next_event(live: &mut Option<Live>) -> ChildEvent {
+    match live {
+        Some(l) => l.child.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,26 @@
+//! Why the agent refuses a dispatch; mapped to the wire's reject codes in one place.
+
+use netpulse_proto::agent::RejectCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+}
+
+impl AgentError {
+    pub fn code(&self) -> RejectCode {
+        match self {
+            AgentError::InvalidArgument(_) => RejectCode::InvalidArgument,
+            AgentError::ResourceExhausted(_) => RejectCode::ResourceExhausted,
+            AgentError::Unavailable(_) => RejectCode::Unavailable,
+            AgentError::AlreadyExists(_) => RejectCode::AlreadyExists,
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Starting a worker process and the pieces every owner of one needs: the init frame, the
+//! results the agent writes when a worker cannot, stderr forwarding and reaping.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use netpulse_proto::agent::Dispatch;
+use netpulse_proto::worker::{self as wire, ErrorKind, HostKeyPolicy, WorkerMode};
+use pinned_worker::child::WorkerChild;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// What every worker of this agent is started with.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub bin: PathBuf,
+    pub log_filter: String,
+    pub host_key_policy: HostKeyPolicy,
+    pub known_hosts: PathBuf,
+    /// Between SIGTERM and SIGKILL, and for a worker to exit after its stdout closed.
+    pub kill_grace: Duration,
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn spawn(
+    settings: &WorkerSettings,
+    worker_id: &str,
+    device: &str,
+    tracker: &TaskTracker,
+) -> std::io::Result<WorkerChild> {
+    let args = [
+        "--log-format",
+        "json",
+        "--log",
+        settings.log_filter.as_str(),
+    ];
+    let mut child = WorkerChild::spawn(&settings.bin, &args, &[], Stdio::piped())?;
+    if let Some(stderr) = child.take_stderr() {
+        let (worker_id, device) = (worker_id.to_string(), device.to_string());
+        // Ends when the worker's stderr closes, i.e. when it exits.
+        tracker.spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                info!(target: "worker", %worker_id, %device, "{line}");
+            }
+        });
+    }
+    Ok(child)
+}
+
+pub fn init_frame(
+    s: &WorkerSettings,
+    d: &Dispatch,
+    mode: WorkerMode,
+    worker_id: &str,
+) -> wire::ParentFrame {
+    wire::ParentFrame {
+        frame: Some(wire::parent_frame::Frame::Init(wire::Init {
+            mode: mode as i32,
+            connection: d.connection.clone(),
+            host_key_policy: s.host_key_policy as i32,
+            known_hosts_path: s.known_hosts.display().to_string(),
+            keepalive_seconds: d.keepalive_seconds,
+            idle_ttl_seconds: d.idle_ttl_seconds,
+            connect_on_start: false,
+            worker_id: worker_id.to_string(),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn job_frame(d: &Dispatch) -> wire::ParentFrame {
+    let mut job = d.job.clone().unwrap_or_default();
+    job.job_id = d.job_id.clone();
+    // Every job names its connection, so a pinned worker reconnects when the arguments change.
+    job.connection = d.connection.clone();
+    wire::ParentFrame {
+        frame: Some(wire::parent_frame::Frame::Job(job)),
+    }
+}
+
+/// A result for a job whose worker could not produce one.
+pub fn failed(
+    job_id: &str,
+    kind: ErrorKind,
+    message: String,
+    not_started: bool,
+) -> wire::JobResult {
+    wire::JobResult {
+        job_id: job_id.to_string(),
+        error: Some(wire::Error {
+            kind: kind as i32,
+            message,
+        }),
+        not_started,
+        ..Default::default()
+    }
+}
+
+pub fn describe(status: &ExitStatus) -> (i32, String) {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => (c, format!("exit code {c}")),
+        (None, Some(sig)) => (128 + sig, format!("killed by signal {sig}")),
+        _ => (-1, "unknown exit status".into()),
+    }
+}
+
+/// Reaps a worker whose stdout has closed; kills it if it does not exit within the grace.
+pub async fn reap(child: &mut WorkerChild, grace: Duration) -> (i32, String) {
+    let status = match tokio::time::timeout(grace, child.wait()).await {
+        Ok(r) => r,
+        Err(_) => {
+            warn!("worker closed its stdout but did not exit; killing it");
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    match status {
+        Ok(s) => describe(&s),
+        Err(e) => (-1, format!("waiting for the worker failed: {e}")),
+    }
+}
+
+/// SIGTERM now; the owner escalates to SIGKILL after the grace period.
+pub fn terminate(child: &mut WorkerChild) {
+    if let Some(pid) = child.pid() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
