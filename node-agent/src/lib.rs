@@ -10,11 +10,13 @@
 //! until its stdout closes and then reaps it (`process`). The agent never speaks SSH itself.
 
 pub mod agent;
+pub mod config;
 pub mod device;
 pub mod error;
 pub mod events;
 pub mod fifo;
 pub mod process;
+pub mod registry;
 pub mod service;
 pub mod table;
 

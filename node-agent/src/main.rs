@@ -1,7 +1,87 @@
-//! The NetPulse node agent: etcd registration and pinned-worker supervision. Not built yet
-//! (issue 3); this binary refuses to start rather than pretend to serve.
+//! `node-agent`: parse config, set up logs, connect etcd, serve, register; on SIGTERM or
+//! SIGINT drain jobs, stop workers, revoke the lease.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("netpulse node-agent is not implemented yet; see the issue tracker (node agent)");
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use node_agent::agent::{Admission, Agent};
+use node_agent::config::{AgentConfig, LogFormat};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+fn main() -> ExitCode {
+    let cfg = AgentConfig::parse();
+    if let Err(e) = cfg.validate() {
+        eprintln!("node-agent: {e}");
+        return ExitCode::from(64);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cfg.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Pretty => logs.init(),
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("node-agent: cannot start the runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "node-agent failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let agent = Agent::new(cfg.node_id.clone(), cfg.workers(), cfg.limits());
+    // No job before the node is registered.
+    agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
+    let serve_stop = CancellationToken::new();
+    let registry_stop = CancellationToken::new();
+    let server = tokio::spawn(node_agent::serve(
+        agent.clone(),
+        listener,
+        serve_stop.clone(),
+    ));
+    let registry = tokio::spawn(node_agent::registry::run(
+        etcd,
+        cfg.registry(),
+        agent.clone(),
+        registry_stop.clone(),
+    ));
+    info!(node_id = %cfg.node_id, listen = %cfg.listen, "node agent started");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+    }
+    let left = agent
+        .shutdown(Duration::from_secs(cfg.shutdown_grace_seconds))
+        .await;
+    if left > 0 {
+        info!(
+            jobs = left,
+            "grace period over; unfinished jobs were stopped with their workers"
+        );
+    }
+    registry_stop.cancel();
+    let _ = registry.await;
+    serve_stop.cancel();
+    let _ = server.await;
+    info!("node agent stopped");
+    Ok(())
 }

@@ -1,0 +1,206 @@
+//! Command-line and environment configuration of the node agent, with its defaults and the
+//! one `validate` that rejects bad values at start-up (exit code 64).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use netpulse_proto::worker::HostKeyPolicy;
+
+use crate::agent::Limits;
+use crate::process::WorkerSettings;
+use crate::registry::RegistryConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HostKeys {
+    AcceptNew,
+    Strict,
+    InsecureAcceptAny,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "node-agent",
+    about = "NetPulse node agent: registers in etcd, runs jobs in pinned-worker processes"
+)]
+pub struct AgentConfig {
+    /// Stable id of this node (the pod name on Kubernetes).
+    #[arg(long, env = "NETPULSE_NODE_ID")]
+    pub node_id: String,
+    /// Address the gRPC server binds.
+    #[arg(long, env = "NETPULSE_AGENT_LISTEN", default_value = "127.0.0.1:50061")]
+    pub listen: SocketAddr,
+    /// Address managers dial, as registered in etcd; defaults to --listen.
+    #[arg(long, env = "NETPULSE_AGENT_ADVERTISE")]
+    pub advertise: Option<String>,
+    #[arg(
+        long,
+        env = "NETPULSE_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: Vec<String>,
+    #[arg(long, env = "NETPULSE_ETCD_PREFIX", default_value = "/netpulse")]
+    pub etcd_prefix: String,
+    /// Lease TTL of the node record, 2..=300 seconds.
+    #[arg(long, env = "NETPULSE_LEASE_TTL_SECONDS", default_value_t = 10)]
+    pub lease_ttl_seconds: u64,
+    #[arg(long, env = "NETPULSE_MAX_PINNED_WORKERS", default_value_t = 1000)]
+    pub max_pinned_workers: usize,
+    #[arg(long, env = "NETPULSE_MAX_FIFO_CONCURRENCY", default_value_t = 32)]
+    pub max_fifo_concurrency: usize,
+    #[arg(long, env = "NETPULSE_MAX_QUEUED_PER_DEVICE", default_value_t = 1000)]
+    pub max_queued_per_device: usize,
+    #[arg(long, env = "NETPULSE_MAX_FIFO_QUEUED", default_value_t = 10_000)]
+    pub max_fifo_queued: usize,
+    /// The pinned-worker binary; defaults to the one next to this binary.
+    #[arg(long, env = "NETPULSE_WORKER_BIN")]
+    pub worker_bin: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "NETPULSE_KNOWN_HOSTS",
+        default_value = "/var/lib/netpulse/known_hosts"
+    )]
+    pub known_hosts: PathBuf,
+    #[arg(
+        long,
+        env = "NETPULSE_HOST_KEY_POLICY",
+        value_enum,
+        default_value = "accept-new"
+    )]
+    pub host_key_policy: HostKeys,
+    /// Log filter passed to every worker.
+    #[arg(long, env = "NETPULSE_WORKER_LOG", default_value = "info")]
+    pub worker_log: String,
+    /// On SIGTERM, how long running and queued jobs may take before workers are stopped.
+    #[arg(long, env = "NETPULSE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+    /// Between SIGTERM and SIGKILL for a worker being stopped.
+    #[arg(long, env = "NETPULSE_KILL_GRACE_SECONDS", default_value_t = 5)]
+    pub kill_grace_seconds: u64,
+    #[arg(
+        long,
+        env = "NETPULSE_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+    #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be {lo}..={hi}, got {v}"))
+    }
+}
+
+impl AgentConfig {
+    pub fn worker_bin(&self) -> PathBuf {
+        self.worker_bin.clone().unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            exe.with_file_name("pinned-worker")
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id.is_empty() || self.node_id.len() > 128 || self.node_id.contains(['/', ' '])
+        {
+            return Err(format!(
+                "node-id must be 1..=128 characters without '/' or spaces, got {:?}",
+                self.node_id
+            ));
+        }
+        range("lease-ttl-seconds", self.lease_ttl_seconds, 2, 300)?;
+        range(
+            "max-pinned-workers",
+            self.max_pinned_workers as u64,
+            1,
+            100_000,
+        )?;
+        range(
+            "max-fifo-concurrency",
+            self.max_fifo_concurrency as u64,
+            1,
+            4096,
+        )?;
+        range(
+            "max-queued-per-device",
+            self.max_queued_per_device as u64,
+            1,
+            100_000,
+        )?;
+        range("max-fifo-queued", self.max_fifo_queued as u64, 1, 1_000_000)?;
+        range(
+            "shutdown-grace-seconds",
+            self.shutdown_grace_seconds,
+            0,
+            3600,
+        )?;
+        range("kill-grace-seconds", self.kill_grace_seconds, 1, 300)?;
+        if self.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err("etcd-endpoints must name at least one endpoint".into());
+        }
+        if !self.etcd_prefix.starts_with('/') {
+            return Err(format!(
+                "etcd-prefix must start with '/', got {:?}",
+                self.etcd_prefix
+            ));
+        }
+        let bin = self.worker_bin();
+        if !bin.is_file() {
+            return Err(format!(
+                "worker binary {} does not exist (set --worker-bin)",
+                bin.display()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_pinned_workers: self.max_pinned_workers,
+            max_fifo_concurrency: self.max_fifo_concurrency,
+            max_queued_per_device: self.max_queued_per_device,
+            max_fifo_queued: self.max_fifo_queued,
+        }
+    }
+
+    pub fn workers(&self) -> WorkerSettings {
+        WorkerSettings {
+            bin: self.worker_bin(),
+            log_filter: self.worker_log.clone(),
+            host_key_policy: match self.host_key_policy {
+                HostKeys::AcceptNew => HostKeyPolicy::AcceptNew,
+                HostKeys::Strict => HostKeyPolicy::Strict,
+                HostKeys::InsecureAcceptAny => HostKeyPolicy::InsecureAcceptAny,
+            },
+            known_hosts: self.known_hosts.clone(),
+            kill_grace: Duration::from_secs(self.kill_grace_seconds),
+        }
+    }
+
+    pub fn registry(&self) -> RegistryConfig {
+        RegistryConfig {
+            prefix: self.etcd_prefix.clone(),
+            node_id: self.node_id.clone(),
+            address: self
+                .advertise
+                .clone()
+                .unwrap_or_else(|| self.listen.to_string()),
+            lease_ttl: Duration::from_secs(self.lease_ttl_seconds),
+            load_interval: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(self.lease_ttl_seconds).min(Duration::from_secs(5))
+                / 2,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Registration of the node in etcd.
+//!
+//! The node record lives at `<prefix>/nodes/<node_id>`, attached to a lease the agent keeps
+//! alive at a third of its TTL, every call under a timeout. Until the record is written the
+//! agent is fenced (takes no jobs). If the lease is lost (revoked, expired, or keep-alives
+//! failing for longer than the TTL) the agent fences itself first, tells the connected
+//! managers, and only then registers again under a new lease: it never serves on a lease the
+//! cluster believes dead. The load in the record is refreshed in place, at most every
+//! `load_interval`. On shutdown the lease is revoked so the cluster learns at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Client, PutOptions};
+use netpulse_proto::agent::{Fenced, agent_message::Msg};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::agent::{Admission, Agent};
+use crate::process::unix_ms;
+
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    pub prefix: String,
+    pub node_id: String,
+    /// The gRPC address managers dial.
+    pub address: String,
+    pub lease_ttl: Duration,
+    pub load_interval: Duration,
+    /// Every etcd call gives up after this long.
+    pub call_timeout: Duration,
+}
+
+/// The node record, as JSON so operators can read it with etcdctl.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub address: String,
+    pub max_pinned_workers: u32,
+    pub max_fifo_concurrency: u32,
+    pub pinned_workers: u32,
+    pub fifo_running: u32,
+    pub queued_jobs: u32,
+    pub version: String,
+    pub started_unix_ms: u64,
+    pub lease_id: i64,
+}
+
+pub fn node_key(prefix: &str, node_id: &str) -> String {
+    format!("{}/nodes/{node_id}", prefix.trim_end_matches('/'))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RegError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("lease {0} is gone (expired or revoked)")]
+    LeaseGone(i64),
+}
+
+async fn timed<T>(
+    limit: Duration,
+    f: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, RegError> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| RegError::Timeout(limit))?
+        .map_err(RegError::Etcd)
+}
+
+struct Registrar {
+    client: Client,
+    cfg: RegistryConfig,
+    agent: Arc<Agent>,
+    started_unix_ms: u64,
+}
+
+impl Registrar {
+    fn record(&self, lease_id: i64) -> NodeRecord {
+        let load = self.agent.load();
+        NodeRecord {
+            node_id: self.cfg.node_id.clone(),
+            address: self.cfg.address.clone(),
+            max_pinned_workers: load.max_pinned_workers,
+            max_fifo_concurrency: load.max_fifo_concurrency,
+            pinned_workers: load.pinned_workers,
+            fifo_running: load.fifo_running,
+            queued_jobs: load.queued_jobs,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_unix_ms: self.started_unix_ms,
+            lease_id,
+        }
+    }
+
+    async fn put(&mut self, lease_id: i64) -> Result<NodeRecord, RegError> {
+        let rec = self.record(lease_id);
+        let value = serde_json::to_vec(&rec).expect("record serializes");
+        let key = node_key(&self.cfg.prefix, &self.cfg.node_id);
+        timed(
+            self.cfg.call_timeout,
+            self.client
+                .put(key, value, Some(PutOptions::new().with_lease(lease_id))),
+        )
+        .await?;
+        Ok(rec)
+    }
+
+    async fn register(&mut self) -> Result<i64, RegError> {
+        let ttl = self.cfg.lease_ttl.as_secs().max(1) as i64;
+        let lease = timed(self.cfg.call_timeout, self.client.lease_grant(ttl, None))
+            .await?
+            .id();
+        self.put(lease).await?;
+        Ok(lease)
+    }
+
+    /// Keeps `lease` alive until it is lost (returns why) or shutdown (returns None).
+    async fn keep_alive(&mut self, lease: i64, shutdown: &CancellationToken) -> Option<RegError> {
+        let ttl = self.cfg.lease_ttl;
+        let (mut keeper, mut stream) =
+            match timed(self.cfg.call_timeout, self.client.lease_keep_alive(lease)).await {
+                Ok(ks) => ks,
+                Err(e) => return Some(e),
+            };
+        let mut last_ok = Instant::now();
+        let mut last_load = self.agent.load();
+        let mut next_load = Instant::now() + self.cfg.load_interval;
+        let mut tick = tokio::time::interval(ttl / 3);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tick.tick() => {}
+            }
+            let beat = async {
+                keeper.keep_alive().await?;
+                stream.message().await
+            };
+            match tokio::time::timeout(self.cfg.call_timeout, beat).await {
+                Ok(Ok(Some(resp))) if resp.ttl() > 0 => last_ok = Instant::now(),
+                Ok(Ok(_)) => return Some(RegError::LeaseGone(lease)),
+                Ok(Err(e)) => warn!(error = %e, "lease keep-alive failed"),
+                Err(_) => warn!(timeout = ?self.cfg.call_timeout, "lease keep-alive timed out"),
+            }
+            if last_ok.elapsed() > ttl {
+                return Some(RegError::LeaseGone(lease));
+            }
+            let load = self.agent.load();
+            if load != last_load && Instant::now() >= next_load {
+                match self.put(lease).await {
+                    Ok(_) => last_load = load,
+                    Err(e) => warn!(error = %e, "updating the node load failed"),
+                }
+                next_load = Instant::now() + self.cfg.load_interval;
+            }
+        }
+    }
+
+    fn fence(&self, why: String) {
+        warn!(reason = %why, "fencing: not taking jobs until registered again");
+        self.agent.set_admission(Admission::Fenced(why.clone()));
+        self.agent
+            .ctx
+            .events
+            .publish(Msg::Fenced(Fenced { reason: why }));
+    }
+}
+
+/// Registers and stays registered until `shutdown`; then revokes the lease.
+pub async fn run(
+    client: Client,
+    cfg: RegistryConfig,
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+) {
+    let mut r = Registrar {
+        client,
+        cfg,
+        agent,
+        started_unix_ms: unix_ms(),
+    };
+    r.agent
+        .set_admission(Admission::Fenced("not registered in etcd yet".into()));
+    let mut backoff = Duration::from_millis(200);
+    let mut lease = None;
+    while !shutdown.is_cancelled() {
+        let id = match r.register().await {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "registration failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        lease = Some(id);
+        info!(node_id = %r.cfg.node_id, lease = id, key = %node_key(&r.cfg.prefix, &r.cfg.node_id), "registered");
+        if matches!(r.agent.admission(), Admission::Fenced(_)) {
+            r.agent.set_admission(Admission::Open);
+        }
+        match r.keep_alive(id, &shutdown).await {
+            None => break,
+            Some(why) => {
+                lease = None;
+                r.fence(format!("etcd lease lost: {why}"));
+            }
+        }
+    }
+    if let Some(id) = lease {
+        match timed(r.cfg.call_timeout, r.client.lease_revoke(id)).await {
+            Ok(_) => info!(lease = id, "lease revoked"),
+            Err(e) => {
+                warn!(lease = id, error = %e, "revoking the lease failed; it expires by itself")
+            }
+        }
+    }
+}
