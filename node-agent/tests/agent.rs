@@ -51,6 +51,7 @@ fn limits(max_pinned: usize, max_fifo: usize) -> Limits {
 
 struct Harness {
     agent: Arc<Agent>,
+    addr: String,
     tx: mpsc::Sender<ManagerMessage>,
     events: tonic::Streaming<AgentMessage>,
     _stop: DropGuard,
@@ -95,6 +96,7 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
     }
     Harness {
         agent,
+        addr: format!("http://{addr}"),
         tx,
         events,
         _stop: stop.drop_guard(),
@@ -635,5 +637,146 @@ async fn kill_worker_and_graceful_shutdown_reap_everything() {
     let left = h.agent.shutdown(Duration::from_secs(5)).await;
     assert_eq!(left, 0);
     assert!(h.agent.workers().is_empty());
+    assert_no_zombies().await;
+}
+
+#[tokio::test]
+async fn several_managers_all_see_results_and_drain_stops_new_jobs() {
+    let (a, _ga) = device(Flavor::CiscoIos, "dev-a").await;
+    let mut h = start(worker_bin(), limits(10, 4)).await;
+    // A second manager on the same agent.
+    let (tx2, rx2) = mpsc::channel(16);
+    tx2.send(ManagerMessage {
+        msg: Some(In::Hello(Hello {
+            manager_id: "second".into(),
+        })),
+    })
+    .await
+    .unwrap();
+    let addr = h.addr.clone();
+    let mut c2 = AgentServiceClient::connect(addr).await.unwrap();
+    let mut ev2 = c2
+        .session(ReceiverStream::new(rx2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        ev2.next().await,
+        Some(Ok(AgentMessage {
+            msg: Some(Msg::Welcome(_))
+        }))
+    ));
+
+    h.send(In::Dispatch(dispatch(
+        "j1",
+        &a,
+        &["show clock"],
+        Strategy::Pinned,
+    )))
+    .await;
+    assert!(ok(&h.finished(1).await[0]));
+    let seen_by_second = tokio::time::timeout(DEADLINE, async {
+        while let Some(Ok(m)) = ev2.next().await {
+            if let Some(Msg::Finished(f)) = m.msg {
+                return f.job_id;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap();
+    assert_eq!(seen_by_second, "j1");
+
+    h.send(In::Drain(Default::default())).await;
+    h.send(In::Dispatch(dispatch(
+        "j2",
+        &a,
+        &["show clock"],
+        Strategy::Pinned,
+    )))
+    .await;
+    let (id, code, msg) = h.rejected().await;
+    assert_eq!(
+        (id.as_str(), code),
+        ("j2", RejectCode::Unavailable),
+        "{msg}"
+    );
+    assert!(msg.contains("draining"), "{msg}");
+    drop(tx2);
+    assert_eq!(h.agent.shutdown(Duration::from_secs(5)).await, 0);
+}
+
+#[tokio::test]
+async fn a_session_must_start_with_hello() {
+    let h = start(worker_bin(), limits(1, 1)).await;
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(ManagerMessage {
+        msg: Some(In::ListWorkers(ListWorkers::default())),
+    })
+    .await
+    .unwrap();
+    let mut c = AgentServiceClient::connect(h.addr.clone()).await.unwrap();
+    let err = c.session(ReceiverStream::new(rx)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("hello"), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_running_job_finish_within_the_grace() {
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "slow");
+    spec.command_delay = Duration::from_millis(300);
+    let stop = CancellationToken::new();
+    let d = spawn_device(spec, devsim::server::random_host_key(), stop.clone())
+        .await
+        .unwrap();
+    let _g = stop.drop_guard();
+    let mut h = start(worker_bin(), limits(10, 4)).await;
+    h.send(In::Dispatch(dispatch(
+        "slow",
+        &d,
+        &["show clock"],
+        Strategy::Pinned,
+    )))
+    .await;
+    h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    let agent = h.agent.clone();
+    let shutdown = tokio::spawn(async move { agent.shutdown(Duration::from_secs(20)).await });
+    let f = h.finished(1).await;
+    assert!(ok(&f[0]), "the running job finished normally: {f:?}");
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, shutdown)
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    assert_no_zombies().await;
+}
+
+#[tokio::test]
+async fn kill_worker_escalates_to_sigkill_when_sigterm_is_ignored() {
+    let (a, _ga) = device(Flavor::CiscoIos, "dev-a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stubborn = script(
+        dir.path(),
+        "stubborn",
+        "trap '' TERM\nwhile :; do sleep 1; done",
+    );
+    let mut h = start(stubborn, limits(10, 4)).await;
+    let mut d = dispatch("s", &a, &["show clock"], Strategy::Pinned);
+    d.timeout_seconds = 600;
+    h.send(In::Dispatch(d)).await;
+    h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    h.send(In::KillWorker(KillWorker {
+        worker_id: String::new(),
+        device: format!("127.0.0.1:{}", a.addr().port()),
+    }))
+    .await;
+    // The job's end is published before the worker's exit.
+    let f = h.finished(1).await;
+    assert_eq!(kind(&f[0]), ErrorKind::WorkerExited, "{f:?}");
+    let exited = h.worker_event(|w| w.state() == WorkerState::Exited).await;
+    assert_eq!(exited.last_exit_code, 128 + 9, "{exited:?}");
+    assert_eq!(h.agent.shutdown(Duration::from_secs(5)).await, 0);
     assert_no_zombies().await;
 }
