@@ -19,7 +19,7 @@ use crate::device::{DeviceActor, DeviceCmd};
 use crate::error::AgentError;
 use crate::events::EventBus;
 use crate::fifo::{self, FifoCmd};
-use crate::process::WorkerSettings;
+use crate::process::{ProcessSpawner, Spawner, WorkerSettings};
 use crate::table::WorkerTable;
 
 #[derive(Clone, Debug)]
@@ -45,6 +45,7 @@ pub enum Admission {
 pub struct Ctx {
     pub node_id: String,
     pub workers: WorkerSettings,
+    pub spawner: Arc<dyn Spawner>,
     pub events: EventBus,
     pub table: WorkerTable,
     pub tracker: TaskTracker,
@@ -155,13 +156,30 @@ pub fn validate(d: &Dispatch) -> Result<String, AgentError> {
 }
 
 impl Agent {
+    /// An agent that runs real `pinned-worker` processes.
     pub fn new(node_id: String, workers: WorkerSettings, limits: Limits) -> Arc<Agent> {
+        let tracker = TaskTracker::new();
+        let spawner = Arc::new(ProcessSpawner {
+            settings: workers.clone(),
+            tracker: tracker.clone(),
+        });
+        Self::with_spawner(node_id, workers, limits, spawner, tracker)
+    }
+
+    pub fn with_spawner(
+        node_id: String,
+        workers: WorkerSettings,
+        limits: Limits,
+        spawner: Arc<dyn Spawner>,
+        tracker: TaskTracker,
+    ) -> Arc<Agent> {
         let ctx = Arc::new(Ctx {
             node_id,
             workers,
+            spawner,
             events: EventBus::default(),
             table: WorkerTable::default(),
-            tracker: TaskTracker::new(),
+            tracker,
             fifo_queued: AtomicUsize::new(0),
             next_worker: AtomicU64::new(0),
             jobs: Mutex::new(HashSet::new()),

@@ -16,13 +16,13 @@ use netpulse_proto::agent::{
     agent_message::Msg,
 };
 use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
-use pinned_worker::child::{ChildEvent, WorkerChild};
+use pinned_worker::child::ChildEvent;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::agent::Ctx;
-use crate::process::{self, unix_ms};
+use crate::process::{self, WorkerProc, unix_ms};
 
 /// Added to a job's execution timeout before the agent kills its worker, so the worker's own
 /// timeouts fire first when they can.
@@ -46,7 +46,7 @@ struct Running {
 }
 
 struct Live {
-    child: WorkerChild,
+    child: Box<dyn WorkerProc>,
     id: String,
     connected: bool,
     did_work: bool,
@@ -108,7 +108,7 @@ impl DeviceActor {
                 _ = sleep_until(kill_at) => {
                     if let Some(l) = self.live.as_mut() {
                         warn!(device = %self.key, worker_id = %l.id, "worker ignored SIGTERM; killing it");
-                        let _ = l.child.start_kill();
+                        l.child.kill();
                         l.kill_at = None;
                     }
                 }
@@ -118,16 +118,26 @@ impl DeviceActor {
         // The agent dropped us (shutdown): close the worker's stdin so it exits, then reap it.
         if let Some(mut l) = self.live.take() {
             l.child.close_stdin();
-            while let Ok(Some(f)) =
-                tokio::time::timeout(self.ctx.workers.kill_grace, l.child.recv())
-                    .await
-                    .unwrap_or(Ok(None))
-            {
-                if let Some(Out::Result(r)) = f.frame {
-                    self.finish(&l.id, r);
+            // Results still on the way are published; then the worker is reaped.
+            let (code, how) = loop {
+                match tokio::time::timeout(self.ctx.workers.kill_grace, l.child.next_event()).await
+                {
+                    Ok(ChildEvent::Frame(f)) => {
+                        if let Some(Out::Result(r)) = f.frame {
+                            self.finish(&l.id, r);
+                        }
+                    }
+                    Ok(ChildEvent::Exited(Ok(s))) => {
+                        for f in l.child.drain(DRAIN_QUIET).await {
+                            if let Some(Out::Result(r)) = f.frame {
+                                self.finish(&l.id, r);
+                            }
+                        }
+                        break process::describe(&s);
+                    }
+                    _ => break process::reap(l.child.as_mut(), self.ctx.workers.kill_grace).await,
                 }
-            }
-            let (code, how) = process::reap(&mut l.child, self.ctx.workers.kill_grace).await;
+            };
             info!(device = %self.key, worker_id = %l.id, %how, "worker stopped");
             self.set_exited(code, "agent shutting down".into());
         }
@@ -149,7 +159,7 @@ impl DeviceActor {
         if self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none() {
             let first = self.queue.front().expect("non-empty").clone();
             let id = self.ctx.next_worker_id();
-            match process::spawn(&self.ctx.workers, &id, &self.key, &self.ctx.tracker) {
+            match self.ctx.spawner.spawn(&id, &self.key) {
                 Ok(mut child) => {
                     let init =
                         process::init_frame(&self.ctx.workers, &first, WorkerMode::Pinned, &id);
@@ -260,7 +270,7 @@ impl DeviceActor {
             DeviceCmd::Kill(reason) => {
                 if let Some(l) = self.live.as_mut() {
                     info!(device = %self.key, worker_id = %l.id, %reason, "stopping worker");
-                    process::terminate(&mut l.child);
+                    l.child.terminate();
                     l.kill_at = Some(Instant::now() + self.ctx.workers.kill_grace);
                     l.exit_reason = Some(reason);
                     self.publish_row(|w| w.state = WorkerState::Exiting as i32);
@@ -274,7 +284,7 @@ impl DeviceActor {
         let Some(r) = l.running.as_mut() else { return };
         warn!(device = %self.key, worker_id = %l.id, job_id = %r.job_id, "job exceeded its execution timeout; killing the worker");
         r.timed_out = true;
-        let _ = l.child.start_kill();
+        l.child.kill();
     }
 
     async fn on_event(&mut self, ev: ChildEvent) {
@@ -293,7 +303,7 @@ impl DeviceActor {
                 warn!(device = %self.key, worker_id = %l.id, error = %e, "worker wrote a bad frame; killing it");
                 l.exit_reason
                     .get_or_insert_with(|| format!("bad frame from the worker: {e}"));
-                let _ = l.child.start_kill();
+                l.child.kill();
                 self.on_exit(None).await
             }
         }
@@ -358,7 +368,7 @@ impl DeviceActor {
         let (code, how) = match status {
             Some(Ok(s)) => process::describe(&s),
             Some(Err(e)) => (-1, format!("waiting for the worker failed: {e}")),
-            None => process::reap(&mut l.child, self.ctx.workers.kill_grace).await,
+            None => process::reap(l.child.as_mut(), self.ctx.workers.kill_grace).await,
         };
         let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
         info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");

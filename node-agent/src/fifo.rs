@@ -94,7 +94,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         .as_ref()
         .map(|c| format!("{}:{}", c.host, if c.port == 0 { 22 } else { c.port }))
         .unwrap_or_default();
-    let mut child = match process::spawn(&ctx.workers, &id, &device, &ctx.tracker) {
+    let mut child = match ctx.spawner.spawn(&id, &device) {
         Ok(c) => c,
         Err(e) => {
             finish(
@@ -168,14 +168,14 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
                 ChildEvent::Broken(e) => {
                     warn!(worker_id = %id, error = %e, "one-shot worker wrote a bad frame; killing it");
                     exit_reason = Some(format!("bad frame: {e}"));
-                    let _ = child.start_kill();
+                    child.kill();
                     break None;
                 }
             },
             _ = tokio::time::sleep_until(deadline), if !timed_out => {
                 warn!(worker_id = %id, job_id = %d.job_id, "job exceeded its execution timeout; killing the worker");
                 timed_out = true;
-                let _ = child.start_kill();
+                child.kill();
             }
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
@@ -189,7 +189,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
     let (code, how) = match status {
         Some(Ok(s)) => process::describe(&s),
         Some(Err(e)) => (-1, format!("waiting for the worker failed: {e}")),
-        None => process::reap(&mut child, ctx.workers.kill_grace).await,
+        None => process::reap(child.as_mut(), ctx.workers.kill_grace).await,
     };
     info!(worker_id = %id, %how, "one-shot worker exited");
     ctx.table.remove(&id);

@@ -42,3 +42,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await
 }
+
+#[cfg(test)]
+mod supervision_tests;

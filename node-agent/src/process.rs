@@ -6,8 +6,9 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netpulse_proto::agent::Dispatch;
+use netpulse_proto::frame::FrameError;
 use netpulse_proto::worker::{self as wire, ErrorKind, HostKeyPolicy, WorkerMode};
-use pinned_worker::child::WorkerChild;
+use pinned_worker::child::{ChildEvent, WorkerChild};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -29,7 +30,79 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn spawn(
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A worker process as its owner sees it: the real one wraps [`WorkerChild`]; unit tests use a
+/// scripted fake, so supervision logic runs without processes.
+pub trait WorkerProc: Send {
+    fn pid(&self) -> Option<u32>;
+    fn send<'a>(&'a mut self, f: &'a wire::ParentFrame) -> BoxFuture<'a, Result<(), FrameError>>;
+    /// A frame, end of stdout, bad output, or exit; cancel-safe.
+    fn next_event(&mut self) -> BoxFuture<'_, ChildEvent>;
+    /// Frames already written, after the process exited.
+    fn drain(&mut self, quiet: Duration) -> BoxFuture<'_, Vec<wire::WorkerFrame>>;
+    fn close_stdin(&mut self);
+    fn wait(&mut self) -> BoxFuture<'_, std::io::Result<ExitStatus>>;
+    /// SIGKILL, without waiting.
+    fn kill(&mut self);
+    /// SIGTERM, without waiting.
+    fn terminate(&mut self);
+}
+
+pub trait Spawner: Send + Sync {
+    fn spawn(&self, worker_id: &str, device: &str) -> std::io::Result<Box<dyn WorkerProc>>;
+}
+
+impl WorkerProc for WorkerChild {
+    fn pid(&self) -> Option<u32> {
+        WorkerChild::pid(self)
+    }
+    fn send<'a>(&'a mut self, f: &'a wire::ParentFrame) -> BoxFuture<'a, Result<(), FrameError>> {
+        Box::pin(WorkerChild::send(self, f))
+    }
+    fn next_event(&mut self) -> BoxFuture<'_, ChildEvent> {
+        Box::pin(WorkerChild::next_event(self))
+    }
+    fn drain(&mut self, quiet: Duration) -> BoxFuture<'_, Vec<wire::WorkerFrame>> {
+        Box::pin(WorkerChild::drain(self, quiet))
+    }
+    fn close_stdin(&mut self) {
+        WorkerChild::close_stdin(self)
+    }
+    fn wait(&mut self) -> BoxFuture<'_, std::io::Result<ExitStatus>> {
+        Box::pin(WorkerChild::wait(self))
+    }
+    fn kill(&mut self) {
+        let _ = self.start_kill();
+    }
+    fn terminate(&mut self) {
+        if let Some(pid) = WorkerChild::pid(self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+/// Starts real `pinned-worker` processes.
+pub struct ProcessSpawner {
+    pub settings: WorkerSettings,
+    pub tracker: TaskTracker,
+}
+
+impl Spawner for ProcessSpawner {
+    fn spawn(&self, worker_id: &str, device: &str) -> std::io::Result<Box<dyn WorkerProc>> {
+        Ok(Box::new(spawn(
+            &self.settings,
+            worker_id,
+            device,
+            &self.tracker,
+        )?))
+    }
+}
+
+fn spawn(
     settings: &WorkerSettings,
     worker_id: &str,
     device: &str,
@@ -114,12 +187,12 @@ pub fn describe(status: &ExitStatus) -> (i32, String) {
 }
 
 /// Reaps a worker whose stdout has closed; kills it if it does not exit within the grace.
-pub async fn reap(child: &mut WorkerChild, grace: Duration) -> (i32, String) {
+pub async fn reap(child: &mut dyn WorkerProc, grace: Duration) -> (i32, String) {
     let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(r) => r,
         Err(_) => {
             warn!("worker closed its stdout but did not exit; killing it");
-            let _ = child.start_kill();
+            child.kill();
             child.wait().await
         }
     };
