@@ -332,3 +332,29 @@ async fn cancel_removes_a_queued_job_and_forwards_to_the_running_one() {
     assert!(matches!(f.frame, Some(In::Cancel(c)) if c.job_id == "run"));
     assert!(!s.agent.cancel("unknown").await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_and_idle_ttl_travel_to_the_worker_in_its_init_frame() {
+    let mut s = setup(false);
+    let mut d = dispatch("k", 0);
+    d.keepalive_seconds = 7;
+    d.idle_ttl_seconds = 9;
+    s.agent.dispatch(d).unwrap();
+    let mut w = s.spawned().await;
+    let first = tokio::time::timeout(Duration::from_secs(5), w.sent.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    match first.frame {
+        Some(In::Init(i)) => {
+            assert_eq!((i.keepalive_seconds, i.idle_ttl_seconds), (7, 9));
+            assert_eq!(i.mode(), wire::WorkerMode::Pinned);
+            assert_eq!(
+                i.connection.unwrap().password,
+                "p",
+                "credentials go in the init frame"
+            );
+        }
+        other => panic!("the first frame must be init, got {other:?}"),
+    }
+}

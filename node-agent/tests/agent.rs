@@ -719,6 +719,20 @@ async fn a_session_must_start_with_hello() {
     let err = c.session(ReceiverStream::new(rx)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     assert!(err.message().contains("hello"), "{err}");
+
+    // After hello, an empty message is ignored and the session keeps serving.
+    let mut h = h;
+    h.tx.send(ManagerMessage { msg: None }).await.unwrap();
+    h.send(In::ListWorkers(ListWorkers {
+        request_id: "after-empty".into(),
+    }))
+    .await;
+    loop {
+        if let Msg::Workers(t) = h.next().await {
+            assert_eq!(t.request_id, "after-empty");
+            break;
+        }
+    }
 }
 
 #[tokio::test]

@@ -90,8 +90,12 @@ async fn start_etcd() -> Etcd {
 }
 
 fn agent() -> Arc<Agent> {
+    agent_with(PathBuf::from("/bin/false"))
+}
+
+fn agent_with(bin: PathBuf) -> Arc<Agent> {
     let settings = WorkerSettings {
-        bin: PathBuf::from("/bin/false"),
+        bin,
         log_filter: "info".into(),
         host_key_policy: HostKeyPolicy::InsecureAcceptAny,
         known_hosts: PathBuf::from("/nonexistent"),
@@ -338,4 +342,55 @@ fn bad_configuration_exits_64_with_a_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+}
+
+#[tokio::test]
+async fn the_load_in_the_record_follows_the_agent() {
+    let etcd = start_etcd().await;
+    let mut c = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let silent = dir.path().join("silent-worker");
+    std::fs::write(&silent, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let a = agent_with(silent);
+    let stop = CancellationToken::new();
+    let _task = tokio::spawn(registry::run(c.clone(), config(), a.clone(), stop.clone()));
+    let first = wait_for("the node record", async || record(&mut c).await).await;
+    assert_eq!(first.pinned_workers, 0);
+    let d = netpulse_proto::agent::Dispatch {
+        job_id: "j".into(),
+        connection: Some(netpulse_proto::worker::Connection {
+            host: "192.0.2.10".into(),
+            username: "u".into(),
+            password: "p".into(),
+            device_type: "cisco_ios".into(),
+            ..Default::default()
+        }),
+        job: Some(netpulse_proto::worker::Job {
+            operation: Some(netpulse_proto::worker::job::Operation::Commands(
+                netpulse_proto::worker::Commands {
+                    commands: vec!["show clock".into()],
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    a.dispatch(d).unwrap();
+    let updated = wait_for("the load update", async || {
+        record(&mut c).await.filter(|r| r.pinned_workers == 1)
+    })
+    .await;
+    assert_eq!(
+        updated.lease_id, first.lease_id,
+        "updated in place, same lease"
+    );
+    stop.cancel();
+    assert_eq!(
+        a.shutdown(Duration::from_secs(1)).await,
+        1,
+        "the silent worker's job was still running"
+    );
 }
