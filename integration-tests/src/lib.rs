@@ -26,6 +26,37 @@ pub fn sibling_bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Where the binaries under test are: next to the running one unless given.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Bins {
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    #[arg(long)]
+    pub devsim_bin: Option<PathBuf>,
+}
+
+impl Bins {
+    /// The (worker, devsim) paths; an error names a missing one and how to build it.
+    pub fn resolve(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let worker = self
+            .worker_bin
+            .clone()
+            .unwrap_or_else(|| sibling_bin("pinned-worker"));
+        let devsim = self
+            .devsim_bin
+            .clone()
+            .unwrap_or_else(|| sibling_bin("devsim"));
+        for b in [&worker, &devsim] {
+            anyhow::ensure!(
+                b.exists(),
+                "{} not found: build it first (cargo build --release -p pinned-worker -p devsim)",
+                b.display()
+            );
+        }
+        Ok((worker, devsim))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SimDevice {
     pub name: String,

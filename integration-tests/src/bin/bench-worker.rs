@@ -6,14 +6,13 @@
 //!
 //! Run: `cargo run --release -p integration-tests --bin bench-worker`
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use integration_tests::{
-    Devsim, SimDevice, Summary, commands, init, ms, next_event, next_result, sibling_bin,
-    spawn_worker, summarize,
+    Bins, Devsim, SimDevice, Summary, commands, init, ms, next_event, next_result, spawn_worker,
+    summarize,
 };
 use netpulse_proto::worker::{WorkerMode, worker_frame::Frame as Out};
 use pinned_worker::dialect;
@@ -22,10 +21,8 @@ use pinned_worker::ssh::{HostKeyPolicy, Target};
 
 #[derive(Parser, Debug)]
 struct Args {
-    #[arg(long)]
-    worker_bin: Option<PathBuf>,
-    #[arg(long)]
-    devsim_bin: Option<PathBuf>,
+    #[command(flatten)]
+    bins: Bins,
     /// Reused commands measured (after a warm-up of 10%).
     #[arg(long, default_value_t = 2000)]
     commands: usize,
@@ -70,21 +67,7 @@ fn row(what: &str, s: &Summary) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let worker_bin = args
-        .worker_bin
-        .clone()
-        .unwrap_or_else(|| sibling_bin("pinned-worker"));
-    let devsim_bin = args
-        .devsim_bin
-        .clone()
-        .unwrap_or_else(|| sibling_bin("devsim"));
-    for b in [&worker_bin, &devsim_bin] {
-        ensure!(
-            b.exists(),
-            "{} not found: build it first (cargo build --release -p pinned-worker -p devsim)",
-            b.display()
-        );
-    }
+    let (worker_bin, devsim_bin) = args.bins.resolve()?;
     let sim = Devsim::start(&devsim_bin, &["--devices".into(), "cisco_ios=1".into()]).await?;
     let dev = sim.devices[0].clone();
     let cmd = args.command.as_str();

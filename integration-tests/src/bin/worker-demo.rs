@@ -4,12 +4,11 @@
 //!
 //! Run: `scripts/demo` (builds release binaries, then runs this).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use clap::Parser;
-use integration_tests::{Devsim, commands, init, ms, next_result, sibling_bin, spawn_worker};
+use integration_tests::{Bins, Devsim, commands, init, ms, next_result, spawn_worker};
 use netpulse_proto::worker::WorkerMode;
 
 #[derive(Parser, Debug)]
@@ -17,10 +16,8 @@ use netpulse_proto::worker::WorkerMode;
     about = "pinned (reused session) versus one-shot (new connection per job) on simulated devices"
 )]
 struct Args {
-    #[arg(long)]
-    worker_bin: Option<PathBuf>,
-    #[arg(long)]
-    devsim_bin: Option<PathBuf>,
+    #[command(flatten)]
+    bins: Bins,
     /// The simulated devices' login delay (real devices take 2000-5000 ms).
     #[arg(long, default_value_t = 2000)]
     login_delay_ms: u64,
@@ -44,10 +41,7 @@ fn show_command(device_type: &str) -> &'static str {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let worker_bin = args
-        .worker_bin
-        .unwrap_or_else(|| sibling_bin("pinned-worker"));
-    let devsim_bin = args.devsim_bin.unwrap_or_else(|| sibling_bin("devsim"));
+    let (worker_bin, devsim_bin) = args.bins.resolve()?;
     let sim = Devsim::start(
         &devsim_bin,
         &[
