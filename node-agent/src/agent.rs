@@ -329,6 +329,28 @@ impl Agent {
             && answer.await == Ok(true)
     }
 
+    /// Fences the node: no new jobs, and every job that has not started is handed back
+    /// (`not_started`, `NODE_UNAVAILABLE`) so that it runs elsewhere, never twice. Running jobs
+    /// go on; their results are still published.
+    pub async fn fence(&self, reason: String) {
+        self.set_admission(Admission::Fenced(reason.clone()));
+        let why = format!("node fenced before the job started: {reason}");
+        let senders: Vec<mpsc::Sender<DeviceCmd>> = self
+            .devices
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect();
+        for tx in senders {
+            let _ = tx.send(DeviceCmd::DropQueued(why.clone())).await;
+        }
+        let fifo = self.fifo.lock().expect("lock").clone();
+        if let Some(fifo) = fifo {
+            let _ = fifo.send(FifoCmd::DropQueued(why)).await;
+        }
+    }
+
     /// Stops the worker of a device (by `host:port`) or with a worker id; false if none.
     pub async fn kill_worker(&self, device: &str, worker_id: &str) -> bool {
         let key = if device.is_empty() {

@@ -37,6 +37,8 @@ pub enum DeviceCmd {
     /// Replies whether the job was found (queued or running).
     Cancel(String, oneshot::Sender<bool>),
     Kill(String),
+    /// Hand back every job that has not started (the node was fenced): they may run elsewhere.
+    DropQueued(String),
 }
 
 struct Running {
@@ -266,6 +268,20 @@ impl DeviceActor {
                 } else {
                     let _ = reply.send(false);
                 }
+            }
+            DeviceCmd::DropQueued(reason) => {
+                for d in std::mem::take(&mut self.queue) {
+                    self.finish(
+                        "",
+                        process::failed(
+                            &d.job_id,
+                            ErrorKind::NodeUnavailable,
+                            reason.clone(),
+                            true,
+                        ),
+                    );
+                }
+                self.publish_row(|_| {});
             }
             DeviceCmd::Kill(reason) => {
                 if let Some(l) = self.live.as_mut() {

@@ -23,6 +23,8 @@ use pinned_worker::child::ChildEvent;
 pub enum FifoCmd {
     Enqueue(Dispatch),
     Cancel(String, oneshot::Sender<bool>),
+    /// Hand back every job that has not started (the node was fenced).
+    DropQueued(String),
 }
 
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency: usize) {
@@ -51,6 +53,11 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
                         let _ = reply.send(tx.send(()).is_ok());
                     } else {
                         let _ = reply.send(false);
+                    }
+                }
+                Some(FifoCmd::DropQueued(reason)) => {
+                    for d in std::mem::take(&mut queue) {
+                        finish(&ctx, "", process::failed(&d.job_id, ErrorKind::NodeUnavailable, reason.clone(), true));
                     }
                 }
                 None => break,

@@ -159,9 +159,9 @@ impl Registrar {
         }
     }
 
-    fn fence(&self, why: String) {
+    async fn fence(&self, why: String) {
         warn!(reason = %why, "fencing: not taking jobs until registered again");
-        self.agent.set_admission(Admission::Fenced(why.clone()));
+        self.agent.fence(why.clone()).await;
         self.agent
             .ctx
             .events
@@ -209,7 +209,7 @@ pub async fn run(
             None => break,
             Some(why) => {
                 lease = None;
-                r.fence(format!("etcd lease lost: {why}"));
+                r.fence(format!("etcd lease lost: {why}")).await;
             }
         }
     }

@@ -358,3 +358,27 @@ async fn keepalive_and_idle_ttl_travel_to_the_worker_in_its_init_frame() {
         other => panic!("the first frame must be init, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn fencing_hands_back_queued_jobs_and_lets_the_running_one_finish() {
+    let mut s = setup(false);
+    s.agent.dispatch(dispatch("run", 0)).unwrap();
+    s.agent.dispatch(dispatch("queued", 0)).unwrap();
+    let mut w = s.spawned().await;
+    assert_eq!(w.job().await, "run");
+    s.agent.fence("lease lost".into()).await;
+    let f = s.finished().await;
+    assert_eq!(
+        (f.job_id.as_str(), kind(&f)),
+        ("queued", ErrorKind::NodeUnavailable)
+    );
+    assert!(f.result.as_ref().unwrap().not_started, "{f:?}");
+    assert!(
+        s.agent.dispatch(dispatch("new", 0)).is_err(),
+        "a fenced node takes no job"
+    );
+    w.events.send(result("run")).await.unwrap();
+    let f = s.finished().await;
+    assert_eq!(f.job_id, "run");
+    assert!(f.result.unwrap().ok);
+}
