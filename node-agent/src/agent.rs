@@ -2,7 +2,7 @@
 //! jobs to the fifo runner, enforces capacity, and answers cancel, kill, drain and list
 //! requests. It knows nothing of gRPC; `service` adapts it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +51,8 @@ pub struct Ctx {
     pub tracker: TaskTracker,
     pub fifo_queued: AtomicUsize,
     next_worker: AtomicU64,
-    jobs: Mutex<HashSet<String>>,
+    /// Accepted jobs not finished yet, with the device they were queued on (None: fifo).
+    jobs: Mutex<HashMap<String, Option<String>>>,
     /// Signalled when the last accepted job finishes.
     idle: Notify,
     /// Cancelled at the end of shutdown: manager sessions close.
@@ -182,7 +183,7 @@ impl Agent {
             tracker,
             fifo_queued: AtomicUsize::new(0),
             next_worker: AtomicU64::new(0),
-            jobs: Mutex::new(HashSet::new()),
+            jobs: Mutex::new(HashMap::new()),
             idle: Notify::new(),
             sessions_stop: CancellationToken::new(),
         });
@@ -241,11 +242,16 @@ impl Agent {
             }
         }
         let key = validate(&d)?;
-        if !self.ctx.jobs.lock().expect("lock").insert(d.job_id.clone()) {
-            return Err(AgentError::AlreadyExists(format!(
-                "job {} is already queued or running here",
-                d.job_id
-            )));
+        {
+            let mut jobs = self.ctx.jobs.lock().expect("lock");
+            if jobs.contains_key(&d.job_id) {
+                return Err(AgentError::AlreadyExists(format!(
+                    "job {} is already queued or running here",
+                    d.job_id
+                )));
+            }
+            let route = (d.strategy() != Strategy::Fifo).then(|| key.clone());
+            jobs.insert(d.job_id.clone(), route);
         }
         let r = match d.strategy() {
             Strategy::Fifo => match self.fifo.lock().expect("lock").as_ref() {
@@ -301,23 +307,14 @@ impl Agent {
 
     /// Cancels a queued or running job; false when this agent does not have it.
     pub async fn cancel(&self, job_id: &str) -> bool {
-        let senders: Vec<mpsc::Sender<DeviceCmd>> = self
-            .devices
-            .lock()
-            .expect("lock")
-            .values()
-            .cloned()
-            .collect();
-        for tx in senders {
+        let route = self.ctx.jobs.lock().expect("lock").get(job_id).cloned();
+        let Some(route) = route else { return false };
+        if let Some(key) = route {
+            let tx = self.devices.lock().expect("lock").get(&key).cloned();
+            let Some(tx) = tx else { return false };
             let (reply, answer) = oneshot::channel();
-            if tx
-                .send(DeviceCmd::Cancel(job_id.to_string(), reply))
-                .await
-                .is_ok()
-                && answer.await == Ok(true)
-            {
-                return true;
-            }
+            let sent = tx.send(DeviceCmd::Cancel(job_id.to_string(), reply)).await;
+            return sent.is_ok() && answer.await == Ok(true);
         }
         let Some(fifo) = self.fifo.lock().expect("lock").clone() else {
             return false;

@@ -42,6 +42,8 @@ pub enum DeviceCmd {
 }
 
 struct Running {
+    /// Kept so a job the worker hands back unstarted can be queued again.
+    dispatch: Dispatch,
     job_id: String,
     deadline: Instant,
     timed_out: bool,
@@ -225,16 +227,17 @@ impl DeviceActor {
             self.queue.push_front(d);
             return;
         }
+        let job_id = d.job_id.clone();
         live.running = Some(Running {
-            job_id: d.job_id.clone(),
+            dispatch: d,
+            job_id: job_id.clone(),
             deadline: Instant::now() + timeout + TIMEOUT_MARGIN,
             timed_out: false,
         });
         let worker_id = live.id.clone();
-        self.ctx.events.publish(Msg::Started(JobStarted {
-            job_id: d.job_id,
-            worker_id,
-        }));
+        self.ctx
+            .events
+            .publish(Msg::Started(JobStarted { job_id, worker_id }));
         self.publish_row(|w| w.state = WorkerState::Busy as i32);
     }
 
@@ -342,15 +345,30 @@ impl DeviceActor {
             }
             Some(Out::Result(r)) => {
                 let id = l.id.clone();
-                let was_running = l.running.as_ref().is_some_and(|run| run.job_id == r.job_id);
-                if was_running {
+                let ours = l.running.as_ref().is_some_and(|run| run.job_id == r.job_id);
+                let canceled = r
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.kind() == ErrorKind::Canceled);
+                if ours && r.not_started && !canceled {
+                    // The worker was exiting (idle TTL) when the job arrived: it never touched
+                    // the device, so it goes back to the head of the queue for the next worker.
+                    let run = l.running.take().expect("running");
+                    // Only an exiting worker hands a job back: send it nothing more.
+                    l.exit_reason
+                        .get_or_insert_with(|| "exiting; handed a job back".into());
+                    info!(device = %self.key, job_id = %run.job_id, "worker handed the job back unstarted; queueing it again");
+                    self.queue.push_front(run.dispatch);
+                    return;
+                }
+                if ours {
                     l.running = None;
                     l.did_work = true;
                 }
                 let reused = r.session_reused;
                 self.finish(&id, r);
                 self.publish_row(|w| {
-                    if was_running {
+                    if ours {
                         w.state = WorkerState::Ready as i32;
                         w.jobs_done += 1;
                         w.session_reuses += reused as u64;

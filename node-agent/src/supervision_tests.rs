@@ -382,3 +382,33 @@ async fn fencing_hands_back_queued_jobs_and_lets_the_running_one_finish() {
     assert_eq!(f.job_id, "run");
     assert!(f.result.unwrap().ok);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_handed_back_unstarted_by_an_exiting_worker_runs_on_the_next_one() {
+    let mut s = setup(false);
+    s.agent.dispatch(dispatch("j", 0)).unwrap();
+    let mut w1 = s.spawned().await;
+    assert_eq!(w1.job().await, "j");
+    // The worker hit its idle TTL as the job arrived: it hands the job back and exits.
+    let back = wire::JobResult {
+        job_id: "j".into(),
+        not_started: true,
+        error: Some(wire::Error {
+            kind: ErrorKind::SessionLost as i32,
+            message: "not started: idle ttl".into(),
+        }),
+        ..Default::default()
+    };
+    w1.events
+        .send(ChildEvent::Frame(wire::WorkerFrame {
+            frame: Some(Out::Result(back)),
+        }))
+        .await
+        .unwrap();
+    w1.events.send(exited(0)).await.unwrap();
+    let mut w2 = s.spawned().await;
+    assert_eq!(w2.job().await, "j", "the same job, on a new worker");
+    w2.events.send(result("j")).await.unwrap();
+    let f = s.finished().await;
+    assert!(f.job_id == "j" && f.result.unwrap().ok);
+}
