@@ -406,7 +406,14 @@ impl DeviceActor {
         };
         let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
         info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");
-        if let Some(run) = l.running.take() {
+        let mut running = l.running.take();
+        if let Some(run) = running.take_if(|r| code == 0 && !r.timed_out && l.kill_at.is_none()) {
+            // A pinned worker exits 0 on its own only at its idle TTL, which it checks only
+            // with no job in hand: this job was still unread in its pipe. Run it on the next one.
+            info!(device = %self.key, job_id = %run.job_id, "worker exited idle before reading the job; queueing it again");
+            self.queue.push_front(run.dispatch);
+        }
+        if let Some(run) = running {
             let health = match &l.last_health {
                 Some(h) if h.ok => format!("last keepalive ok at unix ms {}", h.last_ok_unix_ms),
                 Some(h) => format!("last health: unhealthy ({})", h.error),

@@ -412,3 +412,16 @@ async fn a_job_handed_back_unstarted_by_an_exiting_worker_runs_on_the_next_one()
     let f = s.finished().await;
     assert!(f.job_id == "j" && f.result.unwrap().ok);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_left_unread_by_a_worker_exiting_idle_runs_on_the_next_one() {
+    let mut s = setup(false);
+    s.agent.dispatch(dispatch("j", 0)).unwrap();
+    let mut w1 = s.spawned().await;
+    assert_eq!(w1.job().await, "j");
+    w1.events.send(exited(0)).await.unwrap(); // idle TTL: exit 0 without reading the job
+    let mut w2 = s.spawned().await;
+    assert_eq!(w2.job().await, "j");
+    w2.events.send(result("j")).await.unwrap();
+    assert!(s.finished().await.result.unwrap().ok);
+}

@@ -172,6 +172,45 @@ mod tests {
         assert_eq!(last_line(raw), "root@h:~# ");
     }
 
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Printable lines without trailing blanks (an erased marker's residue is trimmed).
+        fn lines() -> impl Strategy<Value = Vec<String>> {
+            prop::collection::vec("[ -~]{0,60}[!-~]|", 0..30)
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_clean_to_text_without_control_sequences(raw in prop::collection::vec(any::<u8>(), 0..2048)) {
+                let out = clean(&raw);
+                prop_assert!(!out.contains(['\r', '\x1b', '\x08']));
+            }
+
+            #[test]
+            fn crlf_text_round_trips(lines in lines()) {
+                prop_assert_eq!(clean(lines.join("\r\n").as_bytes()), lines.join("\n"));
+            }
+
+            #[test]
+            fn more_erase_sequences_between_lines_leave_the_plain_text(lines in lines(), every in 1usize..5) {
+                let erase = "\x08\x08\x08\x08\x08\x08\x08\x08\x08\x08          \x08\x08\x08\x08\x08\x08\x08\x08\x08\x08";
+                let mut raw = String::new();
+                for (i, l) in lines.iter().enumerate() {
+                    if i > 0 {
+                        raw.push_str("\r\n");
+                        if i % every == 0 {
+                            raw.push_str(erase); // where a --More-- marker was cut out
+                        }
+                    }
+                    raw.push_str(l);
+                }
+                prop_assert_eq!(clean(raw.as_bytes()), lines.join("\n"));
+            }
+        }
+    }
+
     #[test]
     fn indentation_and_trailing_blanks_of_plain_lines_survive() {
         assert_eq!(clean(b"  a  \r\n b"), "  a  \n b");
