@@ -4,6 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &[
             "netpulse/worker/v1/worker.proto",
             "netpulse/agent/v1/agent.proto",
+            "netpulse/v1/netpulse.proto",
         ],
         &["."],
     )?;

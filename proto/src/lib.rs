@@ -1,6 +1,6 @@
 //! Wire types for NetPulse.
 //!
-//! `agent` is the gRPC link between a manager and a node agent. `worker` holds the frame protocol spoken between a parent (the node agent) and a
+//! `api` is the public API (`netpulse.v1`). `agent` is the gRPC link between a manager and a node agent. `worker` holds the frame protocol spoken between a parent (the node agent) and a
 //! `pinned-worker` child over its stdin/stdout; `frame` reads and writes those frames.
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
@@ -9,6 +9,10 @@ pub mod frame;
 /// Generated code, nested as the protobuf packages are so cross-package references resolve.
 #[allow(clippy::all, missing_docs)]
 pub mod netpulse {
+    /// The public API (`netpulse.v1`).
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/netpulse.v1.rs"));
+    }
     pub mod agent {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/netpulse.agent.v1.rs"));
@@ -22,4 +26,5 @@ pub mod netpulse {
 }
 
 pub use netpulse::agent::v1 as agent;
+pub use netpulse::v1 as api;
 pub use netpulse::worker::v1 as worker;

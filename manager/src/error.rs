@@ -1,0 +1,54 @@
+//! The manager's API errors and their gRPC status codes: the one place they are mapped.
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> tonic::Status {
+        let code = match &e {
+            ApiError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            ApiError::NotFound(_) => tonic::Code::NotFound,
+            ApiError::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            ApiError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
+            ApiError::Unavailable(_) => tonic::Code::Unavailable,
+            ApiError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            ApiError::Internal(_) => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_messages() {
+        let s: tonic::Status =
+            ApiError::InvalidArgument("port must be 1..=65535, got 70000".into()).into();
+        assert_eq!(
+            (s.code(), s.message()),
+            (
+                tonic::Code::InvalidArgument,
+                "port must be 1..=65535, got 70000"
+            )
+        );
+        let s: tonic::Status = ApiError::NotFound("job x not found".into()).into();
+        assert_eq!(s.code(), tonic::Code::NotFound);
+    }
+}
