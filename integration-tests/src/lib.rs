@@ -2,6 +2,8 @@
 //! addresses it serves, start `pinned-worker` processes and drive them with frames, summarise
 //! latency samples.
 
+pub mod etcd;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

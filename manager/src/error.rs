@@ -1,6 +1,6 @@
 //! The manager's API errors and their gRPC status codes: the one place they are mapped.
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ApiError {
     #[error("{0}")]
     InvalidArgument(String),

@@ -13,7 +13,7 @@ use netpulse_proto::worker::HostKeyPolicy;
 use node_agent::agent::{Admission, Agent, Limits};
 use node_agent::process::WorkerSettings;
 use node_agent::registry::{self, NodeRecord, RegistryConfig};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,72 +21,10 @@ use tokio_util::sync::CancellationToken;
 const DEADLINE: Duration = Duration::from_secs(20);
 const TTL: Duration = Duration::from_secs(2);
 
-struct Etcd {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use integration_tests::etcd::{Etcd, free_port};
 
 async fn start_etcd() -> Etcd {
-    let bin = std::env::var_os("NETPULSE_ETCD_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("etcd"));
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let c = format!("http://127.0.0.1:{client}");
-    let p = format!("http://127.0.0.1:{peer}");
-    let child = Command::new(&bin)
-        .args(["--name", "t", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args([
-            "--listen-peer-urls",
-            &p,
-            "--initial-advertise-peer-urls",
-            &p,
-        ])
-        .args([
-            "--initial-cluster",
-            &format!("t={p}"),
-            "--log-level",
-            "error",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "starting {} failed ({e}); install etcd-server or set NETPULSE_ETCD_BIN",
-                bin.display()
-            )
-        });
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Ok(Ok(mut cl)) =
-            tokio::time::timeout(Duration::from_secs(1), Client::connect([c.as_str()], None)).await
-            && let Ok(Ok(_)) =
-                tokio::time::timeout(Duration::from_secs(1), cl.get("probe", None)).await
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "etcd did not come up on {c}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Etcd {
-        child,
-        endpoint: c,
-        _dir: dir,
-    }
+    Etcd::start().await
 }
 
 fn agent() -> Arc<Agent> {

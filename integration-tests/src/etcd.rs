@@ -1,0 +1,89 @@
+//! A real etcd for tests: the distro's `etcd` (or `NETPULSE_ETCD_BIN`) on free loopback ports
+//! with a temporary data dir, killed on drop.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+pub struct Etcd {
+    pub child: Child,
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Etcd {
+    /// Starts etcd and waits (at most 20 s) until it answers a read.
+    pub async fn start() -> Etcd {
+        let bin = std::env::var_os("NETPULSE_ETCD_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("etcd"));
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer) = (free_port(), free_port());
+        let c = format!("http://127.0.0.1:{client}");
+        let p = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(&bin)
+            .args(["--name", "t", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args([
+                "--listen-peer-urls",
+                &p,
+                "--initial-advertise-peer-urls",
+                &p,
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("t={p}"),
+                "--log-level",
+                "error",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} failed ({e}); install etcd-server or set NETPULSE_ETCD_BIN",
+                    bin.display()
+                )
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Ok(mut cl)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                etcd_client::Client::connect([c.as_str()], None),
+            )
+            .await
+                && let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::from_secs(1), cl.get("probe", None)).await
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "etcd did not come up on {c}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Etcd {
+            child,
+            endpoint: c,
+            _dir: dir,
+        }
+    }
+
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint.as_str()], None)
+            .await
+            .unwrap()
+    }
+}
