@@ -63,10 +63,7 @@ pub fn choose_pinned<'a>(
 }
 
 /// Power of two choices among nodes with free fifo capacity; `pick` gives random indices.
-pub fn choose_fifo<'a>(
-    nodes: &'a [NodeView],
-    mut pick: impl FnMut(usize) -> usize,
-) -> Option<&'a NodeView> {
+pub fn choose_fifo(nodes: &[NodeView], mut pick: impl FnMut(usize) -> usize) -> Option<&NodeView> {
     let open: Vec<&NodeView> = nodes
         .iter()
         .filter(|n| !n.draining && n.max_fifo_concurrency > 0)
