@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, PutOptions};
 use netpulse_proto::agent::{Fenced, agent_message::Msg};
-use serde::{Deserialize, Serialize};
+pub use netpulse_proto::records::{NodeRecord, node_key};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -31,25 +31,6 @@ pub struct RegistryConfig {
     pub load_interval: Duration,
     /// Every etcd call gives up after this long.
     pub call_timeout: Duration,
-}
-
-/// The node record, as JSON so operators can read it with etcdctl.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub node_id: String,
-    pub address: String,
-    pub max_pinned_workers: u32,
-    pub max_fifo_concurrency: u32,
-    pub pinned_workers: u32,
-    pub fifo_running: u32,
-    pub queued_jobs: u32,
-    pub version: String,
-    pub started_unix_ms: u64,
-    pub lease_id: i64,
-}
-
-pub fn node_key(prefix: &str, node_id: &str) -> String {
-    format!("{}/nodes/{node_id}", prefix.trim_end_matches('/'))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,7 @@
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
 pub mod frame;
+pub mod records;
 
 /// Generated code, nested as the protobuf packages are so cross-package references resolve.
 #[allow(clippy::all, missing_docs)]
