@@ -47,6 +47,9 @@ pub struct DeviceSpec {
     pub page_lines: usize,
     /// The shell never prints anything (a device that never shows a prompt).
     pub mute_shell: bool,
+    /// Refuse the password method; take the password only through keyboard-interactive, as
+    /// many network devices do.
+    pub keyboard_interactive_only: bool,
 }
 
 impl DeviceSpec {
@@ -66,6 +69,7 @@ impl DeviceSpec {
             tech_support_lines: 1000,
             page_lines: 24,
             mute_shell: false,
+            keyboard_interactive_only: false,
         }
     }
 }
@@ -248,10 +252,43 @@ impl russh::server::Handler for Conn {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let spec = &self.shared.spec;
-        if spec.refuse_auth || user != spec.username || password != spec.password {
+        if spec.refuse_auth
+            || spec.keyboard_interactive_only
+            || user != spec.username
+            || password != spec.password
+        {
             return Ok(Auth::reject());
         }
         Ok(self.accept_login(user).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let spec = &self.shared.spec;
+        if spec.refuse_auth || user != spec.username {
+            return Ok(Auth::reject());
+        }
+        match response {
+            None => Ok(Auth::Partial {
+                name: "".into(),
+                instructions: "".into(),
+                prompts: vec![("Password: ".into(), false)].into(),
+            }),
+            Some(mut answers) => {
+                if answers
+                    .next()
+                    .is_some_and(|a| a.as_ref() == spec.password.as_bytes())
+                {
+                    Ok(self.accept_login(user).await)
+                } else {
+                    Ok(Auth::reject())
+                }
+            }
+        }
     }
 
     async fn auth_publickey(

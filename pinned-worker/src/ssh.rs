@@ -246,6 +246,41 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     Ok(Transport { handle, channel })
 }
 
+/// Answers keyboard-interactive prompts: an echoed prompt that asks for a user gets the user
+/// name, every other prompt the password. Bounded, so a server that keeps asking cannot loop.
+async fn keyboard_interactive(
+    handle: &mut Handle<HostKeyCheck>,
+    t: &Target,
+) -> Result<bool, russh::Error> {
+    use russh::client::KeyboardInteractiveAuthResponse as R;
+    let mut r = handle
+        .authenticate_keyboard_interactive_start(t.username.clone(), None)
+        .await?;
+    for _ in 0..4 {
+        match r {
+            R::Success => return Ok(true),
+            R::Failure { .. } => return Ok(false),
+            R::InfoRequest { prompts, .. } => {
+                let answers = prompts
+                    .iter()
+                    .map(|p| {
+                        let asks_user = p.echo && p.prompt.to_ascii_lowercase().contains("user");
+                        if asks_user {
+                            t.username.clone()
+                        } else {
+                            t.password.clone()
+                        }
+                    })
+                    .collect();
+                r = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await?;
+            }
+        }
+    }
+    Ok(false)
+}
+
 async fn authenticate(
     handle: &mut Handle<HostKeyCheck>,
     t: &Target,
@@ -280,6 +315,14 @@ async fn authenticate(
             return Ok(());
         }
         tried.push("password");
+        // Many network devices take the password only through keyboard-interactive.
+        if keyboard_interactive(handle, t)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        {
+            return Ok(());
+        }
+        tried.push("keyboard-interactive");
     }
     if tried.is_empty() {
         return Err(SessionError::InvalidArgument(

@@ -544,3 +544,30 @@ async fn a_dead_session_is_found_without_sending_a_byte() {
         "the check sent nothing"
     );
 }
+
+#[tokio::test]
+async fn keyboard_interactive_passwords_are_answered() {
+    let mut spec = DeviceSpec::new(Flavor::JuniperJunos, "vmx1");
+    spec.keyboard_interactive_only = true;
+    let s = sim(spec).await;
+    let mut session = open(&s.device).await.unwrap();
+    assert!(
+        session
+            .command("show version", T)
+            .await
+            .unwrap()
+            .output
+            .contains("vmx1")
+    );
+
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    t.password = "wrong-password".into();
+    let err = DeviceSession::open(&t, dialect::lookup("juniper_junos").unwrap(), "", T)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, SessionError::AuthFailed { ref reason, .. } if reason.contains("keyboard-interactive")),
+        "{err}"
+    );
+}
