@@ -59,6 +59,17 @@ impl Bins {
     }
 }
 
+/// The debug `pinned-worker` next to the running test, which must have been built.
+pub fn worker_bin() -> PathBuf {
+    let bin = sibling_bin("pinned-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (cargo build -p pinned-worker)",
+        bin.display()
+    );
+    bin
+}
+
 #[derive(Clone, Debug)]
 pub struct SimDevice {
     pub name: String,

@@ -2,11 +2,11 @@
 //! worker processes and a simulated device): the node shows up, a session opens, a job
 //! dispatched through the link comes back, and the node disappears when its lease ends.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use devsim::{DeviceSpec, Flavor, spawn_device};
 use integration_tests::etcd::Etcd;
+use integration_tests::worker_bin;
 use manager::cluster::{Cluster, NodeEvent};
 use netpulse_proto::agent::{Dispatch, agent_message::Msg, manager_message::Msg as Out};
 use netpulse_proto::worker::{self as wire, HostKeyPolicy};
@@ -19,22 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-fn worker_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("pinned-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it (cargo build -p pinned-worker)",
-        bin.display()
-    );
-    bin
-}
 
 async fn next(events: &mut mpsc::Receiver<NodeEvent>, pred: impl Fn(&Msg) -> bool) -> NodeEvent {
     tokio::time::timeout(DEADLINE, async {

@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use netpulse_proto::agent::{Dispatch, Load, Strategy, WorkerInfo};
+use netpulse_proto::agent::{
+    Dispatch, JobFinished, Load, Strategy, WorkerInfo, agent_message::Msg,
+};
+use netpulse_proto::worker as wire;
 use netpulse_proto::worker::job::Operation;
 use std::time::Duration;
 
@@ -73,6 +76,16 @@ impl Ctx {
         if jobs.is_empty() {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Publishes a job's end; the job id becomes free again.
+    pub fn finish(&self, worker_id: &str, result: wire::JobResult) {
+        self.forget_job(&result.job_id);
+        self.events.publish(Msg::Finished(JobFinished {
+            job_id: result.job_id.clone(),
+            worker_id: worker_id.to_string(),
+            result: Some(result),
+        }));
     }
 
     pub fn jobs_in_flight(&self) -> usize {
@@ -274,7 +287,11 @@ impl Agent {
     fn dispatch_pinned(&self, key: &str, d: Dispatch) -> Result<(), AgentError> {
         let mut devices = self.devices.lock().expect("lock");
         if let Some(tx) = devices.get(key) {
-            let queued = self.ctx.table.update(key, |_| {}).queued_jobs as usize;
+            let queued = self
+                .ctx
+                .table
+                .get(key)
+                .map_or(0, |w| w.queued_jobs as usize);
             if queued >= self.limits.max_queued_per_device {
                 return Err(AgentError::ResourceExhausted(format!(
                     "{key} has {queued} jobs queued, the limit"
@@ -287,7 +304,8 @@ impl Agent {
             devices.remove(key); // its actor is gone; start a new one below
         }
         let in_use = self.ctx.table.pinned_in_use();
-        let known = self.ctx.table.snapshot().iter().any(|w| w.device == key);
+        // A pinned device's row is keyed by the device, and kept after its worker exits.
+        let known = self.ctx.table.get(key).is_some();
         if !known && in_use >= self.limits.max_pinned_workers {
             return Err(AgentError::ResourceExhausted(format!(
                 "node holds {in_use} pinned devices, its max_pinned_workers; place {key} elsewhere"

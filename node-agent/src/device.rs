@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use netpulse_proto::agent::{
-    Dispatch, JobFinished, JobStarted, Strategy, WorkerEvent, WorkerInfo, WorkerState,
-    agent_message::Msg,
+    Dispatch, JobStarted, Strategy, WorkerEvent, WorkerInfo, WorkerState, agent_message::Msg,
 };
 use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use pinned_worker::child::ChildEvent;
@@ -128,13 +127,13 @@ impl DeviceActor {
                 {
                     Ok(ChildEvent::Frame(f)) => {
                         if let Some(Out::Result(r)) = f.frame {
-                            self.finish(&l.id, r);
+                            self.ctx.finish(&l.id, r);
                         }
                     }
                     Ok(ChildEvent::Exited(Ok(s))) => {
                         for f in l.child.drain(DRAIN_QUIET).await {
                             if let Some(Out::Result(r)) = f.frame {
-                                self.finish(&l.id, r);
+                                self.ctx.finish(&l.id, r);
                             }
                         }
                         break process::describe(&s);
@@ -202,7 +201,7 @@ impl DeviceActor {
                             format!("cannot start a worker: {e}"),
                             true,
                         );
-                        self.finish("", r);
+                        self.ctx.finish("", r);
                     }
                 }
             }
@@ -256,7 +255,7 @@ impl DeviceActor {
                         "canceled while queued".into(),
                         true,
                     );
-                    self.finish("", r);
+                    self.ctx.finish("", r);
                     let _ = reply.send(true);
                 } else if let Some(l) = self
                     .live
@@ -274,7 +273,7 @@ impl DeviceActor {
             }
             DeviceCmd::DropQueued(reason) => {
                 for d in std::mem::take(&mut self.queue) {
-                    self.finish(
+                    self.ctx.finish(
                         "",
                         process::failed(
                             &d.job_id,
@@ -366,7 +365,7 @@ impl DeviceActor {
                     l.did_work = true;
                 }
                 let reused = r.session_reused;
-                self.finish(&id, r);
+                self.ctx.finish(&id, r);
                 self.publish_row(|w| {
                     if ours {
                         w.state = WorkerState::Ready as i32;
@@ -434,7 +433,7 @@ impl DeviceActor {
                     false,
                 )
             };
-            self.finish(&l.id, r);
+            self.ctx.finish(&l.id, r);
         }
         // Back off when workers die without doing any work (crash loop, unreachable device).
         if l.did_work || l.exit_reason.is_some() && code == 0 {
@@ -458,15 +457,6 @@ impl DeviceActor {
             w.last_exit_code = code;
             w.last_exit_reason = reason;
         });
-    }
-
-    fn finish(&self, worker_id: &str, result: wire::JobResult) {
-        self.ctx.forget_job(&result.job_id);
-        self.ctx.events.publish(Msg::Finished(JobFinished {
-            job_id: result.job_id.clone(),
-            worker_id: worker_id.to_string(),
-            result: Some(result),
-        }));
     }
 }
 

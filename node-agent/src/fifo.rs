@@ -6,9 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netpulse_proto::agent::{
-    Dispatch, JobFinished, JobStarted, Strategy, WorkerState, agent_message::Msg,
-};
+use netpulse_proto::agent::{Dispatch, JobStarted, Strategy, WorkerState, agent_message::Msg};
 use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -47,7 +45,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
                 Some(FifoCmd::Cancel(job_id, reply)) => {
                     if let Some(i) = queue.iter().position(|d| d.job_id == job_id) {
                         queue.remove(i);
-                        finish(&ctx, "", process::failed(&job_id, ErrorKind::Canceled, "canceled while queued".into(), true));
+                        ctx.finish("", process::failed(&job_id, ErrorKind::Canceled, "canceled while queued".into(), true));
                         let _ = reply.send(true);
                     } else if let Some(tx) = cancels.remove(&job_id) {
                         let _ = reply.send(tx.send(()).is_ok());
@@ -57,7 +55,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
                 }
                 Some(FifoCmd::DropQueued(reason)) => {
                     for d in std::mem::take(&mut queue) {
-                        finish(&ctx, "", process::failed(&d.job_id, ErrorKind::NodeUnavailable, reason.clone(), true));
+                        ctx.finish("", process::failed(&d.job_id, ErrorKind::NodeUnavailable, reason.clone(), true));
                     }
                 }
                 None => break,
@@ -71,8 +69,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
     }
     // Shutdown: queued jobs go back unstarted; running ones finish (their tasks own the children).
     for d in queue {
-        finish(
-            &ctx,
+        ctx.finish(
             "",
             process::failed(
                 &d.job_id,
@@ -85,15 +82,6 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
     while running.join_next().await.is_some() {}
 }
 
-fn finish(ctx: &Ctx, worker_id: &str, r: wire::JobResult) {
-    ctx.forget_job(&r.job_id);
-    ctx.events.publish(Msg::Finished(JobFinished {
-        job_id: r.job_id.clone(),
-        worker_id: worker_id.to_string(),
-        result: Some(r),
-    }));
-}
-
 async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) -> String {
     let id = ctx.next_worker_id();
     let device = d
@@ -104,8 +92,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
     let mut child = match ctx.spawner.spawn(&id, &device) {
         Ok(c) => c,
         Err(e) => {
-            finish(
-                &ctx,
+            ctx.finish(
                 &id,
                 process::failed(
                     &d.job_id,
@@ -218,6 +205,6 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
             false,
         ),
     };
-    finish(&ctx, &id, r);
+    ctx.finish(&id, r);
     d.job_id
 }

@@ -20,6 +20,10 @@ impl WorkerTable {
         row.clone()
     }
 
+    pub fn get(&self, key: &str) -> Option<WorkerInfo> {
+        self.rows.lock().expect("lock").get(key).cloned()
+    }
+
     pub fn remove(&self, key: &str) {
         self.rows.lock().expect("lock").remove(key);
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use devsim::{Device, DeviceSpec, Flavor, spawn_device};
+use integration_tests::worker_bin;
 use netpulse_proto::agent::agent_service_client::AgentServiceClient;
 use netpulse_proto::agent::{
     AgentMessage, CancelJob, Dispatch, Hello, JobFinished, KillWorker, ListWorkers, ManagerMessage,
@@ -23,22 +24,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn worker_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("pinned-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it (cargo build -p pinned-worker)",
-        bin.display()
-    );
-    bin
-}
 
 fn limits(max_pinned: usize, max_fifo: usize) -> Limits {
     Limits {

@@ -114,10 +114,6 @@ impl WorkerChild {
         self.child.wait().await
     }
 
-    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
-        self.child.try_wait()
-    }
-
     /// SIGKILL, without waiting; reap with [`WorkerChild::wait`].
     pub fn start_kill(&mut self) -> std::io::Result<()> {
         self.child.start_kill()
