@@ -56,10 +56,34 @@ pub struct Ctx {
     next_worker: AtomicU64,
     /// Accepted jobs not finished yet, with the device they were queued on (None: fifo).
     jobs: Mutex<HashMap<String, Option<String>>>,
+    /// The last `RECENT_FINISHED` results, so a dispatch repeated by a manager that missed the
+    /// end (it restarted) is answered with the result instead of running the job again.
+    recent: Mutex<RecentFinished>,
     /// Signalled when the last accepted job finishes.
     idle: Notify,
     /// Cancelled at the end of shutdown: manager sessions close.
     pub sessions_stop: CancellationToken,
+}
+
+const RECENT_FINISHED: usize = 10_000;
+
+#[derive(Default)]
+struct RecentFinished {
+    order: std::collections::VecDeque<String>,
+    by_id: HashMap<String, JobFinished>,
+}
+
+impl RecentFinished {
+    fn insert(&mut self, f: JobFinished) {
+        if self.by_id.insert(f.job_id.clone(), f.clone()).is_none() {
+            self.order.push_back(f.job_id);
+        }
+        while self.order.len() > RECENT_FINISHED {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -80,12 +104,18 @@ impl Ctx {
 
     /// Publishes a job's end; the job id becomes free again.
     pub fn finish(&self, worker_id: &str, result: wire::JobResult) {
-        self.forget_job(&result.job_id);
-        self.events.publish(Msg::Finished(JobFinished {
+        let finished = JobFinished {
             job_id: result.job_id.clone(),
             worker_id: worker_id.to_string(),
             result: Some(result),
-        }));
+        };
+        // A job handed back unstarted may be dispatched here again; it is not "finished".
+        let not_started = finished.result.as_ref().is_some_and(|r| r.not_started);
+        if !not_started {
+            self.recent.lock().expect("lock").insert(finished.clone());
+        }
+        self.forget_job(&finished.job_id);
+        self.events.publish(Msg::Finished(finished));
     }
 
     pub fn jobs_in_flight(&self) -> usize {
@@ -197,6 +227,7 @@ impl Agent {
             fifo_queued: AtomicUsize::new(0),
             next_worker: AtomicU64::new(0),
             jobs: Mutex::new(HashMap::new()),
+            recent: Mutex::new(RecentFinished::default()),
             idle: Notify::new(),
             sessions_stop: CancellationToken::new(),
         });
@@ -229,6 +260,7 @@ impl Agent {
             fifo_running: t.fifo_running() as u32,
             max_fifo_concurrency: self.limits.max_fifo_concurrency as u32,
             queued_jobs: (t.queued() + self.ctx.fifo_queued.load(Ordering::Relaxed)) as u32,
+            draining: self.admission() == Admission::Draining,
         }
     }
 
@@ -236,8 +268,36 @@ impl Agent {
         self.ctx.table.snapshot()
     }
 
-    /// Accepts a job or says why not. Returns the device key.
+    /// Accepts a job or says why not. Returns the device key. A job id this agent has queued,
+    /// running or recently finished is never run again (see `Dispatch.resume_only`).
     pub fn dispatch(&self, d: Dispatch) -> Result<String, AgentError> {
+        if self.ctx.jobs.lock().expect("lock").contains_key(&d.job_id) {
+            return Err(AgentError::AlreadyExists(format!(
+                "job {} is already queued or running here",
+                d.job_id
+            )));
+        }
+        let replay = self
+            .ctx
+            .recent
+            .lock()
+            .expect("lock")
+            .by_id
+            .get(&d.job_id)
+            .cloned();
+        if let Some(finished) = replay {
+            self.ctx.events.publish(Msg::Finished(finished));
+            return Err(AgentError::AlreadyExists(format!(
+                "job {} already finished here; its result was sent again",
+                d.job_id
+            )));
+        }
+        if d.resume_only {
+            return Err(AgentError::NotFound(format!(
+                "job {} is not queued, running or recently finished here",
+                d.job_id
+            )));
+        }
         match self.admission() {
             Admission::Open => {}
             Admission::Draining => {

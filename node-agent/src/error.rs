@@ -12,6 +12,8 @@ pub enum AgentError {
     Unavailable(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl AgentError {
@@ -21,6 +23,7 @@ impl AgentError {
             AgentError::ResourceExhausted(_) => RejectCode::ResourceExhausted,
             AgentError::Unavailable(_) => RejectCode::Unavailable,
             AgentError::AlreadyExists(_) => RejectCode::AlreadyExists,
+            AgentError::NotFound(_) => RejectCode::NotFound,
         }
     }
 }

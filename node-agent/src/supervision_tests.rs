@@ -425,3 +425,39 @@ async fn a_job_left_unread_by_a_worker_exiting_idle_runs_on_the_next_one() {
     w2.events.send(result("j")).await.unwrap();
     assert!(s.finished().await.result.unwrap().ok);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_dispatch_never_runs_a_job_twice_and_replays_a_finished_result() {
+    let mut s = setup(false);
+    let mut resume = dispatch("r1", 0);
+    resume.resume_only = true;
+    assert!(
+        matches!(
+            s.agent.dispatch(resume.clone()),
+            Err(crate::error::AgentError::NotFound(_))
+        ),
+        "resume_only never starts an unknown job"
+    );
+    s.agent.dispatch(dispatch("j1", 0)).unwrap();
+    let mut w = s.spawned().await;
+    assert_eq!(w.job().await, "j1");
+    assert!(matches!(
+        s.agent.dispatch(dispatch("j1", 0)),
+        Err(crate::error::AgentError::AlreadyExists(_))
+    ));
+    w.events.send(result("j1")).await.unwrap();
+    assert_eq!(s.finished().await.job_id, "j1");
+    // A manager that missed the end dispatches again: the result comes back, the job does not
+    // run again.
+    let mut again = dispatch("j1", 0);
+    again.resume_only = true;
+    assert!(matches!(
+        s.agent.dispatch(again),
+        Err(crate::error::AgentError::AlreadyExists(_))
+    ));
+    let f = s.finished().await;
+    assert!(f.job_id == "j1" && f.result.unwrap().ok);
+    assert!(s.agent.dispatch(dispatch("j1", 0)).is_err());
+    s.agent.dispatch(dispatch("j2", 0)).unwrap();
+    assert_eq!(w.job().await, "j2", "the worker never saw j1 again");
+}

@@ -5,6 +5,10 @@
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
 pub mod frame;
+
+/// Every message of every package, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/netpulse_descriptor.bin"));
 pub mod records;
 
 /// Generated code, nested as the protobuf packages are so cross-package references resolve.
@@ -19,6 +23,11 @@ pub mod netpulse {
             include!(concat!(env!("OUT_DIR"), "/netpulse.agent.v1.rs"));
         }
     }
+    pub mod manager {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/netpulse.manager.v1.rs"));
+        }
+    }
     pub mod worker {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/netpulse.worker.v1.rs"));
@@ -27,5 +36,6 @@ pub mod netpulse {
 }
 
 pub use netpulse::agent::v1 as agent;
+pub use netpulse::manager::v1 as manager;
 pub use netpulse::v1 as api;
 pub use netpulse::worker::v1 as worker;

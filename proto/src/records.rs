@@ -13,6 +13,9 @@ pub struct NodeRecord {
     pub pinned_workers: u32,
     pub fifo_running: u32,
     pub queued_jobs: u32,
+    /// The node takes no new jobs (a manager asked it to drain).
+    #[serde(default)]
+    pub draining: bool,
     pub version: String,
     pub started_unix_ms: u64,
     pub lease_id: i64,
