@@ -9,6 +9,8 @@ pub enum ApiError {
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
@@ -24,6 +26,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::InvalidArgument(_) => tonic::Code::InvalidArgument,
             ApiError::NotFound(_) => tonic::Code::NotFound,
             ApiError::AlreadyExists(_) => tonic::Code::AlreadyExists,
+            ApiError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             ApiError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
             ApiError::Unavailable(_) => tonic::Code::Unavailable,
             ApiError::Unauthenticated(_) => tonic::Code::Unauthenticated,

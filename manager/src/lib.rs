@@ -1,10 +1,27 @@
-//! The NetPulse manager (in progress): today, the validated form of the public API's requests
-//! (`request`), live nodes and a session to each agent (`cluster`), node choice and placement claims in etcd (`placement`), the mapping of API errors to gRPC codes (`error`), and durable job records in
-//! etcd with batched writes (`store`). Scheduling and the gRPC services are not built yet; the
-//! binary refuses to start.
+//! The NetPulse manager: the public gRPC API, scheduling of jobs onto node agents, and
+//! durable job records in etcd.
+//!
+//! A request is validated (`request`) and handed to the `scheduler`, which chooses a node
+//! (`placement`: a pinned device's node is claimed in etcd; fifo jobs go to the less loaded
+//! of two nodes), writes the job (`store`: group-committed etcd transactions), and sends the
+//! dispatch over that node's session (`cluster`: one link per live agent, from an etcd
+//! watch). Agent events move the job to its final status (`record`). Any replica answers
+//! queries about any job (`jobs`, `admin`); each job is driven by the replica that accepted it,
+//! and `recovery` hands a dead replica's jobs to a live one. `service` adapts all of it to
+//! gRPC, `auth` checks bearer tokens, `server` assembles the server with health and
+//! reflection, and `error` maps errors to gRPC codes in one place.
 
+pub mod admin;
+pub mod auth;
 pub mod cluster;
+pub mod config;
 pub mod error;
+pub mod jobs;
 pub mod placement;
+pub mod record;
+pub mod recovery;
 pub mod request;
+pub mod scheduler;
+pub mod server;
+pub mod service;
 pub mod store;

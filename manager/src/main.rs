@@ -1,7 +1,74 @@
-//! The NetPulse manager: the client gRPC API and job scheduling. Not built yet (issue 4);
-//! this binary refuses to start rather than pretend to serve.
+//! `manager`: parse config, set up logs, connect etcd, serve until SIGTERM or SIGINT.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("netpulse manager is not implemented yet; see the issue tracker (manager API)");
-    std::process::ExitCode::from(2)
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use manager::config::{LogFormat, ManagerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+fn main() -> ExitCode {
+    let cfg = ManagerConfig::parse();
+    if let Err(e) = cfg.validate() {
+        eprintln!("manager: {e}");
+        return ExitCode::from(64);
+    }
+    let tokens = match cfg.tokens() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("manager: cannot read the API tokens: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cfg.log_format {
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+        LogFormat::Pretty => logs.init(),
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("manager: cannot start the runtime: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    match rt.block_on(run(cfg, tokens)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "manager failed");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: ManagerConfig, tokens: Vec<String>) -> anyhow::Result<()> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let manager_id = cfg.manager_id();
+    info!(%manager_id, listen = %cfg.listen, "manager starting");
+    let shutdown = CancellationToken::new();
+    let mut server = tokio::spawn(manager::server::run(
+        cfg.server(manager_id, tokens),
+        etcd,
+        listener,
+        shutdown.clone(),
+    ));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        r = &mut server => return r?,
+    }
+    shutdown.cancel();
+    match tokio::time::timeout(Duration::from_secs(20), server).await {
+        Ok(r) => r?,
+        Err(_) => anyhow::bail!("the manager did not stop within 20s"),
+    }
 }

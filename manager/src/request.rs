@@ -287,6 +287,7 @@ impl JobRequest {
             keepalive_seconds: d.keepalive_seconds,
             idle_ttl_seconds: self.idle_ttl.as_secs() as u32,
             timeout_seconds: self.timeout.as_secs() as u32,
+            resume_only: false,
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use netpulse_proto::api::Job;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -42,12 +42,41 @@ impl Default for StoreConfig {
     }
 }
 
-struct Write {
+/// One change in a write.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `expires_in`: how long the key lives from now (on a shared bucket lease); None keeps it.
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expires_in: Option<Duration>,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl Op {
+    fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+/// A create that happens only if `key` is absent; `key` then names `value`.
+struct Guard {
     key: String,
-    value: Vec<u8>,
-    /// Seconds from now until the record may go (final jobs); None keeps it.
-    expires_in: Option<Duration>,
-    done: oneshot::Sender<Result<(), ApiError>>,
+    value: String,
+    expires_in: Duration,
+    /// The value already there when the guard failed.
+    existing: oneshot::Sender<Option<String>>,
+}
+
+struct Write {
+    ops: Vec<Op>,
+    guard: Option<Guard>,
+    done: Option<oneshot::Sender<Result<(), ApiError>>>,
 }
 
 #[derive(Clone)]
@@ -113,42 +142,133 @@ impl JobStore {
         &self.stats
     }
 
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    fn root(&self) -> &str {
+        self.cfg.prefix.trim_end_matches('/')
+    }
+
     fn key(&self, id: &str) -> String {
-        format!("{}/jobs/{id}", self.cfg.prefix.trim_end_matches('/'))
+        format!("{}/jobs/{id}", self.root())
+    }
+
+    /// Where an unfinished job's request and owner are kept.
+    pub fn active_key(&self, id: &str) -> String {
+        format!("{}/active/{id}", self.root())
+    }
+
+    pub fn active_prefix(&self) -> String {
+        format!("{}/active/", self.root())
+    }
+
+    fn idempotency_key(&self, key: &str) -> String {
+        format!("{}/idempotency/{key}", self.root())
+    }
+
+    /// The put of a job record, its output capped.
+    pub fn job_op(&self, mut job: Job, result_ttl: Option<Duration>) -> Op {
+        cap_output(&mut job, self.cfg.max_output_bytes);
+        Op::Put {
+            key: self.key(&job.id),
+            value: job.encode_to_vec(),
+            expires_in: result_ttl,
+        }
     }
 
     /// Writes the job; returns once etcd has committed it. A final job with `result_ttl`
     /// expires that long after now.
-    pub async fn put(&self, mut job: Job, result_ttl: Option<Duration>) -> Result<(), ApiError> {
-        cap_output(&mut job, self.cfg.max_output_bytes);
+    pub async fn put(&self, job: Job, result_ttl: Option<Duration>) -> Result<(), ApiError> {
+        self.write(vec![self.job_op(job, result_ttl)]).await
+    }
+
+    /// Commits `ops` together (in one transaction, possibly shared with other writes).
+    pub async fn write(&self, ops: Vec<Op>) -> Result<(), ApiError> {
         let (done, answer) = oneshot::channel();
-        let w = Write {
-            key: self.key(&job.id),
-            value: job.encode_to_vec(),
-            expires_in: result_ttl,
-            done,
-        };
-        self.writes
-            .send(w)
-            .await
-            .map_err(|_| ApiError::Unavailable("job store is shutting down".into()))?;
+        self.send(Write {
+            ops,
+            guard: None,
+            done: Some(done),
+        })
+        .await?;
         answer
             .await
             .map_err(|_| ApiError::Unavailable("job store writer stopped".into()))?
     }
 
+    /// Queues `ops` without waiting for the commit (progress updates nobody waits for). A
+    /// full queue drops them: a later write of the same record supersedes them anyway.
+    pub fn write_behind(&self, ops: Vec<Op>) {
+        let _ = self.writes.try_send(Write {
+            ops,
+            guard: None,
+            done: None,
+        });
+    }
+
+    /// Commits `ops` only if `idempotency_key` is new, recording `job_id` under it for
+    /// `expires_in`. Returns the job id already recorded when the key is not new.
+    pub async fn create_once(
+        &self,
+        idempotency_key: &str,
+        job_id: &str,
+        expires_in: Duration,
+        ops: Vec<Op>,
+    ) -> Result<Option<String>, ApiError> {
+        let (done, answer) = oneshot::channel();
+        let (existing, existing_rx) = oneshot::channel();
+        self.send(Write {
+            ops,
+            guard: Some(Guard {
+                key: self.idempotency_key(idempotency_key),
+                value: job_id.to_string(),
+                expires_in,
+                existing,
+            }),
+            done: Some(done),
+        })
+        .await?;
+        answer
+            .await
+            .map_err(|_| ApiError::Unavailable("job store writer stopped".into()))??;
+        Ok(existing_rx.await.ok().flatten())
+    }
+
+    async fn send(&self, w: Write) -> Result<(), ApiError> {
+        match tokio::time::timeout(self.cfg.call_timeout, self.writes.send(w)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::Unavailable("job store is shutting down".into())),
+            Err(_) => Err(ApiError::Unavailable(
+                "job store is not keeping up (etcd slow or unreachable)".into(),
+            )),
+        }
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<Job>, ApiError> {
+        Ok(self.get_with_revision(id).await?.map(|(j, _)| j))
+    }
+
+    /// The job and the etcd revision it was read at (to watch from).
+    pub async fn get_with_revision(&self, id: &str) -> Result<Option<(Job, i64)>, ApiError> {
+        let kv = self.get_raw(&self.key(id)).await?;
+        match kv {
+            None => Ok(None),
+            Some((value, rev)) => Job::decode(value.as_slice())
+                .map(|j| Some((j, rev)))
+                .map_err(|e| ApiError::Internal(format!("job {id} does not decode: {e}"))),
+        }
+    }
+
+    /// A key's value and the store revision of the read.
+    pub async fn get_raw(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, ApiError> {
         let mut c = self.client.clone();
-        let r = tokio::time::timeout(self.cfg.call_timeout, c.get(self.key(id), None))
+        let r = tokio::time::timeout(self.cfg.call_timeout, c.get(key, None))
             .await
             .map_err(|_| unavailable("get", "timed out"))?
             .map_err(|e| unavailable("get", e))?;
-        match r.kvs().first() {
-            None => Ok(None),
-            Some(kv) => Job::decode(kv.value())
-                .map(Some)
-                .map_err(|e| ApiError::Internal(format!("job {id} does not decode: {e}"))),
-        }
+        let rev = r.header().map_or(0, |h| h.revision());
+        Ok(r.kvs().first().map(|kv| (kv.value().to_vec(), rev)))
     }
 
     /// Jobs in id order after `after` (exclusive), at most `limit`.
@@ -157,7 +277,7 @@ impl JobStore {
             Some(id) => format!("{}\0", self.key(id)),
             None => self.key(""),
         };
-        let end = format!("{}/jobs0", self.cfg.prefix.trim_end_matches('/'));
+        let end = format!("{}/jobs0", self.root());
         let mut c = self.client.clone();
         let opts = GetOptions::new().with_range(end).with_limit(limit as i64);
         let r = tokio::time::timeout(self.cfg.call_timeout, c.get(start, Some(opts)))
@@ -172,6 +292,138 @@ impl JobStore {
             })
             .collect()
     }
+
+    /// A watch on one job's record from `revision` on.
+    pub async fn watch_job(
+        &self,
+        id: &str,
+        revision: i64,
+    ) -> Result<etcd_client::WatchStream, ApiError> {
+        let mut c = self.client.clone();
+        let opts = etcd_client::WatchOptions::new().with_start_revision(revision);
+        tokio::time::timeout(self.cfg.call_timeout, c.watch(self.key(id), Some(opts)))
+            .await
+            .map_err(|_| unavailable("watch", "timed out"))?
+            .map_err(|e| unavailable("watch", e))
+    }
+}
+
+/// Leases shared by keys that expire within the same bucket.
+struct Leases {
+    by_end: HashMap<u64, i64>,
+    bucket: u64,
+}
+
+impl Leases {
+    async fn for_ttl(
+        &mut self,
+        client: &mut Client,
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<i64, ApiError> {
+        let now = now_unix().as_secs();
+        self.by_end.retain(|end, _| *end > now);
+        let end = (now + ttl.as_secs()).div_ceil(self.bucket) * self.bucket;
+        if let Some(l) = self.by_end.get(&end) {
+            return Ok(*l);
+        }
+        let g = tokio::time::timeout(timeout, client.lease_grant((end - now).max(1) as i64, None))
+            .await
+            .map_err(|_| unavailable("lease", "timed out"))?
+            .map_err(|e| unavailable("lease", e))?;
+        self.by_end.insert(end, g.id());
+        Ok(g.id())
+    }
+}
+
+async fn txn_op(
+    op: &Op,
+    client: &mut Client,
+    leases: &mut Leases,
+    timeout: Duration,
+) -> Result<TxnOp, ApiError> {
+    Ok(match op {
+        Op::Put {
+            key,
+            value,
+            expires_in,
+        } => {
+            let mut opts = PutOptions::new();
+            if let Some(ttl) = expires_in {
+                opts = opts.with_lease(leases.for_ttl(client, *ttl, timeout).await?);
+            }
+            TxnOp::put(key.clone(), value.clone(), Some(opts))
+        }
+        Op::Delete { key } => TxnOp::delete(key.clone(), None),
+    })
+}
+
+/// Commits a batch of unguarded writes as one transaction. etcd refuses a transaction that
+/// names a key twice, so only the last op per key is kept (later writes supersede earlier).
+async fn commit_batch(
+    batch: &[Write],
+    client: &mut Client,
+    leases: &mut Leases,
+    cfg: &StoreConfig,
+) -> Result<usize, ApiError> {
+    let mut last: HashMap<&str, &Op> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for op in batch.iter().flat_map(|w| &w.ops) {
+        if last.insert(op.key(), op).is_none() {
+            order.push(op.key());
+        }
+    }
+    let mut ops = Vec::with_capacity(order.len());
+    for k in &order {
+        ops.push(txn_op(last[k], client, leases, cfg.call_timeout).await?);
+    }
+    let n = ops.len();
+    tokio::time::timeout(cfg.call_timeout, client.txn(Txn::new().and_then(ops)))
+        .await
+        .map_err(|_| unavailable("write", "timed out"))?
+        .map_err(|e| unavailable("write", e))?;
+    Ok(n)
+}
+
+async fn commit_guarded(
+    w: &mut Write,
+    client: &mut Client,
+    leases: &mut Leases,
+    cfg: &StoreConfig,
+) -> Result<usize, ApiError> {
+    let g = w.guard.take().expect("guarded write");
+    let lease = leases.for_ttl(client, g.expires_in, cfg.call_timeout).await?;
+    let mut ops = Vec::with_capacity(w.ops.len() + 1);
+    for op in &w.ops {
+        ops.push(txn_op(op, client, leases, cfg.call_timeout).await?);
+    }
+    ops.push(TxnOp::put(
+        g.key.clone(),
+        g.value.clone(),
+        Some(PutOptions::new().with_lease(lease)),
+    ));
+    let n = ops.len();
+    let txn = Txn::new()
+        .when([Compare::create_revision(g.key.clone(), CompareOp::Equal, 0)])
+        .and_then(ops)
+        .or_else([TxnOp::get(g.key.clone(), None)]);
+    let r = tokio::time::timeout(cfg.call_timeout, client.txn(txn))
+        .await
+        .map_err(|_| unavailable("write", "timed out"))?
+        .map_err(|e| unavailable("write", e))?;
+    let existing = if r.succeeded() {
+        None
+    } else {
+        r.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+            _ => None,
+        })
+    };
+    let _ = g.existing.send(existing);
+    Ok(if r.succeeded() { n } else { 0 })
 }
 
 async fn writer(
@@ -180,75 +432,56 @@ async fn writer(
     mut rx: mpsc::Receiver<Write>,
     stats: std::sync::Arc<Stats>,
 ) {
-    // bucket end (unix seconds) -> lease id
-    let mut leases: HashMap<u64, i64> = HashMap::new();
-    let bucket = cfg.lease_bucket.as_secs().max(1);
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < cfg.max_batch {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
-        }
-        let now = now_unix().as_secs();
-        leases.retain(|end, _| *end > now);
-        let mut ops = Vec::with_capacity(batch.len());
-        let mut failed: Option<ApiError> = None;
-        for w in &batch {
-            let mut opts = PutOptions::new();
-            if let Some(ttl) = w.expires_in {
-                let end = (now + ttl.as_secs()).div_ceil(bucket) * bucket;
-                let lease = match leases.get(&end) {
-                    Some(l) => *l,
-                    None => {
-                        let grant = tokio::time::timeout(
-                            cfg.call_timeout,
-                            client.lease_grant((end - now).max(1) as i64, None),
-                        )
-                        .await;
-                        match grant {
-                            Ok(Ok(g)) => {
-                                leases.insert(end, g.id());
-                                g.id()
-                            }
-                            Ok(Err(e)) => {
-                                failed = Some(unavailable("lease", e));
-                                break;
-                            }
-                            Err(_) => {
-                                failed = Some(unavailable("lease", "timed out"));
-                                break;
-                            }
-                        }
+    let mut leases = Leases {
+        by_end: HashMap::new(),
+        bucket: cfg.lease_bucket.as_secs().max(1),
+    };
+    let mut next: Option<Write> = None;
+    loop {
+        let first = match next.take() {
+            Some(w) => w,
+            None => match rx.recv().await {
+                Some(w) => w,
+                None => return,
+            },
+        };
+        let (result, batch) = if first.guard.is_some() {
+            let mut w = first;
+            let r = commit_guarded(&mut w, &mut client, &mut leases, &cfg).await;
+            (r, vec![w])
+        } else {
+            let mut batch = vec![first];
+            let mut ops = batch[0].ops.len();
+            while ops < cfg.max_batch {
+                match rx.try_recv() {
+                    Ok(w) if w.guard.is_some() => {
+                        next = Some(w);
+                        break;
                     }
-                };
-                opts = opts.with_lease(lease);
-            }
-            ops.push(TxnOp::put(w.key.clone(), w.value.clone(), Some(opts)));
-        }
-        let result = match failed {
-            Some(e) => Err(e),
-            None => {
-                match tokio::time::timeout(cfg.call_timeout, client.txn(Txn::new().and_then(ops)))
-                    .await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(unavailable("write", e)),
-                    Err(_) => Err(unavailable("write", "timed out")),
+                    Ok(w) => {
+                        ops += w.ops.len();
+                        batch.push(w);
+                    }
+                    Err(_) => break,
                 }
             }
+            (
+                commit_batch(&batch, &mut client, &mut leases, &cfg).await,
+                batch,
+            )
         };
-        if result.is_ok() {
+        if let Ok(puts) = &result {
             stats
                 .transactions
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             stats
                 .puts
-                .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(*puts as u64, std::sync::atomic::Ordering::Relaxed);
         }
         for w in batch {
-            let _ = w.done.send(result.clone());
+            if let Some(done) = w.done {
+                let _ = done.send(result.clone().map(|_| ()));
+            }
         }
     }
 }

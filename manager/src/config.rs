@@ -1,0 +1,190 @@
+//! Command-line and environment configuration of the manager, its defaults, and the one
+//! `validate` that rejects bad values at start-up (exit code 64).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::request::RequestLimits;
+use crate::scheduler::SchedulerConfig;
+use crate::store::StoreConfig;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "manager",
+    about = "NetPulse manager: the client gRPC API; schedules jobs onto node agents"
+)]
+pub struct ManagerConfig {
+    /// Address the public gRPC API binds.
+    #[arg(long, env = "NETPULSE_MANAGER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Unique id of this replica (the pod name on Kubernetes); random when unset. Give a
+    /// stable one so a restarted manager takes its own unfinished jobs back at once.
+    #[arg(long, env = "NETPULSE_MANAGER_ID")]
+    pub manager_id: Option<String>,
+    #[arg(
+        long,
+        env = "NETPULSE_ETCD_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: Vec<String>,
+    #[arg(long, env = "NETPULSE_ETCD_PREFIX", default_value = "/netpulse")]
+    pub etcd_prefix: String,
+    /// Liveness lease of this manager; its jobs are adopted by another replica this long
+    /// after it dies.
+    #[arg(long, env = "NETPULSE_MANAGER_LEASE_TTL_SECONDS", default_value_t = 10)]
+    pub lease_ttl_seconds: u64,
+    /// A file with one API bearer token per line; with no tokens, the API is open.
+    #[arg(long, env = "NETPULSE_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// API bearer tokens, comma-separated (prefer the file: env is visible to other tools).
+    #[arg(long, env = "NETPULSE_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub api_tokens: Vec<String>,
+    /// Most commands or config lines per job.
+    #[arg(long, env = "NETPULSE_MAX_LINES", default_value_t = 1000)]
+    pub max_lines: usize,
+    #[arg(long, env = "NETPULSE_MAX_LINE_BYTES", default_value_t = 4096)]
+    pub max_line_bytes: usize,
+    #[arg(long, env = "NETPULSE_MAX_REQUEST_BYTES", default_value_t = 1 << 20)]
+    pub max_request_bytes: usize,
+    /// Stored output per job; beyond it the output is cut and marked truncated.
+    #[arg(long, env = "NETPULSE_MAX_OUTPUT_BYTES", default_value_t = 1 << 20)]
+    pub max_output_bytes: usize,
+    /// Unfinished jobs one replica drives; beyond, submits get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
+    pub max_active_jobs: usize,
+    /// Requests served at once over all connections; beyond, RESOURCE_EXHAUSTED.
+    #[arg(long, env = "NETPULSE_MAX_CONCURRENT_REQUESTS", default_value_t = 10_000)]
+    pub max_concurrent_requests: usize,
+    /// Requests served at once on one client connection.
+    #[arg(long, env = "NETPULSE_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
+    pub max_requests_per_connection: usize,
+    /// Longest a unary call may take (an Execute that waits included).
+    #[arg(long, env = "NETPULSE_REQUEST_TIMEOUT_SECONDS", default_value_t = 3600)]
+    pub request_timeout_seconds: u64,
+    #[arg(long, env = "NETPULSE_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be {lo}..={hi}, got {v}"))
+    }
+}
+
+impl ManagerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(id) = &self.manager_id
+            && (id.is_empty() || id.len() > 128 || id.contains(['/', ' ']))
+        {
+            return Err(format!(
+                "manager-id must be 1..=128 characters without '/' or spaces, got {id:?}"
+            ));
+        }
+        range("lease-ttl-seconds", self.lease_ttl_seconds, 2, 300)?;
+        range("max-lines", self.max_lines as u64, 1, 100_000)?;
+        range("max-line-bytes", self.max_line_bytes as u64, 16, 1 << 20)?;
+        range("max-request-bytes", self.max_request_bytes as u64, 1024, 64 << 20)?;
+        range("max-output-bytes", self.max_output_bytes as u64, 1024, 64 << 20)?;
+        range("max-active-jobs", self.max_active_jobs as u64, 1, 10_000_000)?;
+        range("max-concurrent-requests", self.max_concurrent_requests as u64, 1, 1_000_000)?;
+        range(
+            "max-requests-per-connection",
+            self.max_requests_per_connection as u64,
+            1,
+            1_000_000,
+        )?;
+        range("request-timeout-seconds", self.request_timeout_seconds, 1, 86_400 * 7)?;
+        if self.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
+            return Err("etcd-endpoints must name at least one endpoint".into());
+        }
+        if !self.etcd_prefix.starts_with('/') {
+            return Err(format!(
+                "etcd-prefix must start with '/', got {:?}",
+                self.etcd_prefix
+            ));
+        }
+        if let Some(f) = &self.api_tokens_file
+            && !f.is_file()
+        {
+            return Err(format!("api-tokens-file {} does not exist", f.display()));
+        }
+        Ok(())
+    }
+
+    pub fn manager_id(&self) -> String {
+        self.manager_id
+            .clone()
+            .unwrap_or_else(|| format!("manager-{:08x}", rand::random::<u32>()))
+    }
+
+    /// The configured tokens: the file's lines (blank lines and `#` comments skipped) and
+    /// the flag's.
+    pub fn tokens(&self) -> std::io::Result<Vec<String>> {
+        let mut tokens: Vec<String> = self.api_tokens.clone();
+        if let Some(f) = &self.api_tokens_file {
+            let text = std::fs::read_to_string(f)?;
+            tokens.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        Ok(tokens)
+    }
+
+    pub fn server(&self, manager_id: String, tokens: Vec<String>) -> ServerConfig {
+        let call_timeout = Duration::from_secs(5);
+        ServerConfig {
+            scheduler: SchedulerConfig {
+                prefix: self.etcd_prefix.clone(),
+                manager_id,
+                limits: RequestLimits {
+                    max_lines: self.max_lines,
+                    max_line_bytes: self.max_line_bytes,
+                    max_request_bytes: self.max_request_bytes,
+                },
+                max_active_jobs: self.max_active_jobs,
+                call_timeout,
+                sweep_interval: Duration::from_millis(500),
+            },
+            store: StoreConfig {
+                prefix: self.etcd_prefix.clone(),
+                max_output_bytes: self.max_output_bytes,
+                call_timeout,
+                ..Default::default()
+            },
+            lease_ttl: Duration::from_secs(self.lease_ttl_seconds),
+            tokens,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_requests_per_connection: self.max_requests_per_connection,
+            request_timeout: Duration::from_secs(self.request_timeout_seconds),
+        }
+    }
+}
+
+/// What `server::run` needs; tests build it directly.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub scheduler: SchedulerConfig,
+    pub store: StoreConfig,
+    pub lease_ttl: Duration,
+    pub tokens: Vec<String>,
+    pub max_concurrent_requests: usize,
+    pub max_requests_per_connection: usize,
+    pub request_timeout: Duration,
+}

@@ -1,0 +1,224 @@
+//! Manager liveness and the adoption of jobs whose manager is gone.
+//!
+//! Each manager keeps `<prefix>/managers/<id>` alive on its own lease. A periodic scan reads
+//! `<prefix>/active/`; a job whose owner has no such key is adopted with a transaction that
+//! checks the entry did not change meanwhile, so exactly one replica takes it. An adopted job
+//! is dispatched again to the node it was on: the agent never runs a job id twice (it answers
+//! with the job's events or its recent result). A job that was running is only looked up
+//! (`resume_only`); if its node is gone, it fails. A replica that finds one of its own jobs
+//! owned by another manager (its lease lapsed and the job was adopted) lets it go.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use netpulse_proto::api::{Job, JobStatus};
+use netpulse_proto::manager::ActiveJob;
+use prost::Message;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::error::ApiError;
+use crate::record::is_final;
+use crate::request::JobRequest;
+use crate::scheduler::{Active, Scheduler};
+
+fn managers_prefix(prefix: &str) -> String {
+    format!("{}/managers/", prefix.trim_end_matches('/'))
+}
+
+/// Keeps this manager's liveness key and adopts orphaned jobs, until `stop`. On stop the
+/// lease is revoked, so other replicas adopt this one's jobs at once.
+pub async fn run(s: Arc<Scheduler>, lease_ttl: Duration, stop: CancellationToken) {
+    let key = format!("{}{}", managers_prefix(&s.cfg.prefix), s.cfg.manager_id);
+    let mut etcd = s.etcd.clone();
+    let timeout = s.cfg.call_timeout;
+    let mut lease: Option<i64> = None;
+    let mut keeper = None;
+    let mut next_scan = Instant::now();
+    let mut tick = tokio::time::interval(lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        if lease.is_none() {
+            let granted = async {
+                let g = etcd.lease_grant(lease_ttl.as_secs().max(1) as i64, None).await?;
+                etcd.put(key.clone(), "", Some(PutOptions::new().with_lease(g.id())))
+                    .await?;
+                let (k, _) = etcd.lease_keep_alive(g.id()).await?;
+                Ok::<_, etcd_client::Error>((g.id(), k))
+            };
+            match tokio::time::timeout(timeout, granted).await {
+                Ok(Ok((id, k))) => {
+                    info!(manager_id = %s.cfg.manager_id, lease_id = id, "manager registered");
+                    lease = Some(id);
+                    keeper = Some(k);
+                }
+                Ok(Err(e)) => warn!(error = %e, "registering the manager failed; retrying"),
+                Err(_) => warn!("registering the manager timed out; retrying"),
+            }
+        } else if let Some(k) = keeper.as_mut() {
+            let alive = tokio::time::timeout(timeout, k.keep_alive()).await;
+            if !matches!(alive, Ok(Ok(()))) {
+                warn!("manager lease keep-alive failed; registering again");
+                lease = None;
+                keeper = None;
+                continue;
+            }
+        }
+        if lease.is_some() && Instant::now() >= next_scan {
+            if let Err(e) = adopt_orphans(&s).await {
+                warn!(error = %e, "scanning for orphaned jobs failed");
+            }
+            next_scan = Instant::now() + lease_ttl / 2;
+        }
+    }
+    if let Some(id) = lease {
+        let _ = tokio::time::timeout(timeout, etcd.lease_revoke(id)).await;
+    }
+}
+
+/// One scan: adopts jobs whose manager is gone and lets go of jobs another replica adopted.
+pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
+    let mut etcd = s.etcd.clone();
+    let timeout = s.cfg.call_timeout;
+    let unavailable = |e: String| ApiError::Unavailable(format!("adoption scan: {e}"));
+    let prefix = managers_prefix(&s.cfg.prefix);
+    let managers = tokio::time::timeout(
+        timeout,
+        etcd.get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())),
+    )
+    .await
+    .map_err(|_| unavailable("timed out".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    let alive: HashSet<String> = managers
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).trim_start_matches(&prefix).to_string())
+        .collect();
+    let active_prefix = s.store.active_prefix();
+    let entries = tokio::time::timeout(
+        timeout,
+        etcd.get(active_prefix.as_str(), Some(GetOptions::new().with_prefix())),
+    )
+    .await
+    .map_err(|_| unavailable("timed out".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    let mut adopted = 0;
+    for kv in entries.kvs() {
+        let id = String::from_utf8_lossy(kv.key())
+            .trim_start_matches(&active_prefix)
+            .to_string();
+        let Ok(mut rec) = ActiveJob::decode(kv.value()) else {
+            warn!(job_id = %id, "an active-job entry does not decode; leaving it");
+            continue;
+        };
+        let mine = s.lock().jobs.contains_key(&id);
+        if rec.manager_id == s.cfg.manager_id {
+            if mine {
+                continue;
+            }
+        } else if alive.contains(&rec.manager_id) {
+            if mine {
+                info!(job_id = %id, owner = %rec.manager_id, "another manager adopted this job; letting it go");
+                s.lock().jobs.remove(&id);
+            }
+            continue;
+        }
+        rec.manager_id = s.cfg.manager_id.clone();
+        let key = kv.key().to_vec();
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+            .and_then([TxnOp::put(key, rec.encode_to_vec(), None)]);
+        let won = tokio::time::timeout(timeout, etcd.txn(txn))
+            .await
+            .map_err(|_| unavailable("timed out".into()))?
+            .map_err(|e| unavailable(e.to_string()))?
+            .succeeded();
+        if won && adopt(s, &id, rec).await? {
+            adopted += 1;
+        }
+    }
+    if adopted > 0 {
+        info!(adopted, "adopted jobs of managers that are gone");
+    }
+    Ok(adopted)
+}
+
+async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, ApiError> {
+    let job: Option<Job> = s.store.get(id).await?;
+    let wire = rec.request.unwrap_or_default();
+    let request = JobRequest::from_wire(wire.clone(), &s.cfg.limits);
+    let (job, request) = match (job, request) {
+        (Some(j), Ok(r)) if !is_final(j.status()) => (j, r),
+        (job, request) => {
+            // Ended already, gone, or unreadable: nothing to drive.
+            if let (Some(j), Err(e)) = (&job, &request)
+                && !is_final(j.status())
+            {
+                warn!(job_id = %id, error = %e, "an adopted job's request is no longer valid");
+            }
+            s.store
+                .write(vec![crate::store::Op::Delete {
+                    key: s.store.active_key(id),
+                }])
+                .await?;
+            return Ok(false);
+        }
+    };
+    let running = job.status() == JobStatus::Running;
+    let node = (!rec.node_id.is_empty()).then_some(rec.node_id);
+    let (updates, _) = watch::channel(job.clone());
+    // The queue timeout counts from the submit, not from the adoption.
+    let age = Duration::from_millis((crate::record::now_ms() - job.created_unix_ms).max(0) as u64);
+    let queue_deadline = Instant::now() + request.queue_timeout.saturating_sub(age);
+    let mut dispatch = request.to_dispatch(id);
+    dispatch.resume_only = running;
+    s.lock().jobs.insert(
+        id.to_string(),
+        Active {
+            job,
+            request,
+            wire,
+            node: None,
+            dispatching: false,
+            excluded: HashSet::new(),
+            resume_only: running,
+            queue_deadline,
+            updates,
+        },
+    );
+    let Some(node) = node else {
+        return Ok(true); // pending: the sweep places it
+    };
+    if !s.cluster.nodes().contains_key(&node) {
+        if running {
+            s.end(
+                id,
+                JobStatus::Failed,
+                "node_lost",
+                format!("node {node} left the cluster while the job ran; it is not run again"),
+            );
+        }
+        return Ok(true);
+    }
+    if let Some(a) = s.lock().jobs.get_mut(id) {
+        a.node = Some(node.clone());
+    }
+    if let Err(e) = s.cluster.send(
+        &node,
+        netpulse_proto::agent::manager_message::Msg::Dispatch(dispatch),
+    ) {
+        warn!(job_id = %id, %node, error = %e, "asking the node about an adopted job failed; the sweep retries");
+        if let Some(a) = s.lock().jobs.get_mut(id) {
+            a.node = None;
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,117 @@
+//! The manager's assembly: cluster view, job store, scheduler, liveness and adoption, and the
+//! gRPC server (public API, health, reflection) behind auth, load shedding and limits.
+
+use std::time::Duration;
+
+use etcd_client::Client;
+use netpulse_proto::api::cluster_service_server::ClusterServiceServer;
+use netpulse_proto::api::job_service_server::JobServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::AuthLayer;
+use crate::cluster::Cluster;
+use crate::config::ServerConfig;
+use crate::scheduler::Scheduler;
+use crate::service::Api;
+use crate::store::JobStore;
+
+/// Agent events buffered between the links and the scheduler.
+const EVENT_BUFFER: usize = 65_536;
+
+/// Serves until `shutdown`; then stops the tasks and revokes this manager's lease.
+pub async fn run(
+    cfg: ServerConfig,
+    etcd: Client,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tracker = TaskTracker::new();
+    let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
+    let cluster = Cluster::start(
+        etcd.clone(),
+        &cfg.scheduler.prefix,
+        cfg.scheduler.manager_id.clone(),
+        events_tx,
+        &tracker,
+        shutdown.clone(),
+    );
+    let store = JobStore::new(etcd.clone(), cfg.store.clone());
+    let scheduler = Scheduler::start(
+        cfg.scheduler.clone(),
+        etcd,
+        store,
+        cluster,
+        events_rx,
+        &tracker,
+        shutdown.clone(),
+    );
+    tracker.spawn(crate::recovery::run(
+        scheduler.clone(),
+        cfg.lease_ttl,
+        shutdown.clone(),
+    ));
+
+    let api = Api {
+        scheduler: scheduler.clone(),
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<JobServiceServer<Api>>().await;
+    health.set_serving::<ClusterServiceServer<Api>>().await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(netpulse_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("netpulse.v1.JobService")
+            .with_service_name("netpulse.v1.ClusterService")
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure()).build_v1()?;
+    let reflection_v1alpha =
+        reflection(tonic_reflection::server::Builder::configure()).build_v1alpha()?;
+
+    let auth = AuthLayer::new(cfg.tokens.clone());
+    if !auth.enabled() {
+        warn!("no API tokens configured: the API is open to anyone who can reach it");
+    }
+    let limits = tower::ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            cfg.max_concurrent_requests,
+        ))
+        .layer(auth)
+        .into_inner();
+    info!(
+        manager_id = %cfg.scheduler.manager_id,
+        listen = %listener.local_addr()?,
+        "manager serving"
+    );
+    let stop = shutdown.clone();
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(cfg.max_requests_per_connection)
+        .timeout(cfg.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .layer(limits)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(JobServiceServer::new(api.clone()))
+        .add_service(ClusterServiceServer::new(api))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled())
+        .await?;
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some manager tasks did not stop within 10s");
+    }
+    info!("manager stopped");
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The public gRPC services: thin adapters that call the scheduler and map its errors.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use netpulse_proto::api::cluster_service_server::ClusterService;
+use netpulse_proto::api::job_service_server::JobService;
+use netpulse_proto::api::*;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::error::ApiError;
+use crate::record::is_final;
+use crate::scheduler::Scheduler;
+
+#[derive(Clone)]
+pub struct Api {
+    pub scheduler: Arc<Scheduler>,
+}
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
+
+impl Api {
+    /// Waits for the end of a job this replica does not drive, through its record's watch.
+    async fn wait_elsewhere(&self, job: Job, limit: std::time::Duration) -> Result<Job, ApiError> {
+        let (tx, mut rx) = mpsc::channel(8);
+        self.scheduler.watch_job(&job.id, tx).await?;
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = job;
+        while let Ok(Some(j)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            last = j?;
+            if is_final(last.status()) {
+                break;
+            }
+        }
+        Ok(last)
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for Api {
+    async fn execute(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
+        let req = req.into_inner();
+        let wait = req.wait;
+        let submitted = self.scheduler.submit(req).await?;
+        if !wait || is_final(submitted.job.status()) {
+            return Ok(Response::new(submitted.job));
+        }
+        let limit = submitted.wait_limit;
+        let job = match submitted.updates {
+            Some(mut rx) => {
+                // On shutdown the caller gets the job as it stands and can watch it elsewhere.
+                tokio::select! {
+                    _ = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => {}
+                    _ = self.scheduler.shutdown.cancelled() => {}
+                }
+                let last = rx.borrow().clone();
+                last
+            }
+            None => self.wait_elsewhere(submitted.job, limit).await?,
+        };
+        Ok(Response::new(job))
+    }
+
+    async fn execute_bulk(
+        &self,
+        req: Request<ExecuteBulkRequest>,
+    ) -> Result<Response<ExecuteBulkResponse>, Status> {
+        Ok(Response::new(
+            self.scheduler.execute_bulk(req.into_inner()).await?,
+        ))
+    }
+
+    async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        Ok(Response::new(
+            self.scheduler.get_job(&req.into_inner().id).await?,
+        ))
+    }
+
+    type WatchJobStream = JobStream;
+
+    async fn watch_job(
+        &self,
+        req: Request<WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        self.scheduler.watch_job(&req.into_inner().id, tx).await?;
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |r| {
+            r.map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_jobs(
+        &self,
+        req: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(
+            self.scheduler.list_jobs(req.into_inner()).await?,
+        ))
+    }
+
+    async fn cancel_job(&self, req: Request<CancelJobRequest>) -> Result<Response<Job>, Status> {
+        Ok(Response::new(
+            self.scheduler.cancel_job(&req.into_inner().id).await?,
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl ClusterService for Api {
+    async fn list_nodes(
+        &self,
+        _req: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        Ok(Response::new(ListNodesResponse {
+            nodes: self.scheduler.list_nodes(),
+        }))
+    }
+
+    async fn list_workers(
+        &self,
+        req: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        let r = req.into_inner();
+        let workers = self.scheduler.list_workers(&r.node_id, &r.host).await?;
+        Ok(Response::new(ListWorkersResponse { workers }))
+    }
+
+    async fn kill_worker(
+        &self,
+        req: Request<KillWorkerRequest>,
+    ) -> Result<Response<KillWorkerResponse>, Status> {
+        let r = req.into_inner();
+        self.scheduler
+            .kill_worker(&r.worker_id, &r.host, r.port)
+            .await?;
+        Ok(Response::new(KillWorkerResponse { killed: true }))
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<DrainNodeRequest>,
+    ) -> Result<Response<DrainNodeResponse>, Status> {
+        let moved = self.scheduler.drain_node(&req.into_inner().node_id).await?;
+        Ok(Response::new(DrainNodeResponse {
+            devices_moved: moved,
+        }))
+    }
+}
