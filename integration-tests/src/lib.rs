@@ -2,6 +2,7 @@
 //! addresses it serves, start `pinned-worker` processes and drive them with frames, summarise
 //! latency samples.
 
+pub mod cluster;
 pub mod etcd;
 
 use std::path::{Path, PathBuf};

@@ -93,7 +93,9 @@ impl Scheduler {
             match table {
                 Ok(t) => out.extend(t.into_iter().map(|w| worker(&n, w))),
                 Err(e) if !node_id.is_empty() => return Err(e),
-                Err(e) => tracing::warn!(node_id = %n, error = %e, "leaving a node out of the worker list"),
+                Err(e) => {
+                    tracing::warn!(node_id = %n, error = %e, "leaving a node out of the worker list")
+                }
             }
         }
         out.retain(|w| host.is_empty() || w.host == host);

@@ -38,10 +38,10 @@ impl AuthLayer {
     /// Whether the `authorization` header carries one of the tokens; every token is compared
     /// in full so the time taken does not tell how much of a guess matched.
     fn allows(&self, header: Option<&http::HeaderValue>) -> bool {
-        let Some(given) = header
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-        else {
+        let Some(given) = header.and_then(|h| h.to_str().ok()).and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        }) else {
             return false;
         };
         let mut ok = false;
@@ -92,7 +92,11 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let open = !self.layer.enabled() || req.uri().path().starts_with(OPEN_PREFIX);
-        if open || self.layer.allows(req.headers().get(http::header::AUTHORIZATION)) {
+        if open
+            || self
+                .layer
+                .allows(req.headers().get(http::header::AUTHORIZATION))
+        {
             return Box::pin(self.inner.call(req));
         }
         let status = tonic::Status::unauthenticated(

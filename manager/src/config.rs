@@ -24,7 +24,11 @@ pub enum LogFormat {
 )]
 pub struct ManagerConfig {
     /// Address the public gRPC API binds.
-    #[arg(long, env = "NETPULSE_MANAGER_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "NETPULSE_MANAGER_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
     /// Unique id of this replica (the pod name on Kubernetes); random when unset. Give a
     /// stable one so a restarted manager takes its own unfinished jobs back at once.
@@ -47,7 +51,12 @@ pub struct ManagerConfig {
     #[arg(long, env = "NETPULSE_API_TOKENS_FILE")]
     pub api_tokens_file: Option<PathBuf>,
     /// API bearer tokens, comma-separated (prefer the file: env is visible to other tools).
-    #[arg(long, env = "NETPULSE_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long,
+        env = "NETPULSE_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_tokens: Vec<String>,
     /// Most commands or config lines per job.
     #[arg(long, env = "NETPULSE_MAX_LINES", default_value_t = 1000)]
@@ -63,15 +72,28 @@ pub struct ManagerConfig {
     #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
     pub max_active_jobs: usize,
     /// Requests served at once over all connections; beyond, RESOURCE_EXHAUSTED.
-    #[arg(long, env = "NETPULSE_MAX_CONCURRENT_REQUESTS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "NETPULSE_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 10_000
+    )]
     pub max_concurrent_requests: usize,
     /// Requests served at once on one client connection.
-    #[arg(long, env = "NETPULSE_MAX_REQUESTS_PER_CONNECTION", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "NETPULSE_MAX_REQUESTS_PER_CONNECTION",
+        default_value_t = 1000
+    )]
     pub max_requests_per_connection: usize,
     /// Longest a unary call may take (an Execute that waits included).
     #[arg(long, env = "NETPULSE_REQUEST_TIMEOUT_SECONDS", default_value_t = 3600)]
     pub request_timeout_seconds: u64,
-    #[arg(long, env = "NETPULSE_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        env = "NETPULSE_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
     #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     pub log: String,
@@ -97,17 +119,42 @@ impl ManagerConfig {
         range("lease-ttl-seconds", self.lease_ttl_seconds, 2, 300)?;
         range("max-lines", self.max_lines as u64, 1, 100_000)?;
         range("max-line-bytes", self.max_line_bytes as u64, 16, 1 << 20)?;
-        range("max-request-bytes", self.max_request_bytes as u64, 1024, 64 << 20)?;
-        range("max-output-bytes", self.max_output_bytes as u64, 1024, 64 << 20)?;
-        range("max-active-jobs", self.max_active_jobs as u64, 1, 10_000_000)?;
-        range("max-concurrent-requests", self.max_concurrent_requests as u64, 1, 1_000_000)?;
+        range(
+            "max-request-bytes",
+            self.max_request_bytes as u64,
+            1024,
+            64 << 20,
+        )?;
+        range(
+            "max-output-bytes",
+            self.max_output_bytes as u64,
+            1024,
+            64 << 20,
+        )?;
+        range(
+            "max-active-jobs",
+            self.max_active_jobs as u64,
+            1,
+            10_000_000,
+        )?;
+        range(
+            "max-concurrent-requests",
+            self.max_concurrent_requests as u64,
+            1,
+            1_000_000,
+        )?;
         range(
             "max-requests-per-connection",
             self.max_requests_per_connection as u64,
             1,
             1_000_000,
         )?;
-        range("request-timeout-seconds", self.request_timeout_seconds, 1, 86_400 * 7)?;
+        range(
+            "request-timeout-seconds",
+            self.request_timeout_seconds,
+            1,
+            86_400 * 7,
+        )?;
         if self.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
             return Err("etcd-endpoints must name at least one endpoint".into());
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use etcd_client::EventType;
 use netpulse_proto::agent::{CancelJob, manager_message::Msg as Out};
 use netpulse_proto::api::{
-    BulkRejection, ExecuteBulkRequest, ExecuteBulkResponse, Job, JobStatus,
-    ListJobsRequest, ListJobsResponse,
+    BulkRejection, ExecuteBulkRequest, ExecuteBulkResponse, Job, JobStatus, ListJobsRequest,
+    ListJobsResponse,
 };
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
@@ -184,10 +184,17 @@ impl Scheduler {
         let mine = self.lock().jobs.get(id).map(|a| a.node.clone());
         if let Some(node) = mine {
             if let Some(node) = node {
-                let _ = self.cluster.send(&node, Out::Cancel(CancelJob { job_id: id.into() }));
+                let _ = self
+                    .cluster
+                    .send(&node, Out::Cancel(CancelJob { job_id: id.into() }));
             }
             let mut updates = self.lock().jobs.get(id).map(|a| a.updates.subscribe());
-            self.end(id, JobStatus::Canceled, "canceled", "canceled by a client".into());
+            self.end(
+                id,
+                JobStatus::Canceled,
+                "canceled",
+                "canceled by a client".into(),
+            );
             if let Some(rx) = updates.as_mut() {
                 let _ = tokio::time::timeout(
                     self.cfg.call_timeout,
@@ -214,7 +221,8 @@ impl Scheduler {
                 "job {id} is between nodes; retry the cancel"
             )));
         }
-        self.cluster.send(&node, Out::Cancel(CancelJob { job_id: id.into() }))?;
+        self.cluster
+            .send(&node, Out::Cancel(CancelJob { job_id: id.into() }))?;
         let (tx, mut rx) = mpsc::channel(8);
         self.watch_job(id, tx).await?;
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
@@ -264,13 +272,19 @@ impl Scheduler {
             }
             let s = self.clone();
             set.spawn(async move {
-                let host = r.connection.as_ref().map(|c| c.host.clone()).unwrap_or_default();
+                let host = r
+                    .connection
+                    .as_ref()
+                    .map(|c| c.host.clone())
+                    .unwrap_or_default();
                 (index, host, s.submit(r).await.map(|x| x.job))
             });
         }
         let mut done = Vec::with_capacity(set.len());
         while let Some(r) = set.join_next().await {
-            done.push(r.map_err(|e| ApiError::Internal(format!("a bulk submit task failed: {e}")))?);
+            done.push(
+                r.map_err(|e| ApiError::Internal(format!("a bulk submit task failed: {e}")))?,
+            );
         }
         done.sort_by_key(|(i, _, _)| *i);
         let mut resp = ExecuteBulkResponse::default();
@@ -335,14 +349,22 @@ mod tests {
             },
         );
         assert_eq!(
-            (c.host.as_str(), c.port, c.username.as_str(), c.device_type.as_str()),
+            (
+                c.host.as_str(),
+                c.port,
+                c.username.as_str(),
+                c.device_type.as_str()
+            ),
             ("192.0.2.7", 2222, "admin", "cisco_ios")
         );
     }
 
     #[test]
     fn ids_are_checked_before_any_lookup() {
-        assert!(matches!(check_id("x/../y"), Err(ApiError::InvalidArgument(_))));
+        assert!(matches!(
+            check_id("x/../y"),
+            Err(ApiError::InvalidArgument(_))
+        ));
         assert!(check_id(&crate::record::new_job_id()).is_ok());
     }
 }

@@ -24,7 +24,9 @@ fn job_id(unix_ms: i64, random: u64) -> String {
 
 /// Whether `s` has the shape of a job id (page tokens are job ids).
 pub fn looks_like_job_id(s: &str) -> bool {
-    s.len() == 28 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 28
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 pub fn is_final(status: JobStatus) -> bool {
@@ -97,7 +99,10 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
             duration_ms: c.duration_us / 1000,
         })
         .collect();
-    let kind = r.error.as_ref().map_or(ErrorKind::Unspecified, |e| e.kind());
+    let kind = r
+        .error
+        .as_ref()
+        .map_or(ErrorKind::Unspecified, |e| e.kind());
     job.status = if r.ok {
         JobStatus::Succeeded
     } else if kind == ErrorKind::Canceled {

@@ -48,7 +48,9 @@ pub async fn run(s: Arc<Scheduler>, lease_ttl: Duration, stop: CancellationToken
         }
         if lease.is_none() {
             let granted = async {
-                let g = etcd.lease_grant(lease_ttl.as_secs().max(1) as i64, None).await?;
+                let g = etcd
+                    .lease_grant(lease_ttl.as_secs().max(1) as i64, None)
+                    .await?;
                 etcd.put(key.clone(), "", Some(PutOptions::new().with_lease(g.id())))
                     .await?;
                 let (k, _) = etcd.lease_keep_alive(g.id()).await?;
@@ -92,7 +94,10 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
     let prefix = managers_prefix(&s.cfg.prefix);
     let managers = tokio::time::timeout(
         timeout,
-        etcd.get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())),
+        etcd.get(
+            prefix.as_str(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ),
     )
     .await
     .map_err(|_| unavailable("timed out".into()))?
@@ -100,12 +105,19 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
     let alive: HashSet<String> = managers
         .kvs()
         .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).trim_start_matches(&prefix).to_string())
+        .map(|kv| {
+            String::from_utf8_lossy(kv.key())
+                .trim_start_matches(&prefix)
+                .to_string()
+        })
         .collect();
     let active_prefix = s.store.active_prefix();
     let entries = tokio::time::timeout(
         timeout,
-        etcd.get(active_prefix.as_str(), Some(GetOptions::new().with_prefix())),
+        etcd.get(
+            active_prefix.as_str(),
+            Some(GetOptions::new().with_prefix()),
+        ),
     )
     .await
     .map_err(|_| unavailable("timed out".into()))?
@@ -134,7 +146,11 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
         rec.manager_id = s.cfg.manager_id.clone();
         let key = kv.key().to_vec();
         let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision())])
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
             .and_then([TxnOp::put(key, rec.encode_to_vec(), None)]);
         let won = tokio::time::timeout(timeout, etcd.txn(txn))
             .await

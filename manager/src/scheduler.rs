@@ -215,7 +215,9 @@ impl Scheduler {
             });
         }
         let job = self.store.get(id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("the idempotency key names job {id}, which has expired"))
+            ApiError::NotFound(format!(
+                "the idempotency key names job {id}, which has expired"
+            ))
         })?;
         Ok(Submitted {
             job,
@@ -264,7 +266,9 @@ impl Scheduler {
         }
         let device = r.device.key();
         let live = |p: &Placed| {
-            nodes.get(&p.node_id).is_some_and(|n| n.lease_id == p.lease_id)
+            nodes
+                .get(&p.node_id)
+                .is_some_and(|n| n.lease_id == p.lease_id)
                 && !excluded.contains(&p.node_id)
         };
         if let Some(p) = self.lock().placements.get(&device)
@@ -293,9 +297,14 @@ impl Scheduler {
                 nodes.len()
             ))
         })?;
-        let owner =
-            placement::claim(&mut etcd, &self.cfg.prefix, &device, choice, self.cfg.call_timeout)
-                .await?;
+        let owner = placement::claim(
+            &mut etcd,
+            &self.cfg.prefix,
+            &device,
+            choice,
+            self.cfg.call_timeout,
+        )
+        .await?;
         match nodes.get(&owner) {
             Some(n) if !excluded.contains(&owner) => Ok(self.cache(&device, &owner, n.lease_id)),
             _ => Err(ApiError::Unavailable(format!(
@@ -319,7 +328,11 @@ impl Scheduler {
     pub(crate) async fn unplace(&self, device: &str, node_id: &str) -> Result<(), ApiError> {
         {
             let mut st = self.lock();
-            if st.placements.get(device).is_some_and(|p| p.node_id == node_id) {
+            if st
+                .placements
+                .get(device)
+                .is_some_and(|p| p.node_id == node_id)
+            {
                 st.placements.remove(device);
             }
         }
@@ -345,7 +358,11 @@ impl Scheduler {
         a.node = None;
         a.excluded.insert(node.to_string());
         let device = a.request.device.key();
-        if st.placements.get(&device).is_some_and(|p| p.node_id == node) {
+        if st
+            .placements
+            .get(&device)
+            .is_some_and(|p| p.node_id == node)
+        {
             st.placements.remove(&device);
         }
     }
@@ -363,7 +380,9 @@ impl Scheduler {
                 _ => None,
             }
         };
-        let Some((request, excluded, wire)) = taken else { return };
+        let Some((request, excluded, wire)) = taken else {
+            return;
+        };
         let placed = match self.place(&request, &excluded).await {
             Ok(n) => Ok(n),
             // Every node refused it once: try them all again rather than give up.
@@ -383,15 +402,22 @@ impl Scheduler {
         };
         let job = {
             let mut st = self.lock();
-            let Some(a) = st.jobs.get_mut(&id) else { return };
+            let Some(a) = st.jobs.get_mut(&id) else {
+                return;
+            };
             a.job.node_id = node.clone();
             a.job.clone()
         };
-        let ops = vec![self.store.job_op(job, None), self.active_op(&id, &wire, &node)];
+        let ops = vec![
+            self.store.job_op(job, None),
+            self.active_op(&id, &wire, &node),
+        ];
         let written = self.store.write(ops).await;
         let dispatch = {
             let mut st = self.lock();
-            let Some(a) = st.jobs.get_mut(&id) else { return };
+            let Some(a) = st.jobs.get_mut(&id) else {
+                return;
+            };
             a.dispatching = false;
             if let Err(e) = written {
                 warn!(job_id = %id, error = %e, "recording a new node failed; will retry");
@@ -440,7 +466,11 @@ impl Scheduler {
         self.finalize(a);
     }
 
-    async fn event_loop(self: Arc<Self>, mut events: mpsc::Receiver<NodeEvent>, stop: CancellationToken) {
+    async fn event_loop(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<NodeEvent>,
+        stop: CancellationToken,
+    ) {
         loop {
             let ev = tokio::select! {
                 e = events.recv() => match e { Some(e) => e, None => return },
@@ -456,7 +486,9 @@ impl Scheduler {
         match msg {
             Msg::Started(s) => {
                 let mut st = self.lock();
-                let Some(a) = st.jobs.get_mut(&s.job_id) else { return };
+                let Some(a) = st.jobs.get_mut(&s.job_id) else {
+                    return;
+                };
                 if a.node.as_deref() != Some(node_id.as_str()) {
                     return;
                 }
@@ -512,7 +544,11 @@ impl Scheduler {
             RejectCode::AlreadyExists => {}
             RejectCode::ResourceExhausted | RejectCode::Unavailable => {
                 debug!(job_id = %r.job_id, %node_id, reason = %r.message, "node refused the job; placing it elsewhere");
-                let device = self.lock().jobs.get(&r.job_id).map(|a| a.request.device.key());
+                let device = self
+                    .lock()
+                    .jobs
+                    .get(&r.job_id)
+                    .map(|a| a.request.device.key());
                 self.make_pending(&r.job_id, node_id);
                 if let Some(device) = device {
                     let s = self.clone();
@@ -584,12 +620,17 @@ impl Scheduler {
                     _ => {}
                 }
             }
-            st.placements
-                .retain(|_, p| nodes.get(&p.node_id).is_some_and(|n| n.lease_id == p.lease_id));
+            st.placements.retain(|_, p| {
+                nodes
+                    .get(&p.node_id)
+                    .is_some_and(|n| n.lease_id == p.lease_id)
+            });
         }
         for (id, node, waited) in expired {
             if let Some(node) = node {
-                let _ = self.cluster.send(&node, Out::Cancel(CancelJob { job_id: id.clone() }));
+                let _ = self
+                    .cluster
+                    .send(&node, Out::Cancel(CancelJob { job_id: id.clone() }));
             }
             self.end(
                 &id,
@@ -618,7 +659,10 @@ impl Scheduler {
     pub(crate) async fn worker_table(&self, node_id: &str) -> Result<Vec<WorkerInfo>, ApiError> {
         let request_id = record::new_job_id();
         let (tx, rx) = oneshot::channel();
-        self.tables.lock().expect("lock").insert(request_id.clone(), tx);
+        self.tables
+            .lock()
+            .expect("lock")
+            .insert(request_id.clone(), tx);
         let sent = self.cluster.send(
             node_id,
             Out::ListWorkers(agent::ListWorkers {

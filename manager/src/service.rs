@@ -56,8 +56,7 @@ impl JobService for Api {
                     _ = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => {}
                     _ = self.scheduler.shutdown.cancelled() => {}
                 }
-                let last = rx.borrow().clone();
-                last
+                rx.borrow().clone()
             }
             None => self.wait_elsewhere(submitted.job, limit).await?,
         };
@@ -87,9 +86,8 @@ impl JobService for Api {
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
         self.scheduler.watch_job(&req.into_inner().id, tx).await?;
-        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |r| {
-            r.map_err(Status::from)
-        });
+        let stream =
+            tokio_stream::StreamExt::map(ReceiverStream::new(rx), |r| r.map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -392,7 +392,9 @@ async fn commit_guarded(
     cfg: &StoreConfig,
 ) -> Result<usize, ApiError> {
     let g = w.guard.take().expect("guarded write");
-    let lease = leases.for_ttl(client, g.expires_in, cfg.call_timeout).await?;
+    let lease = leases
+        .for_ttl(client, g.expires_in, cfg.call_timeout)
+        .await?;
     let mut ops = Vec::with_capacity(w.ops.len() + 1);
     for op in &w.ops {
         ops.push(txn_op(op, client, leases, cfg.call_timeout).await?);

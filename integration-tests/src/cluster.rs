@@ -1,0 +1,284 @@
+//! A whole NetPulse cluster of real processes on loopback for end-to-end tests: etcd, a
+//! `devsim`, node agents and managers, each with a log file in a temp dir (kept and named
+//! when a test fails). Processes are killed on drop.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use netpulse_proto::api::cluster_service_client::ClusterServiceClient;
+use netpulse_proto::api::job_service_client::JobServiceClient;
+use netpulse_proto::api::{self, ListNodesRequest};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::etcd::{Etcd, free_port};
+use crate::{Devsim, SimDevice, sibling_bin};
+
+/// A binary of this workspace built next to the running test.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let bin = sibling_bin(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process with its log file; killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+    pub addr: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id().map_or(0, |p| p as i32)
+    }
+
+    /// SIGKILL, and reap.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after `grace`).
+    pub async fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                self.kill9().await;
+                None
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub agents: usize,
+    pub managers: usize,
+    /// devsim arguments (devices, delays).
+    pub devsim: Vec<String>,
+    pub tokens: Vec<String>,
+    pub agent_lease_ttl_seconds: u64,
+    pub manager_lease_ttl_seconds: u64,
+    pub max_pinned_workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            agents: 1,
+            managers: 1,
+            devsim: vec!["--devices".into(), "cisco_ios=2,juniper_junos=1".into()],
+            tokens: Vec::new(),
+            agent_lease_ttl_seconds: 3,
+            manager_lease_ttl_seconds: 3,
+            max_pinned_workers: 100,
+        }
+    }
+}
+
+pub struct TestCluster {
+    pub opts: Options,
+    pub etcd: Etcd,
+    pub devsim: Devsim,
+    pub agents: Vec<Proc>,
+    pub managers: Vec<Proc>,
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+}
+
+impl TestCluster {
+    pub async fn start(opts: Options) -> anyhow::Result<TestCluster> {
+        let etcd = Etcd::start().await;
+        let devsim = Devsim::start(&workspace_bin("devsim"), &opts.devsim).await?;
+        let mut c = TestCluster {
+            opts: opts.clone(),
+            etcd,
+            devsim,
+            agents: Vec::new(),
+            managers: Vec::new(),
+            dir: tempfile::Builder::new().prefix("netpulse-e2e-").tempdir()?,
+            prefix: "/netpulse-e2e".into(),
+        };
+        for i in 0..opts.agents {
+            let a = c.spawn_agent(&format!("node-{}", i + 1))?;
+            c.agents.push(a);
+        }
+        for i in 0..opts.managers {
+            let m = c.spawn_manager(&format!("manager-{}", i + 1))?;
+            c.managers.push(m);
+        }
+        for i in 0..opts.managers {
+            c.wait_nodes(i, opts.agents).await?;
+        }
+        Ok(c)
+    }
+
+    fn log(&self, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
+        let path = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok((path, file))
+    }
+
+    pub fn spawn_agent(&self, node_id: &str) -> anyhow::Result<Proc> {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let (log, file) = self.log(node_id)?;
+        let child = Command::new(workspace_bin("node-agent"))
+            .args(["--node-id", node_id, "--listen", &addr])
+            .args(["--etcd-endpoints", &self.etcd.endpoint])
+            .args(["--etcd-prefix", &self.prefix])
+            .args([
+                "--lease-ttl-seconds",
+                &self.opts.agent_lease_ttl_seconds.to_string(),
+            ])
+            .args([
+                "--max-pinned-workers",
+                &self.opts.max_pinned_workers.to_string(),
+            ])
+            .args(["--host-key-policy", "insecure-accept-any"])
+            .args(["--shutdown-grace-seconds", "5", "--log", "info"])
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting node-agent")?;
+        Ok(Proc {
+            name: node_id.into(),
+            child,
+            log,
+            addr,
+        })
+    }
+
+    pub fn spawn_manager(&self, manager_id: &str) -> anyhow::Result<Proc> {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let (log, file) = self.log(manager_id)?;
+        let mut cmd = Command::new(workspace_bin("manager"));
+        cmd.args(["--manager-id", manager_id, "--listen", &addr])
+            .args(["--etcd-endpoints", &self.etcd.endpoint])
+            .args(["--etcd-prefix", &self.prefix])
+            .args([
+                "--lease-ttl-seconds",
+                &self.opts.manager_lease_ttl_seconds.to_string(),
+            ])
+            .args(["--log", "info,manager=debug"])
+            .env_clear();
+        if !self.opts.tokens.is_empty() {
+            let tokens = self.dir.path().join("tokens");
+            std::fs::write(&tokens, self.opts.tokens.join("\n"))?;
+            cmd.arg("--api-tokens-file").arg(tokens);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting manager")?;
+        Ok(Proc {
+            name: manager_id.into(),
+            child,
+            log,
+            addr,
+        })
+    }
+
+    pub async fn channel(&self, manager: usize) -> anyhow::Result<Channel> {
+        let url = format!("http://{}", self.managers[manager].addr);
+        Ok(Channel::from_shared(url)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?)
+    }
+
+    /// Request metadata with the first token, if any.
+    pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = self.opts.tokens.first() {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        r.set_timeout(Duration::from_secs(60));
+        r
+    }
+
+    pub async fn jobs(&self, manager: usize) -> anyhow::Result<JobServiceClient<Channel>> {
+        Ok(JobServiceClient::new(self.channel(manager).await?))
+    }
+
+    pub async fn admin(&self, manager: usize) -> anyhow::Result<ClusterServiceClient<Channel>> {
+        Ok(ClusterServiceClient::new(self.channel(manager).await?))
+    }
+
+    /// Waits (at most 30 s) until the manager serves and sees `n` nodes.
+    pub async fn wait_nodes(&self, manager: usize, n: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.admin(manager).await {
+                Ok(mut c) => match c.list_nodes(self.authed(ListNodesRequest {})).await {
+                    Ok(r) if r.get_ref().nodes.len() == n => return Ok(()),
+                    Ok(r) => last = format!("{} nodes", r.get_ref().nodes.len()),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "manager {} did not see {n} nodes within 30 s (last: {last}); logs in {}",
+            manager,
+            self.dir.path().display()
+        )
+    }
+
+    pub fn device(&self, i: usize) -> &SimDevice {
+        &self.devsim.devices[i]
+    }
+
+    /// A request to run `commands` on simulated device `i`.
+    pub fn request(&self, i: usize, commands: &[&str]) -> api::ExecuteRequest {
+        let d = self.device(i);
+        api::ExecuteRequest {
+            connection: Some(api::Connection {
+                host: "127.0.0.1".into(),
+                port: d.port as u32,
+                username: "admin".into(),
+                password: "admin".into(),
+                device_type: d.device_type.clone(),
+                secret: "enable".into(),
+                ..Default::default()
+            }),
+            commands: commands.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+            eprintln!("cluster logs kept in {}", dir.keep().display());
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The whole system through the public API: real etcd, the manager and node-agent binaries,
+//! pinned-worker processes and devsim devices, all on loopback.
+
+use std::time::Duration;
+
+use integration_tests::cluster::{Options, TestCluster};
+use netpulse_proto::api::*;
+use tokio::time::Instant;
+use tonic::Code;
+
+const TOKEN: &str = "e2e-token";
+
+fn opts() -> Options {
+    Options {
+        tokens: vec![TOKEN.into()],
+        // A login delay like a (fast) real device, so the fifo jobs' overlap is visible.
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=3,juniper_junos=1".into(),
+            "--login-delay-ms".into(),
+            "400".into(),
+        ],
+        ..Default::default()
+    }
+}
+
+async fn watch_to_end(c: &TestCluster, manager: usize, id: &str) -> Vec<Job> {
+    let mut jobs = c.jobs(manager).await.unwrap();
+    let mut stream = jobs
+        .watch_job(c.authed(WatchJobRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(j) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("a watch update within 60 s")
+        .unwrap()
+    {
+        seen.push(j);
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
+    let c = TestCluster::start(opts()).await.unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+
+    // Auth: no token or a wrong one is refused; health stays open.
+    let r = jobs.get_job(GetJobRequest { id: "x".into() }).await;
+    assert_eq!(r.unwrap_err().code(), Code::Unauthenticated);
+    let mut wrong = tonic::Request::new(ListJobsRequest::default());
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(
+        jobs.list_jobs(wrong).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(c.channel(0).await.unwrap());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "netpulse.v1.JobService".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(h.get_ref().status, 1, "SERVING");
+
+    // Pinned: the first job connects, the second reuses the session.
+    let mut first = c.request(0, &["show clock"]);
+    first.wait = true;
+    let j1 = jobs
+        .execute(c.authed(first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(j1.status(), JobStatus::Succeeded, "{j1:?}");
+    assert!(!j1.session_reused && j1.timings.as_ref().unwrap().connect_ms >= 300);
+    assert!(j1.results[0].ok && !j1.results[0].output.is_empty());
+    let j2 = jobs
+        .execute(c.authed(first.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(j2.status(), JobStatus::Succeeded);
+    assert!(j2.session_reused && j2.timings.as_ref().unwrap().connect_ms == 0);
+    assert_eq!(j1.worker_id, j2.worker_id);
+
+    // Ordering per device: no-wait jobs run one after another in submit order.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let mut r = c.request(0, &["show clock", "show version"]);
+        r.wait = false;
+        let j = jobs.execute(c.authed(r)).await.unwrap().into_inner();
+        assert_eq!(j.status(), JobStatus::Queued);
+        ids.push(j.id);
+    }
+    let mut ended = Vec::new();
+    for id in &ids {
+        let seen = watch_to_end(&c, 0, id).await;
+        let last = seen.last().unwrap();
+        assert_eq!(last.status(), JobStatus::Succeeded, "{last:?}");
+        ended.push((last.started_unix_ms, last.ended_unix_ms));
+    }
+    for w in ended.windows(2) {
+        assert!(w[0].1 <= w[1].0, "jobs of one device overlap: {ended:?}");
+    }
+
+    // Fifo: fresh connections in parallel.
+    let t0 = Instant::now();
+    let mut fifo = Vec::new();
+    for _ in 0..4 {
+        let mut r = c.request(1, &["show clock"]);
+        r.strategy = Strategy::Fifo as i32;
+        r.wait = true;
+        let mut client = jobs.clone();
+        let req = c.authed(r);
+        fifo.push(tokio::spawn(async move { client.execute(req).await }));
+    }
+    let mut spans = Vec::new();
+    for f in fifo {
+        let j = f.await.unwrap().unwrap().into_inner();
+        assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+        assert!(!j.session_reused);
+        spans.push((j.started_unix_ms, j.ended_unix_ms));
+    }
+    let latest_start = spans.iter().map(|s| s.0).max().unwrap();
+    let earliest_end = spans.iter().map(|s| s.1).min().unwrap();
+    assert!(
+        latest_start < earliest_end,
+        "fifo jobs did not run in parallel: {spans:?} ({:?} in all)",
+        t0.elapsed()
+    );
+
+    // Config: accepted lines succeed; a rejected line fails the job with per-line detail.
+    let mut cfg = c.request(2, &[]);
+    cfg.config = vec!["interface Loopback7".into(), "description e2e".into()];
+    cfg.wait = true;
+    cfg.enable_mode = true;
+    let j = jobs
+        .execute(c.authed(cfg.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    cfg.config = vec!["hostname ok".into(), "bogus line here".into()];
+    let j = jobs.execute(c.authed(cfg)).await.unwrap().into_inner();
+    assert_eq!(j.status(), JobStatus::Failed, "{j:?}");
+    assert_eq!(j.results[1].status, "rejected");
+    assert!(j.error.is_some());
+
+    // Idempotency: a retried submit returns the same job.
+    let mut once = c.request(0, &["show clock"]);
+    once.idempotency_key = "e2e-once".into();
+    once.wait = true;
+    let a = jobs
+        .execute(c.authed(once.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let b = jobs.execute(c.authed(once)).await.unwrap().into_inner();
+    assert_eq!(a.id, b.id);
+    assert_eq!(b.status(), JobStatus::Succeeded);
+
+    // Cancel a running job; a second cancel says it has ended.
+    let mut hang = c.request(3, &["show version", "debug hang"]);
+    hang.timeout_seconds = 120;
+    let j = jobs.execute(c.authed(hang)).await.unwrap().into_inner();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let g = jobs
+            .get_job(c.authed(GetJobRequest { id: j.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner();
+        if g.status() == JobStatus::Running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never ran: {g:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let canceled = jobs
+        .cancel_job(c.authed(CancelJobRequest { id: j.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(canceled.status(), JobStatus::Canceled);
+    let again = jobs
+        .cancel_job(c.authed(CancelJobRequest { id: j.id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // Bulk: one template, per-device overrides; a bad device is rejected with its reason.
+    let template = c.request(0, &["show clock"]);
+    let port = |i: usize| c.device(i).port as u32;
+    let bulk = ExecuteBulkRequest {
+        template: Some(template),
+        devices: vec![
+            DeviceOverride {
+                connection: Some(Connection {
+                    port: port(1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            DeviceOverride {
+                connection: Some(Connection {
+                    port: 70_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            DeviceOverride {
+                connection: Some(Connection {
+                    port: port(2),
+                    ..Default::default()
+                }),
+                commands: vec!["show version".into()],
+                ..Default::default()
+            },
+        ],
+    };
+    let r = jobs
+        .execute_bulk(c.authed(bulk))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.jobs.len(), 2);
+    assert_eq!(r.rejected.len(), 1);
+    assert_eq!(r.rejected[0].index, 1);
+    assert!(
+        r.rejected[0]
+            .reason
+            .contains("connection.port must be 1..=65535")
+    );
+    for j in &r.jobs {
+        let end = watch_to_end(&c, 0, &j.id).await;
+        assert_eq!(end.last().unwrap().status(), JobStatus::Succeeded);
+    }
+
+    // List: filtered by host port and status, page by page.
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = jobs
+            .list_jobs(c.authed(ListJobsRequest {
+                status: JobStatus::Succeeded as i32,
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.jobs.len() <= 3);
+        all.extend(page.jobs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(all.iter().all(|j| j.status() == JobStatus::Succeeded));
+    assert!(all.iter().any(|j| j.id == j1.id) && all.iter().any(|j| j.id == ids[4]));
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(!all.iter().any(|j| j.id == canceled.id));
+
+    // Validation and unknown ids.
+    let mut bad = c.request(0, &["show clock"]);
+    bad.connection.as_mut().unwrap().host = String::new();
+    let e = jobs.execute(c.authed(bad)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("connection.host"), "{}", e.message());
+    let e = jobs
+        .get_job(c.authed(GetJobRequest {
+            id: "0000000000000000000000000000".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = jobs
+        .get_job(c.authed(GetJobRequest { id: "../x".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // Workers: list, then kill the device's worker; its next job connects again.
+    let mut admin = c.admin(0).await.unwrap();
+    let workers = admin
+        .list_workers(c.authed(ListWorkersRequest {
+            host: "127.0.0.1".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    let w0 = workers
+        .iter()
+        .find(|w| w.port == port(0) && w.state != "exited")
+        .unwrap_or_else(|| panic!("no worker for device 0 in {workers:?}"));
+    assert!(w0.jobs_done >= 8 && w0.session_reuses >= 7, "{w0:?}");
+    let killed = admin
+        .kill_worker(c.authed(KillWorkerRequest {
+            host: "127.0.0.1".into(),
+            port: port(0),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(killed.killed);
+    let j = jobs.execute(c.authed(first)).await.unwrap().into_inner();
+    assert_eq!(j.status(), JobStatus::Succeeded);
+    assert!(!j.session_reused, "a fresh worker after the kill");
+    let nodes = admin
+        .list_nodes(c.authed(ListNodesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].node_id, "node-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_both_protocol_versions() {
+    use tokio_stream::StreamExt;
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ch = c.channel(0).await.unwrap();
+    {
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let req = ServerReflectionRequest {
+            message_request: Some(MessageRequest::ListServices(String::new())),
+            ..Default::default()
+        };
+        let mut r = ServerReflectionClient::new(ch.clone())
+            .server_reflection_info(tokio_stream::once(req))
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(MessageResponse::ListServicesResponse(l)) =
+            r.next().await.unwrap().unwrap().message_response
+        else {
+            panic!("no service list")
+        };
+        let names: Vec<String> = l.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.contains(&"netpulse.v1.JobService".to_string())
+                && names.contains(&"netpulse.v1.ClusterService".to_string()),
+            "{names:?}"
+        );
+    }
+    {
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let req = ServerReflectionRequest {
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "netpulse.v1.JobService".into(),
+            )),
+            ..Default::default()
+        };
+        let mut r = ServerReflectionClient::new(ch)
+            .server_reflection_info(tokio_stream::once(req))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = r.next().await.unwrap().unwrap().message_response;
+        assert!(
+            matches!(resp, Some(MessageResponse::FileDescriptorResponse(f)) if !f.file_descriptor_proto.is_empty())
+        );
+    }
+}
