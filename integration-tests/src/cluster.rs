@@ -75,6 +75,8 @@ pub struct Options {
     pub agent_lease_ttl_seconds: u64,
     pub manager_lease_ttl_seconds: u64,
     pub max_pinned_workers: usize,
+    /// Extra manager flags.
+    pub manager_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
             agent_lease_ttl_seconds: 3,
             manager_lease_ttl_seconds: 3,
             max_pinned_workers: 100,
+            manager_args: Vec::new(),
         }
     }
 }
@@ -181,6 +184,7 @@ impl TestCluster {
                 &self.opts.manager_lease_ttl_seconds.to_string(),
             ])
             .args(["--log", "info,manager=debug"])
+            .args(&self.opts.manager_args)
             .env_clear();
         if !self.opts.tokens.is_empty() {
             let tokens = self.dir.path().join("tokens");

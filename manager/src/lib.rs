@@ -24,4 +24,5 @@ pub mod request;
 pub mod scheduler;
 pub mod server;
 pub mod service;
+pub mod shed;
 pub mod store;

@@ -553,10 +553,12 @@ impl Scheduler {
                 if let Some(device) = device {
                     let s = self.clone();
                     let node = node_id.to_string();
+                    let id = r.job_id.clone();
                     self.tracker.spawn(async move {
                         if let Err(e) = s.unplace(&device, &node).await {
                             debug!(%device, error = %e, "removing a refused placement failed");
                         }
+                        s.redispatch(id).await;
                     });
                 }
             }

@@ -18,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::scheduler::Scheduler;
 use crate::service::Api;
+use crate::shed::ShedLayer;
 use crate::store::JobStore;
 
 /// Agent events buffered between the links and the scheduler.
@@ -78,10 +79,7 @@ pub async fn run(
         warn!("no API tokens configured: the API is open to anyone who can reach it");
     }
     let limits = tower::ServiceBuilder::new()
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            cfg.max_concurrent_requests,
-        ))
+        .layer(ShedLayer::new(cfg.max_concurrent_requests))
         .layer(auth)
         .into_inner();
     info!(
@@ -91,7 +89,7 @@ pub async fn run(
     );
     let stop = shutdown.clone();
     tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(cfg.max_requests_per_connection)
+        .max_concurrent_streams(Some(cfg.max_requests_per_connection as u32))
         .timeout(cfg.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -207,3 +207,89 @@ async fn full_nodes_and_no_nodes_are_refused_at_once_with_the_reason() {
         e.message()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_nodes_idle_devices_move_and_excess_requests_are_shed() {
+    let c = TestCluster::start(Options {
+        agents: 2,
+        devsim: vec!["--devices".into(), "cisco_ios=2".into()],
+        manager_args: vec!["--max-concurrent-requests".into(), "2".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut r = c.request(0, &["show clock"]);
+    r.wait = true;
+    let before = jobs
+        .execute(c.authed(r.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut admin = c.admin(0).await.unwrap();
+    let moved = admin
+        .drain_node(c.authed(DrainNodeRequest {
+            node_id: before.node_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.devices_moved, 1);
+    let after = jobs.execute(c.authed(r)).await.unwrap().into_inner();
+    assert_eq!(after.status(), JobStatus::Succeeded, "{after:?}");
+    assert_ne!(
+        after.node_id, before.node_id,
+        "the device moved off the drained node"
+    );
+    assert!(!after.session_reused);
+    let e = admin
+        .drain_node(c.authed(DrainNodeRequest {
+            node_id: "nope".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // Two waiting requests hold the manager's two slots; another request is shed, not queued.
+    // A poll can race a holder for the last slot, so a shed holder is simply sent again.
+    let holder = jobs.clone();
+    let hang = || {
+        let mut h = c.request(1, &["debug hang"]);
+        h.strategy = Strategy::Fifo as i32;
+        h.timeout_seconds = 300;
+        h.wait = true;
+        let mut client = holder.clone();
+        let req = c.authed(h);
+        tokio::spawn(async move { client.execute(req).await })
+    };
+    let mut holders = vec![hang(), hang()];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shed = loop {
+        let r = jobs
+            .get_job(c.authed(GetJobRequest {
+                id: before.id.clone(),
+            }))
+            .await;
+        if let Err(e) = r
+            && e.code() == tonic::Code::ResourceExhausted
+            && holders.iter().all(|h| !h.is_finished())
+        {
+            break e;
+        }
+        for h in holders.iter_mut() {
+            if h.is_finished() {
+                *h = hang();
+            }
+        }
+        assert!(Instant::now() < deadline, "no request was shed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        shed.message().contains("max-concurrent-requests"),
+        "{}",
+        shed.message()
+    );
+    for h in holders {
+        h.abort();
+    }
+}
