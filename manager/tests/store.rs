@@ -115,3 +115,65 @@ async fn final_jobs_expire_with_their_result_ttl_and_open_ones_stay() {
         leases.leases().len()
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_creates_once_and_later_writes_of_a_key_win_within_a_batch() {
+    let etcd = Etcd::start().await;
+    let store = JobStore::new(etcd.client().await, config(Duration::from_secs(60)));
+    let ttl = Duration::from_secs(600);
+    let first = store
+        .create_once(
+            "k1",
+            "a",
+            ttl,
+            vec![store.job_op(job("a", JobStatus::Queued), None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, None, "a new key creates the job");
+    let again = store
+        .create_once(
+            "k1",
+            "b",
+            ttl,
+            vec![store.job_op(job("b", JobStatus::Queued), None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.as_deref(),
+        Some("a"),
+        "a used key names the first job"
+    );
+    assert_eq!(
+        store.get("b").await.unwrap(),
+        None,
+        "the second job was not written"
+    );
+
+    // Many writes of one record at once: etcd refuses a transaction naming a key twice, so
+    // the batch keeps the last, and every caller's write succeeds.
+    let mut tasks = Vec::new();
+    for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded] {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { s.put(job("c", status), None).await },
+        ));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    store
+        .write(vec![
+            store.job_op(job("c", JobStatus::Succeeded), None),
+            manager::store::Op::Delete {
+                key: store.active_key("c"),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("c").await.unwrap().unwrap().status(),
+        JobStatus::Succeeded
+    );
+}
