@@ -164,10 +164,24 @@ async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
     assert_eq!(a.id, b.id);
     assert_eq!(b.status(), JobStatus::Succeeded);
 
-    // Cancel a running job; a second cancel says it has ended.
+    // Cancel a queued job, then the running one ahead of it; a second cancel says it has ended.
     let mut hang = c.request(3, &["show version", "debug hang"]);
     hang.timeout_seconds = 120;
     let j = jobs.execute(c.authed(hang)).await.unwrap().into_inner();
+    let behind = jobs
+        .execute(c.authed(c.request(3, &["show version"])))
+        .await
+        .unwrap()
+        .into_inner();
+    let dropped = jobs
+        .cancel_job(c.authed(CancelJobRequest {
+            id: behind.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dropped.status(), JobStatus::Canceled);
+    assert!(dropped.results.is_empty(), "it never ran: {dropped:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let g = jobs
@@ -266,6 +280,21 @@ async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
     assert!(all.iter().any(|j| j.id == j1.id) && all.iter().any(|j| j.id == ids[4]));
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
     assert!(!all.iter().any(|j| j.id == canceled.id));
+    let count = |host: &str, node_id: &str| {
+        let mut jobs = jobs.clone();
+        let req = c.authed(ListJobsRequest {
+            host: host.into(),
+            node_id: node_id.into(),
+            page_size: 1000,
+            ..Default::default()
+        });
+        async move { jobs.list_jobs(req).await.unwrap().into_inner().jobs.len() }
+    };
+    let everything = count("", "").await;
+    assert!(everything > all.len());
+    assert_eq!(count("127.0.0.1", "node-1").await, everything);
+    assert_eq!(count("192.0.2.99", "").await, 0);
+    assert_eq!(count("", "node-9").await, 0);
 
     // Validation and unknown ids.
     let mut bad = c.request(0, &["show clock"]);
@@ -302,10 +331,35 @@ async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
         .find(|w| w.port == port(0) && w.state != "exited")
         .unwrap_or_else(|| panic!("no worker for device 0 in {workers:?}"));
     assert!(w0.jobs_done >= 8 && w0.session_reuses >= 7, "{w0:?}");
+    let on_node = admin
+        .list_workers(c.authed(ListWorkersRequest {
+            node_id: "node-1".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    assert!(on_node.iter().any(|w| w.worker_id == w0.worker_id));
+    let e = admin
+        .list_workers(c.authed(ListWorkersRequest {
+            node_id: "node-9".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = admin
+        .kill_worker(c.authed(KillWorkerRequest {
+            host: "192.0.2.99".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
     let killed = admin
         .kill_worker(c.authed(KillWorkerRequest {
-            host: "127.0.0.1".into(),
-            port: port(0),
+            worker_id: w0.worker_id.clone(),
             ..Default::default()
         }))
         .await
