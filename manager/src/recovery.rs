@@ -208,6 +208,7 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
             resume_only: running,
             queue_deadline,
             updates,
+            running_recorded: running,
         },
     );
     let Some(node) = node else {

@@ -60,6 +60,8 @@ pub(crate) struct Active {
     pub(crate) resume_only: bool,
     pub(crate) queue_deadline: Instant,
     pub(crate) updates: watch::Sender<Job>,
+    /// The record in etcd says RUNNING (written by the sweep, so a fast job costs no write).
+    pub(crate) running_recorded: bool,
 }
 
 /// A device's node, valid while that node keeps the lease it had when it was read.
@@ -192,6 +194,7 @@ impl Scheduler {
                 excluded: HashSet::new(),
                 resume_only: false,
                 updates,
+                running_recorded: false,
             },
         );
         debug!(job_id = %id, node_id = %node, "job dispatched");
@@ -493,8 +496,6 @@ impl Scheduler {
                     return;
                 }
                 record::started(&mut a.job, &s.worker_id);
-                self.store
-                    .write_behind(vec![self.store.job_op(a.job.clone(), None)]);
                 a.updates.send_replace(a.job.clone());
             }
             Msg::Finished(f) => {
@@ -592,8 +593,9 @@ impl Scheduler {
         }
     }
 
-    /// Expires jobs queued too long, fails running jobs whose node left, and dispatches
-    /// pending jobs again.
+    /// Records jobs that started since the last sweep as RUNNING (jobs that end sooner are
+    /// written once, final), expires jobs queued too long, fails running jobs whose node left,
+    /// and dispatches pending jobs again.
     fn sweep(self: &Arc<Self>) {
         let nodes = self.cluster.nodes();
         let now = Instant::now();
@@ -604,6 +606,11 @@ impl Scheduler {
             let mut st = self.lock();
             for (id, a) in st.jobs.iter_mut() {
                 let running = a.job.status() == JobStatus::Running;
+                if running && !a.running_recorded {
+                    a.running_recorded = true;
+                    self.store
+                        .write_behind(vec![self.store.job_op(a.job.clone(), None)]);
+                }
                 if !running && now >= a.queue_deadline {
                     expired.push((id.clone(), a.node.clone(), a.request.queue_timeout));
                     continue;

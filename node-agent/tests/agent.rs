@@ -756,16 +756,29 @@ async fn shutdown_lets_a_running_job_finish_within_the_grace() {
 async fn kill_worker_escalates_to_sigkill_when_sigterm_is_ignored() {
     let (a, _ga) = device(Flavor::CiscoIos, "dev-a").await;
     let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
     let stubborn = script(
         dir.path(),
         "stubborn",
-        "trap '' TERM\nwhile :; do sleep 1; done",
+        &format!(
+            "trap '' TERM\ntouch {}\nwhile :; do sleep 1; done",
+            ready.display()
+        ),
     );
     let mut h = start(stubborn, limits(10, 4)).await;
     let mut d = dispatch("s", &a, &["show clock"], Strategy::Pinned);
     d.timeout_seconds = 600;
     h.send(In::Dispatch(d)).await;
     h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    // SIGTERM before the script has set its trap would kill it: wait until it has.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !ready.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     h.send(In::KillWorker(KillWorker {
         worker_id: String::new(),
         device: format!("127.0.0.1:{}", a.addr().port()),
