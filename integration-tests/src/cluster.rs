@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 
 use crate::etcd::{Etcd, free_port};
 use crate::{Devsim, SimDevice, sibling_bin};
+pub use nix::sys::signal::Signal;
 
 /// A binary of this workspace built next to the running test.
 pub fn workspace_bin(name: &str) -> PathBuf {
@@ -39,6 +40,13 @@ pub struct Proc {
 impl Proc {
     pub fn pid(&self) -> i32 {
         self.child.id().map_or(0, |p| p as i32)
+    }
+
+    /// Sends a signal (SIGSTOP freezes the process, SIGCONT resumes it).
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
     }
 
     /// SIGKILL, and reap.
@@ -77,6 +85,9 @@ pub struct Options {
     pub max_pinned_workers: usize,
     /// Extra manager flags.
     pub manager_args: Vec<String>,
+    /// The simulated devices' login password and enable secret (passed to devsim).
+    pub password: String,
+    pub secret: String,
 }
 
 impl Default for Options {
@@ -90,6 +101,8 @@ impl Default for Options {
             manager_lease_ttl_seconds: 3,
             max_pinned_workers: 100,
             manager_args: Vec::new(),
+            password: "admin".into(),
+            secret: "enable".into(),
         }
     }
 }
@@ -107,7 +120,14 @@ pub struct TestCluster {
 impl TestCluster {
     pub async fn start(opts: Options) -> anyhow::Result<TestCluster> {
         let etcd = Etcd::start().await;
-        let devsim = Devsim::start(&workspace_bin("devsim"), &opts.devsim).await?;
+        let mut devsim_args = opts.devsim.clone();
+        devsim_args.extend([
+            "--password".into(),
+            opts.password.clone(),
+            "--enable-secret".into(),
+            opts.secret.clone(),
+        ]);
+        let devsim = Devsim::start(&workspace_bin("devsim"), &devsim_args).await?;
         let mut c = TestCluster {
             opts: opts.clone(),
             etcd,
@@ -255,6 +275,15 @@ impl TestCluster {
         )
     }
 
+    /// Every process log written so far, concatenated.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for p in self.agents.iter().chain(&self.managers) {
+            all.push_str(&std::fs::read_to_string(&p.log).unwrap_or_default());
+        }
+        all
+    }
+
     pub fn device(&self, i: usize) -> &SimDevice {
         &self.devsim.devices[i]
     }
@@ -267,9 +296,9 @@ impl TestCluster {
                 host: "127.0.0.1".into(),
                 port: d.port as u32,
                 username: "admin".into(),
-                password: "admin".into(),
+                password: self.opts.password.clone(),
                 device_type: d.device_type.clone(),
-                secret: "enable".into(),
+                secret: self.opts.secret.clone(),
                 ..Default::default()
             }),
             commands: commands.iter().map(|c| c.to_string()).collect(),

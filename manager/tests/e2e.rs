@@ -20,6 +20,8 @@ fn opts() -> Options {
             "--login-delay-ms".into(),
             "400".into(),
         ],
+        password: "pw-e2e-7q3x".into(),
+        secret: "en-e2e-9z4w".into(),
         ..Default::default()
     }
 }
@@ -377,6 +379,13 @@ async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
         .nodes;
     assert_eq!(nodes.len(), 1);
     assert_eq!(nodes[0].node_id, "node-1");
+    // Credentials reach the devices, and neither the answers nor any log line hold them.
+    let answers = format!("{j:?}{workers:?}{nodes:?}{all:?}{r:?}{canceled:?}");
+    let logs = c.logs();
+    assert!(logs.contains("job dispatched"), "debug logs are on");
+    for secret in ["pw-e2e-7q3x", "en-e2e-9z4w"] {
+        assert!(!answers.contains(secret) && !logs.contains(secret));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

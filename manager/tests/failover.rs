@@ -213,7 +213,12 @@ async fn a_drained_nodes_idle_devices_move_and_excess_requests_are_shed() {
     let c = TestCluster::start(Options {
         agents: 2,
         devsim: vec!["--devices".into(), "cisco_ios=2".into()],
-        manager_args: vec!["--max-concurrent-requests".into(), "2".into()],
+        manager_args: vec![
+            "--max-concurrent-requests".into(),
+            "2".into(),
+            "--request-timeout-seconds".into(),
+            "3".into(),
+        ],
         ..Default::default()
     })
     .await
@@ -289,7 +294,57 @@ async fn a_drained_nodes_idle_devices_move_and_excess_requests_are_shed() {
         "{}",
         shed.message()
     );
+    // A call that outlives the request timeout ends with it; the job goes on, watchable.
+    let mut outlives = None;
     for h in holders {
-        h.abort();
+        match h.await.unwrap() {
+            Err(e) if e.code() == tonic::Code::Cancelled => outlives = Some(e),
+            other => assert!(
+                matches!(&other, Err(e) if e.code() == tonic::Code::ResourceExhausted),
+                "{other:?}"
+            ),
+        }
     }
+    let e = outlives.expect("a holder ran into the request timeout");
+    assert!(e.message().contains("Timeout expired"), "{}", e.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_no_agent_acknowledged_run_exactly_once_after_a_manager_restart() {
+    use integration_tests::cluster::Signal;
+    let mut c = TestCluster::start(Options {
+        agent_lease_ttl_seconds: 15,
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut warm = c.request(0, &["show clock"]);
+    warm.wait = true;
+    let first = jobs.execute(c.authed(warm)).await.unwrap().into_inner();
+    assert_eq!(first.status(), JobStatus::Succeeded);
+
+    // A frozen agent reads nothing: the dispatches wait in its socket, unacknowledged.
+    c.agents[0].signal(Signal::SIGSTOP);
+    let ids = submit(&c, 0, 0, 3).await;
+    c.managers[0].kill9().await;
+    c.managers[0] = c.spawn_manager("manager-1").unwrap();
+    c.wait_nodes(0, 1).await.unwrap();
+    c.agents[0].signal(Signal::SIGCONT);
+
+    for id in &ids {
+        let j = until(&c, 0, id, Duration::from_secs(60), is_final).await;
+        assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    }
+    let mut admin = c.admin(0).await.unwrap();
+    let workers = admin
+        .list_workers(c.authed(ListWorkersRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
+    let w = workers.iter().find(|w| w.state != "exited").unwrap();
+    assert_eq!(w.jobs_done, 4, "each job ran once: {workers:?}");
+    assert!(c.logs().contains("adopted jobs of managers that are gone"));
 }
