@@ -88,6 +88,11 @@ pub struct Options {
     /// The simulated devices' login password and enable secret (passed to devsim).
     pub password: String,
     pub secret: String,
+    /// Where etcd's data and the logs go; a temp dir (removed unless a test fails) when None.
+    pub state_dir: Option<PathBuf>,
+    /// Fixed ports: managers at base+1.., agents at base+11.., etcd at base+30 and base+31.
+    /// Free ports when None.
+    pub base_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -103,6 +108,8 @@ impl Default for Options {
             manager_args: Vec::new(),
             password: "admin".into(),
             secret: "enable".into(),
+            state_dir: None,
+            base_port: None,
         }
     }
 }
@@ -113,13 +120,32 @@ pub struct TestCluster {
     pub devsim: Devsim,
     pub agents: Vec<Proc>,
     pub managers: Vec<Proc>,
-    pub dir: tempfile::TempDir,
+    /// Logs and etcd data.
+    pub dir: PathBuf,
+    temp: Option<tempfile::TempDir>,
     pub prefix: String,
 }
 
 impl TestCluster {
     pub async fn start(opts: Options) -> anyhow::Result<TestCluster> {
-        let etcd = Etcd::start().await;
+        let (temp, dir) = match &opts.state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("netpulse-e2e-").tempdir()?;
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let etcd = match opts.base_port {
+            Some(base) => {
+                let log = std::fs::File::create(dir.join("etcd.log"))?;
+                Etcd::start_in(&dir.join("etcd"), base + 30, base + 31, log).await
+            }
+            None => Etcd::start().await,
+        };
         let mut devsim_args = opts.devsim.clone();
         devsim_args.extend([
             "--password".into(),
@@ -134,7 +160,8 @@ impl TestCluster {
             devsim,
             agents: Vec::new(),
             managers: Vec::new(),
-            dir: tempfile::Builder::new().prefix("netpulse-e2e-").tempdir()?,
+            dir,
+            temp,
             prefix: "/netpulse-e2e".into(),
         };
         for i in 0..opts.agents {
@@ -152,7 +179,7 @@ impl TestCluster {
     }
 
     fn log(&self, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
-        let path = self.dir.path().join(format!("{name}.log"));
+        let path = self.dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -160,8 +187,18 @@ impl TestCluster {
         Ok((path, file))
     }
 
+    /// A fixed port (`base + offset`) or a free one.
+    fn port(&self, offset: u16) -> u16 {
+        self.opts.base_port.map_or_else(free_port, |b| b + offset)
+    }
+
     pub fn spawn_agent(&self, node_id: &str) -> anyhow::Result<Proc> {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let n = node_id
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1u16);
+        let addr = format!("127.0.0.1:{}", self.port(10 + n));
         let (log, file) = self.log(node_id)?;
         let child = Command::new(workspace_bin("node-agent"))
             .args(["--node-id", node_id, "--listen", &addr])
@@ -193,7 +230,12 @@ impl TestCluster {
     }
 
     pub fn spawn_manager(&self, manager_id: &str) -> anyhow::Result<Proc> {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let n = manager_id
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1u16);
+        let addr = format!("127.0.0.1:{}", self.port(n));
         let (log, file) = self.log(manager_id)?;
         let mut cmd = Command::new(workspace_bin("manager"));
         cmd.args(["--manager-id", manager_id, "--listen", &addr])
@@ -207,7 +249,7 @@ impl TestCluster {
             .args(&self.opts.manager_args)
             .env_clear();
         if !self.opts.tokens.is_empty() {
-            let tokens = self.dir.path().join("tokens");
+            let tokens = self.dir.join("tokens");
             std::fs::write(&tokens, self.opts.tokens.join("\n"))?;
             cmd.arg("--api-tokens-file").arg(tokens);
         }
@@ -271,8 +313,36 @@ impl TestCluster {
         bail!(
             "manager {} did not see {n} nodes within 30 s (last: {last}); logs in {}",
             manager,
-            self.dir.path().display()
+            self.dir.display()
         )
+    }
+
+    /// Stops everything in order with SIGTERM (managers, then agents, which drain and stop
+    /// their workers, then devsim and etcd); returns each process and how it exited.
+    pub async fn shutdown(&mut self) -> Vec<(String, Option<std::process::ExitStatus>)> {
+        let grace = Duration::from_secs(20);
+        let mut out = Vec::new();
+        for p in self.managers.iter_mut().chain(self.agents.iter_mut()) {
+            out.push((p.name.clone(), p.stop(grace).await));
+        }
+        for (name, child) in [
+            ("devsim", &mut self.devsim.child),
+            ("etcd", &mut self.etcd.child),
+        ] {
+            if let Some(pid) = child.id() {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            let status = match tokio::time::timeout(grace, child.wait()).await {
+                Ok(r) => r.ok(),
+                Err(_) => {
+                    let _ = child.start_kill();
+                    None
+                }
+            };
+            out.push((name.to_string(), status));
+        }
+        out
     }
 
     /// Every process log written so far, concatenated.
@@ -309,9 +379,10 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-            eprintln!("cluster logs kept in {}", dir.keep().display());
+        if std::thread::panicking()
+            && let Some(t) = self.temp.take()
+        {
+            eprintln!("cluster logs kept in {}", t.keep().display());
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A real etcd for tests: the distro's `etcd` (or `NETPULSE_ETCD_BIN`) on free loopback ports
 //! with a temporary data dir, killed on drop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::time::Instant;
 pub struct Etcd {
     pub child: Child,
     pub endpoint: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub fn free_port() -> u16 {
@@ -23,18 +23,24 @@ pub fn free_port() -> u16 {
 }
 
 impl Etcd {
-    /// Starts etcd and waits (at most 20 s) until it answers a read.
+    /// Starts etcd in a temp dir on free ports and waits (at most 20 s) until it answers.
     pub async fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = Etcd::start_in(dir.path(), free_port(), free_port(), Stdio::null()).await;
+        e._dir = Some(dir);
+        e
+    }
+
+    /// Starts etcd with its data under `dir` on the given loopback ports, its log to `log`.
+    pub async fn start_in(dir: &Path, client: u16, peer: u16, log: impl Into<Stdio>) -> Etcd {
         let bin = std::env::var_os("NETPULSE_ETCD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("etcd"));
-        let dir = tempfile::tempdir().unwrap();
-        let (client, peer) = (free_port(), free_port());
         let c = format!("http://127.0.0.1:{client}");
         let p = format!("http://127.0.0.1:{peer}");
         let child = Command::new(&bin)
             .args(["--name", "t", "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(dir.join("data"))
             .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
             .args([
                 "--listen-peer-urls",
@@ -50,7 +56,7 @@ impl Etcd {
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| {
@@ -77,7 +83,7 @@ impl Etcd {
         Etcd {
             child,
             endpoint: c,
-            _dir: dir,
+            _dir: None,
         }
     }
 

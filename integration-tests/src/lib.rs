@@ -80,7 +80,7 @@ pub struct SimDevice {
 
 /// A running `devsim` process; killed on drop.
 pub struct Devsim {
-    _child: Child,
+    pub child: Child,
     pub devices: Vec<SimDevice>,
 }
 
@@ -108,10 +108,7 @@ impl Devsim {
         tokio::time::timeout(Duration::from_secs(30), ready)
             .await
             .context("devsim not ready within 30 s")??;
-        Ok(Devsim {
-            _child: child,
-            devices,
-        })
+        Ok(Devsim { child, devices })
     }
 }
 

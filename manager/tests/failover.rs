@@ -41,7 +41,7 @@ async fn until(
     }
     panic!(
         "job {id} did not reach the expected state within {limit:?}; last seen {last:?}; logs in {}",
-        c.dir.path().display()
+        c.dir.display()
     )
 }
 
