@@ -209,6 +209,7 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
             queue_deadline,
             updates,
             running_recorded: running,
+            recorded: true,
         },
     );
     let Some(node) = node else {

@@ -62,6 +62,9 @@ pub(crate) struct Active {
     pub(crate) updates: watch::Sender<Job>,
     /// The record in etcd says RUNNING (written by the sweep, so a fast job costs no write).
     pub(crate) running_recorded: bool,
+    /// The job and its active entry are in etcd. A waiting submit's job is written by the
+    /// sweep if it is still unfinished then; one that ends sooner is written once, final.
+    pub(crate) recorded: bool,
 }
 
 /// A device's node, valid while that node keeps the lease it had when it was read.
@@ -169,7 +172,18 @@ impl Scheduler {
             self.store.job_op(job.clone(), None),
             self.active_op(&id, &wire, &node),
         ];
-        if let Some(key) = &request.idempotency_key {
+        // A waiting caller learns the job id only from the final answer, written before it is
+        // sent; so its first record may wait for the sweep, and a fast job costs one write.
+        // A retried waiting submit can run twice if this manager dies meanwhile (the caller
+        // saw an error): an idempotency key closes that, so keyed submits are written first.
+        let deferred = request.wait && request.idempotency_key.is_none();
+        if deferred {
+            if !self.store.healthy() {
+                return Err(ApiError::Unavailable(
+                    "the job store (etcd) is failing; not taking jobs until it recovers".into(),
+                ));
+            }
+        } else if let Some(key) = &request.idempotency_key {
             let keep = request.queue_timeout + request.timeout + request.result_ttl;
             if let Some(existing) = self.store.create_once(key, &id, keep, ops).await? {
                 let mut s = self.existing(&existing).await?;
@@ -195,6 +209,7 @@ impl Scheduler {
                 resume_only: false,
                 updates,
                 running_recorded: false,
+                recorded: !deferred,
             },
         );
         debug!(job_id = %id, node_id = %node, "job dispatched");
@@ -427,6 +442,7 @@ impl Scheduler {
                 return;
             }
             a.node = Some(node.clone());
+            a.recorded = true;
             let _ = a.updates.send_replace(a.job.clone());
             let mut d = a.request.to_dispatch(&id);
             d.resume_only = a.resume_only;
@@ -457,6 +473,27 @@ impl Scheduler {
             }
             a.updates.send_replace(a.job);
         });
+    }
+
+    /// Writes a waiting submit's job now if the sweep has not yet (its caller is about to
+    /// get its id without the end: the manager is shutting down).
+    pub(crate) async fn ensure_recorded(&self, id: &str) -> Result<(), ApiError> {
+        let ops = {
+            let mut st = self.lock();
+            let Some(a) = st.jobs.get_mut(id) else {
+                return Ok(());
+            };
+            if a.recorded {
+                return Ok(());
+            }
+            a.recorded = true;
+            let node = a.node.clone().unwrap_or_default();
+            vec![
+                self.store.job_op(a.job.clone(), None),
+                self.active_op(id, &a.wire, &node),
+            ]
+        };
+        self.store.write(ops).await
     }
 
     /// Ends a job with a status of the manager's own (not from a worker).
@@ -606,9 +643,19 @@ impl Scheduler {
             let mut st = self.lock();
             for (id, a) in st.jobs.iter_mut() {
                 let running = a.job.status() == JobStatus::Running;
-                if running && !a.running_recorded {
-                    a.running_recorded = true;
-                    self.store
+                // Queued under the lock, so a final write (queued after the job leaves the
+                // table) always follows it.
+                if !a.recorded {
+                    let node = a.node.clone().unwrap_or_default();
+                    let ops = vec![
+                        self.store.job_op(a.job.clone(), None),
+                        self.active_op(id, &a.wire, &node),
+                    ];
+                    a.recorded = self.store.write_behind(ops);
+                    a.running_recorded = a.recorded && running;
+                } else if running && !a.running_recorded {
+                    a.running_recorded = self
+                        .store
                         .write_behind(vec![self.store.job_op(a.job.clone(), None)]);
                 }
                 if !running && now >= a.queue_deadline {

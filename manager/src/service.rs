@@ -49,12 +49,17 @@ impl JobService for Api {
             return Ok(Response::new(submitted.job));
         }
         let limit = submitted.wait_limit;
+        let id = submitted.job.id.clone();
         let job = match submitted.updates {
             Some(mut rx) => {
-                // On shutdown the caller gets the job as it stands and can watch it elsewhere.
-                tokio::select! {
-                    _ = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => {}
-                    _ = self.scheduler.shutdown.cancelled() => {}
+                // On shutdown the caller gets the job as it stands, recorded, and can watch it
+                // on another replica, which adopts it.
+                let ended = tokio::select! {
+                    r = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => r.is_ok(),
+                    _ = self.scheduler.shutdown.cancelled() => false,
+                };
+                if !ended {
+                    self.scheduler.ensure_recorded(&id).await?;
                 }
                 rx.borrow().clone()
             }

@@ -91,6 +91,8 @@ pub struct JobStore {
 pub struct Stats {
     pub transactions: std::sync::atomic::AtomicU64,
     pub puts: std::sync::atomic::AtomicU64,
+    /// The last write failed (etcd down or slow); cleared by the next one that commits.
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -140,6 +142,14 @@ impl JobStore {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Whether the last write committed.
+    pub fn healthy(&self) -> bool {
+        !self
+            .stats
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -197,14 +207,16 @@ impl JobStore {
             .map_err(|_| ApiError::Unavailable("job store writer stopped".into()))?
     }
 
-    /// Queues `ops` without waiting for the commit (progress updates nobody waits for). A
-    /// full queue drops them: a later write of the same record supersedes them anyway.
-    pub fn write_behind(&self, ops: Vec<Op>) {
-        let _ = self.writes.try_send(Write {
-            ops,
-            guard: None,
-            done: None,
-        });
+    /// Queues `ops` without waiting for the commit; false when the queue is full (the
+    /// caller tries again later).
+    pub fn write_behind(&self, ops: Vec<Op>) -> bool {
+        self.writes
+            .try_send(Write {
+                ops,
+                guard: None,
+                done: None,
+            })
+            .is_ok()
     }
 
     /// Commits `ops` only if `idempotency_key` is new, recording `job_id` under it for
@@ -472,6 +484,9 @@ async fn writer(
                 batch,
             )
         };
+        stats
+            .failing
+            .store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
         if let Ok(puts) = &result {
             stats
                 .transactions

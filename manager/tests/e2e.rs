@@ -209,6 +209,50 @@ async fn the_public_api_runs_pinned_and_fifo_jobs_end_to_end() {
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition);
 
+    // A waiting submit's job is recorded while it runs (within the sweep), so it is listed
+    // and can be cancelled from outside; the waiting caller then gets the end.
+    let mut slow = c.request(3, &["debug hang"]);
+    slow.timeout_seconds = 120;
+    slow.wait = true;
+    let waiter = {
+        let mut jobs = jobs.clone();
+        let req = c.authed(slow);
+        tokio::spawn(async move { jobs.execute(req).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let running = jobs
+            .list_jobs(c.authed(ListJobsRequest {
+                status: JobStatus::Running as i32,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs;
+        if let Some(j) = running
+            .into_iter()
+            .find(|j| j.port == c.device(3).port as u32)
+        {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiting job was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    jobs.cancel_job(c.authed(CancelJobRequest {
+        id: listed.id.clone(),
+    }))
+    .await
+    .unwrap();
+    let ended = waiter.await.unwrap().unwrap().into_inner();
+    assert_eq!(
+        (ended.id.as_str(), ended.status()),
+        (listed.id.as_str(), JobStatus::Canceled)
+    );
+
     // Bulk: one template, per-device overrides; a bad device is rejected with its reason.
     let template = c.request(0, &["show clock"]);
     let port = |i: usize| c.device(i).port as u32;

@@ -23,6 +23,9 @@ struct Args {
     /// Fifo jobs measured.
     #[arg(long, default_value_t = 50)]
     fifo: usize,
+    /// Keep the processes' logs here (a temp dir, removed, by default).
+    #[arg(long)]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 fn row(what: &str, s: &Summary) {
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let c = TestCluster::start(Options {
         devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        state_dir: args.state_dir.clone(),
         ..Default::default()
     })
     .await?;
@@ -61,6 +65,28 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.fifo {
         fifo.push(run(jobs.clone(), req.clone()).await?.0);
     }
+    // Parts of the path, for the breakdown: one etcd write (as the store commits it) and one
+    // read through the manager.
+    let mut etcd = c.etcd.client().await;
+    let mut put = Vec::new();
+    for i in 0..200 {
+        let t = Instant::now();
+        let txn = etcd_client::Txn::new().and_then([
+            etcd_client::TxnOp::put(format!("/bench/a{i}"), vec![0u8; 300], None),
+            etcd_client::TxnOp::put(format!("/bench/b{i}"), vec![0u8; 300], None),
+        ]);
+        etcd.txn(txn).await?;
+        put.push(t.elapsed());
+    }
+    let mut get = Vec::new();
+    let mut client = c.jobs(0).await?;
+    for _ in 0..200 {
+        let t = Instant::now();
+        client
+            .get_job(netpulse_proto::api::GetJobRequest { id: j.id.clone() })
+            .await?;
+        get.push(t.elapsed());
+    }
     println!("| what | n | median ms | p90 ms | p99 ms |\n|---|---|---|---|---|");
     row(
         "first pinned job (connect + login)",
@@ -68,6 +94,11 @@ async fn main() -> anyhow::Result<()> {
     );
     row("reused pinned job", &summarize(&mut reused));
     row("fifo job (fresh connection)", &summarize(&mut fifo));
+    row(
+        "etcd transaction of 2 puts (client to etcd)",
+        &summarize(&mut put),
+    );
+    row("GetJob (client to manager to etcd)", &summarize(&mut get));
     Ok(())
 }
 
