@@ -345,6 +345,36 @@ impl TestCluster {
         out
     }
 
+    /// Polls `GetJob` on `manager` until `done` holds (at most `limit`); returns the job.
+    pub async fn wait_job(
+        &self,
+        manager: usize,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&api::Job) -> bool,
+    ) -> api::Job {
+        let deadline = Instant::now() + limit;
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Ok(mut jobs) = self.jobs(manager).await
+                && let Ok(j) = jobs
+                    .get_job(self.authed(api::GetJobRequest { id: id.into() }))
+                    .await
+            {
+                let j = j.into_inner();
+                if done(&j) {
+                    return j;
+                }
+                last = Some(j);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "job {id} did not reach the expected state within {limit:?}; last seen {last:?}; logs in {}",
+            self.dir.display()
+        )
+    }
+
     /// Every process log written so far, concatenated.
     pub fn logs(&self) -> String {
         let mut all = String::new();
@@ -375,6 +405,11 @@ impl TestCluster {
             ..Default::default()
         }
     }
+}
+
+pub fn is_final(j: &api::Job) -> bool {
+    use api::JobStatus::*;
+    matches!(j.status(), Succeeded | Failed | Canceled | Expired)
 }
 
 impl Drop for TestCluster {

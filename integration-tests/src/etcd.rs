@@ -12,6 +12,8 @@ pub struct Etcd {
     pub child: Child,
     pub endpoint: String,
     _dir: Option<tempfile::TempDir>,
+    data: PathBuf,
+    ports: (u16, u16),
 }
 
 pub fn free_port() -> u16 {
@@ -84,7 +86,20 @@ impl Etcd {
             child,
             endpoint: c,
             _dir: None,
+            data: dir.to_path_buf(),
+            ports: (client, peer),
         }
+    }
+
+    /// Kills etcd (an outage); `start_again` brings it back with the same data and ports.
+    pub async fn stop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+
+    pub async fn start_again(&mut self) {
+        let again = Etcd::start_in(&self.data, self.ports.0, self.ports.1, Stdio::null()).await;
+        self.child = again.child;
     }
 
     pub async fn client(&self) -> etcd_client::Client {

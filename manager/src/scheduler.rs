@@ -20,7 +20,7 @@ use netpulse_proto::agent::{
 use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +65,8 @@ pub(crate) struct Active {
     /// The job and its active entry are in etcd. A waiting submit's job is written by the
     /// sweep if it is still unfinished then; one that ends sooner is written once, final.
     pub(crate) recorded: bool,
+    /// Its place among `max_active_jobs` (adopted jobs take one only if one is free).
+    pub(crate) _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// A device's node, valid while that node keeps the lease it had when it was read.
@@ -89,6 +91,8 @@ pub struct Scheduler {
     pub(crate) tables: Mutex<HashMap<String, oneshot::Sender<Vec<WorkerInfo>>>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
+    /// One permit per job this manager may drive (`max_active_jobs`).
+    pub(crate) slots: Arc<Semaphore>,
 }
 
 /// A submit's answer: the job and, for a new job this replica drives, its updates.
@@ -130,6 +134,7 @@ impl Scheduler {
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Arc<Scheduler> {
+        let cfg_slots = cfg.max_active_jobs;
         let s = Arc::new(Scheduler {
             cfg,
             etcd,
@@ -139,6 +144,7 @@ impl Scheduler {
             tables: Mutex::new(HashMap::new()),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
+            slots: Arc::new(Semaphore::new(cfg_slots)),
         });
         tracker.spawn(s.clone().event_loop(events, shutdown.clone()));
         tracker.spawn(s.clone().sweep_loop(shutdown));
@@ -159,12 +165,13 @@ impl Scheduler {
         let mut wire = req.clone();
         wire.wait = false;
         let request = JobRequest::from_wire(req, &self.cfg.limits)?;
-        if self.lock().jobs.len() >= self.cfg.max_active_jobs {
-            return Err(ApiError::ResourceExhausted(format!(
+        // Taken before any await, so concurrent submits cannot all pass the check.
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::ResourceExhausted(format!(
                 "this manager drives {} unfinished jobs, its max_active_jobs; retry later",
                 self.cfg.max_active_jobs
-            )));
-        }
+            ))
+        })?;
         let id = record::new_job_id();
         let node = self.place(&request, &HashSet::new()).await?;
         let job = record::queued(&id, &request, &node);
@@ -176,21 +183,17 @@ impl Scheduler {
         // sent; so its first record may wait for the sweep, and a fast job costs one write.
         // A retried waiting submit can run twice if this manager dies meanwhile (the caller
         // saw an error): an idempotency key closes that, so keyed submits are written first.
-        let deferred = request.wait && request.idempotency_key.is_none();
-        if deferred {
-            if !self.store.healthy() {
-                return Err(ApiError::Unavailable(
-                    "the job store (etcd) is failing; not taking jobs until it recovers".into(),
-                ));
-            }
-        } else if let Some(key) = &request.idempotency_key {
+        // While etcd writes fail, every submit writes first, so it fails fast with UNAVAILABLE
+        // and the first one that commits after the outage clears the flag.
+        let deferred = request.wait && request.idempotency_key.is_none() && self.store.healthy();
+        if let (false, Some(key)) = (deferred, &request.idempotency_key) {
             let keep = request.queue_timeout + request.timeout + request.result_ttl;
             if let Some(existing) = self.store.create_once(key, &id, keep, ops).await? {
                 let mut s = self.existing(&existing).await?;
                 s.wait_limit = request.queue_timeout + request.timeout + WAIT_MARGIN;
                 return Ok(s);
             }
-        } else {
+        } else if !deferred {
             self.store.write(ops).await?;
         }
         let (updates, rx) = watch::channel(job.clone());
@@ -210,6 +213,7 @@ impl Scheduler {
                 updates,
                 running_recorded: false,
                 recorded: !deferred,
+                _slot: Some(slot),
             },
         );
         debug!(job_id = %id, node_id = %node, "job dispatched");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration_tests::cluster::{Options, TestCluster};
+use integration_tests::cluster::{Options, TestCluster, is_final};
 use netpulse_proto::api::*;
 use tokio::time::Instant;
 
@@ -13,43 +13,6 @@ fn slow_devices(devices: &str, login_ms: u32) -> Vec<String> {
         "--login-delay-ms".into(),
         login_ms.to_string(),
     ]
-}
-
-/// Polls `GetJob` on `manager` until `done` holds (at most `limit`); returns the job.
-async fn until(
-    c: &TestCluster,
-    manager: usize,
-    id: &str,
-    limit: Duration,
-    done: impl Fn(&Job) -> bool,
-) -> Job {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Ok(mut jobs) = c.jobs(manager).await
-            && let Ok(j) = jobs
-                .get_job(c.authed(GetJobRequest { id: id.into() }))
-                .await
-        {
-            let j = j.into_inner();
-            if done(&j) {
-                return j;
-            }
-            last = Some(j);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "job {id} did not reach the expected state within {limit:?}; last seen {last:?}; logs in {}",
-        c.dir.display()
-    )
-}
-
-fn is_final(j: &Job) -> bool {
-    matches!(
-        j.status(),
-        JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled | JobStatus::Expired
-    )
 }
 
 async fn submit(c: &TestCluster, manager: usize, device: usize, n: usize) -> Vec<String> {
@@ -75,11 +38,13 @@ async fn replicas_answer_for_each_other_and_take_over_a_dead_or_restarted_ones_j
     // Jobs accepted by manager-1, which dies while they wait for the devices' slow logins.
     let mut ids = submit(&c, 0, 0, 3).await;
     ids.extend(submit(&c, 0, 1, 3).await);
-    let seen = until(&c, 1, &ids[0], Duration::from_secs(10), |_| true).await;
+    let seen = c
+        .wait_job(1, &ids[0], Duration::from_secs(10), |_| true)
+        .await;
     assert!(!is_final(&seen), "still waiting for the login: {seen:?}");
     c.managers[0].kill9().await;
     for id in &ids {
-        let j = until(&c, 1, id, Duration::from_secs(60), is_final).await;
+        let j = c.wait_job(1, id, Duration::from_secs(60), is_final).await;
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
     }
 
@@ -92,7 +57,7 @@ async fn replicas_answer_for_each_other_and_take_over_a_dead_or_restarted_ones_j
     c.wait_nodes(1, 1).await.unwrap();
     let mut ended = Vec::new();
     for id in &ids {
-        let j = until(&c, 0, id, Duration::from_secs(60), is_final).await;
+        let j = c.wait_job(0, id, Duration::from_secs(60), is_final).await;
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
         ended.push((j.started_unix_ms, j.ended_unix_ms));
     }
@@ -115,10 +80,11 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     let mut hang = c.request(0, &["debug hang"]);
     hang.timeout_seconds = 300;
     let running = jobs.execute(c.authed(hang)).await.unwrap().into_inner();
-    let running = until(&c, 0, &running.id, Duration::from_secs(30), |j| {
-        j.status() == JobStatus::Running
-    })
-    .await;
+    let running = c
+        .wait_job(0, &running.id, Duration::from_secs(30), |j| {
+            j.status() == JobStatus::Running
+        })
+        .await;
     let queued = submit(&c, 0, 0, 3).await;
     // Queued behind the hung job longer than its queue timeout: it expires, with the reason.
     let mut impatient = c.request(0, &["show clock"]);
@@ -128,7 +94,9 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
         .await
         .unwrap()
         .into_inner();
-    let expired = until(&c, 0, &impatient.id, Duration::from_secs(20), is_final).await;
+    let expired = c
+        .wait_job(0, &impatient.id, Duration::from_secs(20), is_final)
+        .await;
     assert_eq!(expired.status(), JobStatus::Expired);
     assert!(
         expired
@@ -141,13 +109,15 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     let index = c.agents.iter().position(|a| a.name == dead).unwrap();
     c.agents[index].kill9().await;
 
-    let failed = until(&c, 0, &running.id, Duration::from_secs(30), is_final).await;
+    let failed = c
+        .wait_job(0, &running.id, Duration::from_secs(30), is_final)
+        .await;
     assert_eq!(failed.status(), JobStatus::Failed);
     let e = failed.error.unwrap();
     assert_eq!(e.kind, "node_lost");
     assert!(e.message.contains(&dead), "{}", e.message);
     for id in &queued {
-        let j = until(&c, 0, id, Duration::from_secs(60), is_final).await;
+        let j = c.wait_job(0, id, Duration::from_secs(60), is_final).await;
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
         assert_ne!(j.node_id, dead, "re-placed on the live node");
     }
@@ -334,7 +304,7 @@ async fn jobs_no_agent_acknowledged_run_exactly_once_after_a_manager_restart() {
     c.agents[0].signal(Signal::SIGCONT);
 
     for id in &ids {
-        let j = until(&c, 0, id, Duration::from_secs(60), is_final).await;
+        let j = c.wait_job(0, id, Duration::from_secs(60), is_final).await;
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
     }
     let mut admin = c.admin(0).await.unwrap();

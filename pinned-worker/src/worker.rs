@@ -29,6 +29,9 @@ use crate::session::DeviceSession;
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Jobs the worker accepts ahead of the running one; the parent normally sends one at a time.
 const MAX_QUEUED_JOBS: usize = 1024;
+/// How long a keepalive RETURN may take to bring the prompt back. A live device answers in
+/// milliseconds; this bounds how long a frozen one goes unnoticed after the keepalive.
+const KEEPALIVE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the process ends: its exit code and the reason sent in the last frame.
 #[derive(Debug)]
@@ -376,7 +379,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             &mut self.inbox,
             &mut self.out,
             None,
-            s.keepalive(self.opts.prompt_timeout),
+            s.keepalive(self.opts.prompt_timeout.min(KEEPALIVE_REPLY_TIMEOUT)),
         )
         .await
         {
