@@ -31,6 +31,17 @@ async fn gone(pid: u64) {
     }
 }
 
+fn one_device() -> Options {
+    Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    }
+}
+
+fn signal(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
 async fn worker_of(c: &TestCluster, device: usize) -> Worker {
     let port = c.device(device).port as u32;
     let deadline = Instant::now() + LIMIT;
@@ -71,18 +82,13 @@ async fn run(c: &TestCluster, mut r: ExecuteRequest) -> Job {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_fails_only_its_running_job_and_the_next_job_reconnects() {
-    let c = TestCluster::start(Options {
-        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let c = TestCluster::start(one_device()).await.unwrap();
     let show = c.request(0, &["show clock"]);
     assert_eq!(run(&c, show.clone()).await.status(), JobStatus::Succeeded);
 
     // While idle.
     let w = worker_of(&c, 0).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid as i32), Signal::SIGKILL).unwrap();
+    signal(w.pid as u32, Signal::SIGKILL);
     gone(w.pid).await;
     let j = run(&c, show.clone()).await;
     assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
@@ -102,7 +108,7 @@ async fn a_killed_worker_fails_only_its_running_job_and_the_next_job_reconnects(
     c.wait_job(0, &running.id, LIMIT, |j| j.status() == JobStatus::Running)
         .await;
     let w = worker_of(&c, 0).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid as i32), Signal::SIGKILL).unwrap();
+    signal(w.pid as u32, Signal::SIGKILL);
     let failed = c.wait_job(0, &running.id, LIMIT, is_final).await;
     assert_eq!(failed.status(), JobStatus::Failed);
     let e = failed.error.unwrap();
@@ -137,17 +143,12 @@ async fn frozen_and_dropping_devices_are_detected_and_the_next_job_reconnects() 
 
     // Frozen: the application keepalive gets no prompt back.
     let w = worker_of(&c, 0).await;
+    let devsim_pid = c.devsim.child.id().unwrap();
     let frozen_at = Instant::now();
-    c.devsim
-        .child
-        .id()
-        .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGSTOP));
+    signal(devsim_pid, Signal::SIGSTOP);
     gone(w.pid).await;
     let detected = frozen_at.elapsed();
-    c.devsim
-        .child
-        .id()
-        .map(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGCONT));
+    signal(devsim_pid, Signal::SIGCONT);
     eprintln!("frozen device detected after {detected:?} (keepalive 1 s + reply timeout 5 s)");
     assert!(detected < Duration::from_secs(1 + 5 + 2), "{detected:?}");
     let j = run(&c, show.clone()).await;
@@ -173,12 +174,7 @@ async fn frozen_and_dropping_devices_are_detected_and_the_next_job_reconnects() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_outage_fails_submits_fast_and_the_cluster_recovers_by_itself() {
-    let mut c = TestCluster::start(Options {
-        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut c = TestCluster::start(one_device()).await.unwrap();
     let show = c.request(0, &["show clock"]);
     assert_eq!(run(&c, show.clone()).await.status(), JobStatus::Succeeded);
 
