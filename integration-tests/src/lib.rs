@@ -127,6 +127,24 @@ fn parse_device(line: &str) -> Option<SimDevice> {
     })
 }
 
+/// A client-side SSH target for a simulated device (credentials admin/admin), for measuring
+/// sessions without a worker process.
+pub fn ssh_target(d: &SimDevice, limit: Duration) -> pinned_worker::ssh::Target {
+    pinned_worker::ssh::Target {
+        host: "127.0.0.1".into(),
+        port: d.port,
+        username: "admin".into(),
+        password: "admin".into(),
+        private_key_pem: String::new(),
+        private_key_passphrase: String::new(),
+        host_key_policy: pinned_worker::ssh::HostKeyPolicy::InsecureAcceptAny,
+        connect_timeout: limit,
+        auth_timeout: limit,
+        ssh_keepalive_interval: Duration::from_secs(15),
+        ssh_keepalive_max: 3,
+    }
+}
+
 pub fn connection(d: &SimDevice) -> wire::Connection {
     wire::Connection {
         host: "127.0.0.1".into(),

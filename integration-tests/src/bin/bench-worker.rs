@@ -11,13 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use integration_tests::{
-    Bins, Devsim, SimDevice, Summary, commands, init, ms, next_event, next_result, spawn_worker,
+    Bins, Devsim, Summary, commands, init, ms, next_event, next_result, spawn_worker, ssh_target,
     summarize,
 };
 use netpulse_proto::worker::{WorkerMode, worker_frame::Frame as Out};
 use pinned_worker::dialect;
 use pinned_worker::session::DeviceSession;
-use pinned_worker::ssh::{HostKeyPolicy, Target};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -35,22 +34,6 @@ struct Args {
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn target(d: &SimDevice) -> Target {
-    Target {
-        host: "127.0.0.1".into(),
-        port: d.port,
-        username: "admin".into(),
-        password: "admin".into(),
-        private_key_pem: String::new(),
-        private_key_passphrase: String::new(),
-        host_key_policy: HostKeyPolicy::InsecureAcceptAny,
-        connect_timeout: LIMIT,
-        auth_timeout: LIMIT,
-        ssh_keepalive_interval: Duration::from_secs(15),
-        ssh_keepalive_max: 3,
-    }
-}
 
 fn row(what: &str, s: &Summary) {
     println!(
@@ -118,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     w.wait().await?;
 
     // The floor: the same command on a reused russh session in this process.
-    let mut s = DeviceSession::open(&target(&dev), dialect, "", LIMIT).await?;
+    let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), dialect, "", LIMIT).await?;
     let mut floor = Vec::with_capacity(args.commands);
     for i in 0..args.commands + args.commands / 10 {
         let t0 = Instant::now();
@@ -137,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let mut fresh = Vec::new();
     for _ in 0..args.fresh {
         let t0 = Instant::now();
-        let mut s = DeviceSession::open(&target(&dev), dialect, "", LIMIT).await?;
+        let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), dialect, "", LIMIT).await?;
         s.command(cmd, LIMIT).await?;
         s.close().await;
         fresh.push(t0.elapsed());

@@ -1,0 +1,591 @@
+//! The benchmark report: starts a cluster on loopback (etcd, one manager, one node agent,
+//! devsim), drives it through the public gRPC API, and writes a markdown and a JSON report:
+//! end-to-end latency (first pinned job, reused pinned jobs, fifo jobs) against zero-delay and
+//! realistic-login devices, the same command the traditional way (a fresh SSH connection per
+//! command, client-side) and on a reused session without the cluster (the floor), throughput
+//! with 1, 10 and 100 devices, the memory and idle CPU of 1,000 pinned workers on one agent,
+//! and failure detection times.
+//!
+//! Run: `cargo build --release --workspace --bins && target/release/bench-report`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use clap::Parser;
+use integration_tests::cluster::{Options, Signal, TestCluster, workspace_bin};
+use integration_tests::{Devsim, SimDevice, Summary, ssh_target, summarize};
+use netpulse_proto::api::job_service_client::JobServiceClient;
+use netpulse_proto::api::*;
+use pinned_worker::dialect;
+use pinned_worker::session::DeviceSession;
+use tonic::transport::Channel;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Reused pinned jobs measured (after a warm-up of 10%).
+    #[arg(long, default_value_t = 1000)]
+    jobs: usize,
+    /// Seconds each throughput run lasts.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Pinned devices for the scale run (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    scale_devices: usize,
+    /// Login delay of the realistic devices.
+    #[arg(long, default_value_t = 2000)]
+    login_delay_ms: u64,
+    /// The report's path without extension: `<out>.md` and `<out>.json` are written.
+    #[arg(long, default_value = "bench/report")]
+    out: PathBuf,
+}
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn msf(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[derive(Default)]
+struct Report {
+    md: String,
+    json: BTreeMap<String, serde_json::Value>,
+}
+
+impl Report {
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        self.md.push_str(s.as_ref());
+        self.md.push('\n');
+    }
+    fn latency(&mut self, key: &str, what: &str, s: &Summary) {
+        self.line(format!(
+            "| {what} | {} | {:.3} | {:.3} | {:.3} |",
+            s.n,
+            msf(s.median),
+            msf(s.p90),
+            msf(s.p99)
+        ));
+        self.json.insert(
+            key.into(),
+            serde_json::json!({"n": s.n, "median_ms": msf(s.median), "p90_ms": msf(s.p90), "p99_ms": msf(s.p99), "max_ms": msf(s.max)}),
+        );
+    }
+    fn value(&mut self, key: &str, v: serde_json::Value) {
+        self.json.insert(key.into(), v);
+    }
+}
+
+async fn execute(
+    client: &mut JobServiceClient<Channel>,
+    mut req: ExecuteRequest,
+) -> anyhow::Result<(Duration, Job)> {
+    req.wait = true;
+    let t = Instant::now();
+    let j = client.execute(req).await?.into_inner();
+    ensure!(j.status() == JobStatus::Succeeded, "job failed: {j:?}");
+    Ok((t.elapsed(), j))
+}
+
+fn request(d: &SimDevice, strategy: Strategy) -> ExecuteRequest {
+    ExecuteRequest {
+        connection: Some(Connection {
+            host: "127.0.0.1".into(),
+            port: d.port as u32,
+            username: "admin".into(),
+            password: "admin".into(),
+            device_type: d.device_type.clone(),
+            ..Default::default()
+        }),
+        commands: vec!["show clock".into()],
+        strategy: strategy as i32,
+        ..Default::default()
+    }
+}
+
+/// First pinned jobs (one per device), reused pinned jobs on the first, fifo jobs, and the same
+/// command the traditional way and on a reused in-process session.
+async fn latency(
+    r: &mut Report,
+    c: &TestCluster,
+    devices: &[SimDevice],
+    key: &str,
+    reused_n: usize,
+    fresh_n: usize,
+) -> anyhow::Result<()> {
+    let mut client = c.jobs(0).await?;
+    let mut first = Vec::new();
+    for d in devices.iter().take(fresh_n.max(1)) {
+        let (t, j) = execute(&mut client, request(d, Strategy::Pinned)).await?;
+        ensure!(!j.session_reused, "a first job connects");
+        first.push(t);
+    }
+    r.latency(
+        &format!("{key}.first_pinned"),
+        "first pinned job (connect + login)",
+        &summarize(&mut first),
+    );
+    let mut reused = Vec::new();
+    for i in 0..reused_n + reused_n / 10 {
+        let (t, j) = execute(&mut client, request(&devices[0], Strategy::Pinned)).await?;
+        ensure!(j.session_reused, "a reused job");
+        if i >= reused_n / 10 {
+            reused.push(t);
+        }
+    }
+    let reused = summarize(&mut reused);
+    r.latency(
+        &format!("{key}.reused_pinned"),
+        "reused pinned job",
+        &reused,
+    );
+    let mut fifo = Vec::new();
+    for _ in 0..fresh_n {
+        fifo.push(
+            execute(&mut client, request(&devices[0], Strategy::Fifo))
+                .await?
+                .0,
+        );
+    }
+    r.latency(
+        &format!("{key}.fifo"),
+        "fifo job (fresh connection, one-shot worker)",
+        &summarize(&mut fifo),
+    );
+
+    let d = &devices[devices.len() - 1];
+    let dialect = dialect::lookup(&d.device_type)?;
+    let mut fresh = Vec::new();
+    for _ in 0..fresh_n {
+        let t = Instant::now();
+        let mut s = DeviceSession::open(&ssh_target(d, LIMIT), dialect, "", LIMIT).await?;
+        s.command("show clock", LIMIT).await?;
+        s.close().await;
+        fresh.push(t.elapsed());
+    }
+    r.latency(
+        &format!("{key}.traditional"),
+        "traditional: new SSH connection per command, client-side, no cluster",
+        &summarize(&mut fresh),
+    );
+    let mut s = DeviceSession::open(&ssh_target(d, LIMIT), dialect, "", LIMIT).await?;
+    let mut floor = Vec::new();
+    for i in 0..reused_n + reused_n / 10 {
+        let t = Instant::now();
+        s.command("show clock", LIMIT).await?;
+        if i >= reused_n / 10 {
+            floor.push(t.elapsed());
+        }
+    }
+    s.close().await;
+    let floor = summarize(&mut floor);
+    r.latency(
+        &format!("{key}.floor"),
+        "floor: reused SSH session, in-process, no cluster",
+        &floor,
+    );
+    r.value(
+        &format!("{key}.overhead_over_floor_median_ms"),
+        serde_json::json!(msf(reused.median.saturating_sub(floor.median))),
+    );
+    Ok(())
+}
+
+/// Jobs per second with `devices` devices, `in_flight` waiting submits at a time.
+async fn throughput(
+    c: &TestCluster,
+    devices: &[SimDevice],
+    strategy: Strategy,
+    in_flight: usize,
+    seconds: u64,
+) -> anyhow::Result<(f64, u64)> {
+    let client = c.jobs(0).await?;
+    // Connect every pinned device first: throughput counts reused jobs.
+    if strategy == Strategy::Pinned {
+        let mut set = tokio::task::JoinSet::new();
+        for d in devices {
+            let mut cl = client.clone();
+            let req = request(d, strategy);
+            set.spawn(async move { execute(&mut cl, req).await.map(|_| ()) });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..in_flight {
+        let mut cl = client.clone();
+        let reqs: Vec<ExecuteRequest> = devices
+            .iter()
+            .cycle()
+            .skip(i % devices.len())
+            .take(devices.len())
+            .map(|d| request(d, strategy))
+            .collect();
+        set.spawn(async move {
+            let (mut done, mut failed) = (0u64, 0u64);
+            let mut k = 0;
+            while Instant::now() < end {
+                match execute(&mut cl, reqs[k % reqs.len()].clone()).await {
+                    Ok(_) => done += 1,
+                    Err(_) => failed += 1,
+                }
+                k += 1;
+            }
+            (done, failed)
+        });
+    }
+    let (mut done, mut failed) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        let (d, f) = r?;
+        done += d;
+        failed += f;
+    }
+    Ok((done as f64 / start.elapsed().as_secs_f64(), failed))
+}
+
+fn proc_kib(pid: u64, file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split(' ').collect();
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+async fn workers(c: &TestCluster) -> anyhow::Result<Vec<Worker>> {
+    Ok(c.admin(0)
+        .await?
+        .list_workers(ListWorkersRequest::default())
+        .await?
+        .into_inner()
+        .workers)
+}
+
+async fn scale(r: &mut Report, c: &TestCluster, n: usize) -> anyhow::Result<()> {
+    let sim = Devsim::start(
+        &workspace_bin("devsim"),
+        &["--devices".into(), format!("cisco_ios={n}")],
+    )
+    .await?;
+    let mut template = request(&sim.devices[3], Strategy::Pinned);
+    template.connection.as_mut().unwrap().keepalive_seconds = 10;
+    let bulk = ExecuteBulkRequest {
+        template: Some(template),
+        devices: sim
+            .devices
+            .iter()
+            .map(|d| DeviceOverride {
+                connection: Some(Connection {
+                    port: d.port as u32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let t = Instant::now();
+    let resp = c.jobs(0).await?.execute_bulk(bulk).await?.into_inner();
+    ensure!(
+        resp.rejected.is_empty(),
+        "bulk refused: {:?}",
+        &resp.rejected[..resp.rejected.len().min(3)]
+    );
+    for j in &resp.jobs {
+        let done = c
+            .wait_job(0, &j.id, LIMIT, integration_tests::cluster::is_final)
+            .await;
+        ensure!(
+            done.status() == JobStatus::Succeeded,
+            "scale job failed: {done:?}"
+        );
+    }
+    let connected_in = t.elapsed();
+    let ws: Vec<Worker> = workers(c)
+        .await?
+        .into_iter()
+        .filter(|w| w.state != "exited" && w.pid > 0)
+        .collect();
+    ensure!(ws.len() >= n, "{} live workers, expected {n}", ws.len());
+    let mut rss: Vec<u64> = ws
+        .iter()
+        .map(|w| proc_kib(w.pid, "status", "VmRSS:"))
+        .collect();
+    let mut pss: Vec<u64> = ws
+        .iter()
+        .map(|w| proc_kib(w.pid, "smaps_rollup", "Pss:"))
+        .collect();
+    rss.sort_unstable();
+    pss.sort_unstable();
+    let agent = c.agents[0].pid() as u64;
+    let agent_rss = proc_kib(agent, "status", "VmRSS:");
+    let pids: Vec<u64> = ws.iter().map(|w| w.pid).chain([agent]).collect();
+    let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let window = Duration::from_secs(20);
+    tokio::time::sleep(window).await; // an idle window: only keepalives run
+    let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    let cpu_pct = (after - before) as f64 / ticks / window.as_secs_f64() * 100.0;
+    let keepalives = n as f64 * window.as_secs_f64() / 10.0;
+    let mib = |k: u64| k as f64 / 1024.0;
+    r.line(format!(
+        "{n} pinned devices on one agent, connected in {:.1} s (one bulk request); keepalive every 10 s.\n",
+        connected_in.as_secs_f64()
+    ));
+    r.line("| what | value |\n|---|---|");
+    r.line(format!(
+        "| worker RSS, median / max | {:.2} / {:.2} MiB |",
+        mib(rss[rss.len() / 2]),
+        mib(rss[rss.len() - 1])
+    ));
+    r.line(format!(
+        "| worker PSS (shared pages split), median | {:.2} MiB |",
+        mib(pss[pss.len() / 2])
+    ));
+    r.line(format!("| agent RSS | {:.1} MiB |", mib(agent_rss)));
+    r.line(format!(
+        "| idle CPU, agent + workers | {cpu_pct:.1}% of one core ({:.0} µs per keepalive) |",
+        (after - before) as f64 / ticks * 1e6 / keepalives
+    ));
+    r.value(
+        "scale",
+        serde_json::json!({
+            "devices": n, "connect_all_s": connected_in.as_secs_f64(),
+            "worker_rss_median_mib": mib(rss[rss.len() / 2]), "worker_rss_max_mib": mib(rss[rss.len() - 1]),
+            "worker_pss_median_mib": mib(pss[pss.len() / 2]), "agent_rss_mib": mib(agent_rss),
+            "idle_cpu_percent_of_one_core": cpu_pct, "keepalive_seconds": 10
+        }),
+    );
+    // Stop them before the next section (each device's worker stops on its own when killed).
+    let mut admin = c.admin(0).await?;
+    for w in &ws {
+        let _ = admin
+            .kill_worker(KillWorkerRequest {
+                worker_id: w.worker_id.clone(),
+                ..Default::default()
+            })
+            .await;
+    }
+    Ok(())
+}
+
+async fn gone_after(pid: u64, from: Instant) -> Duration {
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && from.elapsed() < LIMIT {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    from.elapsed()
+}
+
+async fn detection(
+    r: &mut Report,
+    c: &TestCluster,
+    devices: &[SimDevice],
+    sim: &Devsim,
+) -> anyhow::Result<()> {
+    let mut client = c.jobs(0).await?;
+    // A worker killed while idle: the agent reaps it and the next job reconnects.
+    let d = &devices[0];
+    execute(&mut client, request(d, Strategy::Pinned)).await?;
+    let w = workers(c)
+        .await?
+        .into_iter()
+        .find(|w| w.port == d.port as u32 && w.state != "exited")
+        .context("worker")?;
+    let t = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.pid as i32), Signal::SIGKILL)?;
+    let reaped = gone_after(w.pid, t).await;
+    let (next, j) = execute(&mut client, request(d, Strategy::Pinned)).await?;
+    ensure!(!j.session_reused);
+    // A frozen device (the simulator stopped): the keepalive notices, the worker exits. The
+    // device has no worker yet (the latency runs used the first three), so this job's
+    // keepalive applies.
+    let mut req = request(&sim.devices[3], Strategy::Pinned);
+    req.connection.as_mut().unwrap().keepalive_seconds = 1;
+    execute(&mut client, req).await?;
+    let w = workers(c)
+        .await?
+        .into_iter()
+        .find(|w| w.port == sim.devices[3].port as u32 && w.state != "exited")
+        .context("worker")?;
+    let pid = nix::unistd::Pid::from_raw(sim.child.id().context("devsim pid")? as i32);
+    let t = Instant::now();
+    nix::sys::signal::kill(pid, Signal::SIGSTOP)?;
+    let frozen = gone_after(w.pid, t).await;
+    nix::sys::signal::kill(pid, Signal::SIGCONT)?;
+    r.line("| fault | detected after |\n|---|---|");
+    r.line(format!(
+        "| pinned worker killed (-9) while idle: reaped | {:.1} ms |",
+        msf(reaped)
+    ));
+    r.line(format!(
+        "| the next job after it (reconnects, login delay included) | {:.1} ms |",
+        msf(next)
+    ));
+    r.line(format!(
+        "| device frozen (SIGSTOP), keepalive 1 s: worker exits | {:.0} ms |",
+        msf(frozen)
+    ));
+    r.value("detection", serde_json::json!({"worker_killed_reaped_ms": msf(reaped), "next_job_after_kill_ms": msf(next), "frozen_device_ms": msf(frozen), "frozen_keepalive_seconds": 1}));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // 1,000 workers and their devices need more descriptors than the usual soft limit.
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)?;
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=100".into()],
+        max_pinned_workers: args.scale_devices + 200,
+        ..Default::default()
+    })
+    .await?;
+    let slow = Devsim::start(
+        &workspace_bin("devsim"),
+        &[
+            "--devices".into(),
+            "cisco_ios=4".into(),
+            "--login-delay-ms".into(),
+            args.login_delay_ms.to_string(),
+        ],
+    )
+    .await?;
+    let fast = c.devsim.devices.clone();
+    let mut r = Report::default();
+    r.line(format!(
+        "# NetPulse benchmark report\n\n{} on {} cores; etcd, one manager and one node agent on loopback; devsim devices; `show clock`; every job submitted with `Execute` and `wait` through the public gRPC API.\n",
+        chrono_free_date(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    r.line("## Latency, zero-delay devices\n\n| what | n | median ms | p90 ms | p99 ms |\n|---|---|---|---|---|");
+    latency(&mut r, &c, &fast[..20], "zero_delay", args.jobs, 20).await?;
+    r.line(format!(
+        "\n## Latency, devices with a {} ms login\n\n| what | n | median ms | p90 ms | p99 ms |\n|---|---|---|---|---|",
+        args.login_delay_ms
+    ));
+    latency(
+        &mut r,
+        &c,
+        &slow.devices[..3],
+        "login_delay",
+        args.jobs / 5,
+        3,
+    )
+    .await?;
+
+    r.line(format!("\n## Throughput ({} s per run, waiting submits)\n\n| devices | strategy | in flight | jobs/s | failed |\n|---|---|---|---|---|", args.seconds));
+    let mut tp = Vec::new();
+    for (n, strategy, in_flight) in [
+        (1, Strategy::Pinned, 8),
+        (10, Strategy::Pinned, 64),
+        (100, Strategy::Pinned, 256),
+        (1, Strategy::Fifo, 8),
+        (10, Strategy::Fifo, 32),
+        (100, Strategy::Fifo, 32),
+    ] {
+        let (rate, failed) = throughput(&c, &fast[..n], strategy, in_flight, args.seconds).await?;
+        let s = if strategy == Strategy::Pinned {
+            "pinned"
+        } else {
+            "fifo"
+        };
+        r.line(format!(
+            "| {n} | {s} | {in_flight} | {rate:.0} | {failed} |"
+        ));
+        tp.push(serde_json::json!({"devices": n, "strategy": s, "in_flight": in_flight, "jobs_per_s": rate, "failed": failed}));
+    }
+    r.value("throughput", serde_json::Value::Array(tp));
+
+    r.line("\n## Failure detection\n");
+    detection(&mut r, &c, &fast[..1], &slow).await?;
+    if args.scale_devices > 0 {
+        r.line("\n## Scale\n");
+        scale(&mut r, &c, args.scale_devices).await?;
+    }
+
+    let median = r
+        .json
+        .get("zero_delay.reused_pinned")
+        .and_then(|v| v.get("median_ms"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::NAN);
+    let p99 = r
+        .json
+        .get("zero_delay.reused_pinned")
+        .and_then(|v| v.get("p99_ms"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(f64::NAN);
+    let best_100 = r.json["throughput"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["devices"] == 100 && t["strategy"] == "pinned")
+        .filter_map(|t| t["jobs_per_s"].as_f64())
+        .fold(0.0, f64::max);
+    let rss = r
+        .json
+        .get("scale")
+        .and_then(|s| s["worker_rss_median_mib"].as_f64())
+        .unwrap_or(f64::NAN);
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    r.line("\n## Targets\n\n| target | measured | |\n|---|---|---|");
+    r.line(format!(
+        "| reused pinned job ≤ 2 ms median | {:.3} ms | {} |",
+        median,
+        mark(median <= 2.0)
+    ));
+    r.line(format!(
+        "| reused pinned job ≤ 10 ms p99 | {p99:.3} ms | {} |",
+        mark(p99 <= 10.0)
+    ));
+    r.line(format!(
+        "| ≥ 5,000 jobs/s across 100 devices | {best_100:.0} jobs/s | {} |",
+        mark(best_100 >= 5000.0)
+    ));
+    r.line(format!(
+        "| ≤ 8 MiB RSS per pinned worker | {rss:.2} MiB | {} |",
+        mark(rss <= 8.0)
+    ));
+
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(args.out.with_extension("md"), &r.md)?;
+    std::fs::write(
+        args.out.with_extension("json"),
+        serde_json::to_string_pretty(&r.json)?,
+    )?;
+    eprintln!("wrote {}.md and .json", args.out.display());
+    Ok(())
+}
+
+/// Today's date from the system clock (UTC), without a date library.
+fn chrono_free_date() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02}")
+}
