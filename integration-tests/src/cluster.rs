@@ -85,6 +85,8 @@ pub struct Options {
     pub max_pinned_workers: usize,
     /// Extra manager flags.
     pub manager_args: Vec<String>,
+    /// The manager's log filter (tests read its debug lines; benchmarks turn them off).
+    pub manager_log: String,
     /// The simulated devices' login password and enable secret (passed to devsim).
     pub password: String,
     pub secret: String,
@@ -106,6 +108,7 @@ impl Default for Options {
             manager_lease_ttl_seconds: 3,
             max_pinned_workers: 100,
             manager_args: Vec::new(),
+            manager_log: "info,manager=debug".into(),
             password: "admin".into(),
             secret: "enable".into(),
             state_dir: None,
@@ -245,7 +248,7 @@ impl TestCluster {
                 "--lease-ttl-seconds",
                 &self.opts.manager_lease_ttl_seconds.to_string(),
             ])
-            .args(["--log", "info,manager=debug"])
+            .args(["--log", &self.opts.manager_log])
             .args(&self.opts.manager_args)
             .env_clear();
         if !self.opts.tokens.is_empty() {

@@ -462,21 +462,27 @@ impl Scheduler {
     /// Ends a job this manager drives: records it final (expiring after its result TTL),
     /// drops its `active` entry, then tells its watchers.
     pub(crate) fn finalize(self: &Arc<Self>, a: Active) {
-        let s = self.clone();
-        self.tracker.spawn(async move {
-            let id = a.job.id.clone();
-            let ops = vec![
-                s.store.job_op(a.job.clone(), Some(a.request.result_ttl)),
-                Op::Delete {
-                    key: s.store.active_key(&id),
-                },
-            ];
-            if let Err(e) = s.store.write(ops).await {
+        let id = a.job.id.clone();
+        let mut ops = vec![self.store.job_op(a.job.clone(), Some(a.request.result_ttl))];
+        // A job never recorded has no active entry to remove.
+        if a.recorded {
+            ops.push(Op::Delete {
+                key: self.store.active_key(&id),
+            });
+        }
+        let then: crate::store::OnCommit = Box::new(move |r| {
+            if let Err(e) = r {
                 // The active entry stays: a manager adopting it asks the node again.
                 warn!(job_id = %id, error = %e, "recording the final status failed");
             }
             a.updates.send_replace(a.job);
         });
+        // Usually queued at once; a task waits for room only when the write queue is full.
+        if let Err((ops, then)) = self.store.try_write_then(ops, then) {
+            let store = self.store.clone();
+            self.tracker
+                .spawn(async move { then(store.write(ops).await) });
+        }
     }
 
     /// Writes a waiting submit's job now if the sweep has not yet (its caller is about to

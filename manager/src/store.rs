@@ -73,10 +73,19 @@ struct Guard {
     existing: oneshot::Sender<Option<String>>,
 }
 
+/// Called by the writer with the commit's outcome.
+pub type OnCommit = Box<dyn FnOnce(Result<(), ApiError>) + Send + Sync>;
+
+enum Done {
+    Reply(oneshot::Sender<Result<(), ApiError>>),
+    /// Runs on the writer task: no task to wake for the common "then tell the waiters".
+    Call(OnCommit),
+}
+
 struct Write {
     ops: Vec<Op>,
     guard: Option<Guard>,
-    done: Option<oneshot::Sender<Result<(), ApiError>>>,
+    done: Option<Done>,
 }
 
 #[derive(Clone)]
@@ -199,12 +208,31 @@ impl JobStore {
         self.send(Write {
             ops,
             guard: None,
-            done: Some(done),
+            done: Some(Done::Reply(done)),
         })
         .await?;
         answer
             .await
             .map_err(|_| ApiError::Unavailable("job store writer stopped".into()))?
+    }
+
+    /// Queues `ops` to commit and then call `then` with the outcome, on the writer task (no
+    /// task to wake for "then tell the waiters"). Gives both back when the queue is full.
+    pub fn try_write_then(&self, ops: Vec<Op>, then: OnCommit) -> Result<(), (Vec<Op>, OnCommit)> {
+        let w = Write {
+            ops,
+            guard: None,
+            done: Some(Done::Call(then)),
+        };
+        match self.writes.try_send(w) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(w) | mpsc::error::TrySendError::Closed(w)) => {
+                match w.done {
+                    Some(Done::Call(f)) => Err((w.ops, f)),
+                    _ => unreachable!("built above with a callback"),
+                }
+            }
+        }
     }
 
     /// Queues `ops` without waiting for the commit; false when the queue is full (the
@@ -238,7 +266,7 @@ impl JobStore {
                 expires_in,
                 existing,
             }),
-            done: Some(done),
+            done: Some(Done::Reply(done)),
         })
         .await?;
         answer
@@ -496,8 +524,12 @@ async fn writer(
                 .fetch_add(*puts as u64, std::sync::atomic::Ordering::Relaxed);
         }
         for w in batch {
-            if let Some(done) = w.done {
-                let _ = done.send(result.clone().map(|_| ()));
+            match w.done {
+                Some(Done::Reply(tx)) => {
+                    let _ = tx.send(result.clone().map(|_| ()));
+                }
+                Some(Done::Call(f)) => f(result.clone().map(|_| ())),
+                None => {}
             }
         }
     }

@@ -450,6 +450,7 @@ async fn main() -> anyhow::Result<()> {
     let c = TestCluster::start(Options {
         devsim: vec!["--devices".into(), "cisco_ios=100".into()],
         max_pinned_workers: args.scale_devices + 200,
+        manager_log: "info".into(),
         ..Default::default()
     })
     .await?;
