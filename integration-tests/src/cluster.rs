@@ -156,7 +156,9 @@ impl TestCluster {
             "--enable-secret".into(),
             opts.secret.clone(),
         ]);
-        let devsim = Devsim::start(&workspace_bin("devsim"), &devsim_args).await?;
+        let devsim_log = std::fs::File::create(dir.join("devsim.log"))?;
+        let devsim =
+            Devsim::start_logged(&workspace_bin("devsim"), &devsim_args, devsim_log.into()).await?;
         let mut c = TestCluster {
             opts: opts.clone(),
             etcd,
@@ -376,6 +378,38 @@ impl TestCluster {
             "job {id} did not reach the expected state within {limit:?}; last seen {last:?}; logs in {}",
             self.dir.display()
         )
+    }
+
+    /// Fails when an agent or manager of this cluster has a zombie child (an exited worker
+    /// nobody reaped) for 10 s.
+    pub async fn assert_no_zombies(&self) {
+        let parents: Vec<i32> = self
+            .agents
+            .iter()
+            .chain(&self.managers)
+            .map(Proc::pid)
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let zombies: Vec<String> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+                .filter(|stat| {
+                    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+                    let f: Vec<&str> = rest.split(' ').collect();
+                    f.first() == Some(&"Z")
+                        && f.get(1)
+                            .and_then(|p| p.parse::<i32>().ok())
+                            .is_some_and(|p| parents.contains(&p))
+                })
+                .collect();
+            if zombies.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "zombies left: {zombies:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every process log written so far, concatenated.

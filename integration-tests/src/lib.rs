@@ -86,10 +86,16 @@ pub struct Devsim {
 
 impl Devsim {
     pub async fn start(bin: &Path, args: &[String]) -> anyhow::Result<Devsim> {
+        Devsim::start_logged(bin, args, Stdio::inherit()).await
+    }
+
+    /// As `start`, with devsim's log (stderr) going to `log`.
+    pub async fn start_logged(bin: &Path, args: &[String], log: Stdio) -> anyhow::Result<Devsim> {
         let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;

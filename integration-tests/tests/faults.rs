@@ -117,6 +117,7 @@ async fn a_killed_worker_fails_only_its_running_job_and_the_next_job_reconnects(
     let j = run(&c, show).await;
     assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
     assert!(!j.session_reused);
+    c.assert_no_zombies().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,6 +171,7 @@ async fn frozen_and_dropping_devices_are_detected_and_the_next_job_reconnects() 
     let j = run(&c, show).await;
     assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
     assert!(!j.session_reused);
+    c.assert_no_zombies().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,6 +214,7 @@ async fn an_etcd_outage_fails_submits_fast_and_the_cluster_recovers_by_itself() 
         JobStatus::Succeeded,
         "recorded after recovery"
     );
+    c.assert_no_zombies().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,6 +269,7 @@ async fn a_flood_beyond_capacity_is_refused_clearly_and_every_accepted_job_ends(
         run(&c, c.request(0, &["show clock"])).await.status(),
         JobStatus::Succeeded
     );
+    c.assert_no_zombies().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,4 +363,5 @@ async fn bad_input_gets_the_right_code_every_time_and_the_server_keeps_serving()
     );
     // Still serving.
     assert_eq!(run(&c, good).await.status(), JobStatus::Succeeded);
+    c.assert_no_zombies().await;
 }

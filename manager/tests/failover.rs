@@ -107,6 +107,23 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     );
     let dead = running.node_id.clone();
     let index = c.agents.iter().position(|a| a.name == dead).unwrap();
+    let orphans: Vec<u64> = c
+        .admin(0)
+        .await
+        .unwrap()
+        .list_workers(c.authed(ListWorkersRequest {
+            node_id: dead.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .workers
+        .iter()
+        .map(|w| w.pid)
+        .filter(|p| *p > 0)
+        .collect();
+    assert!(!orphans.is_empty());
     c.agents[index].kill9().await;
 
     let failed = c
@@ -121,6 +138,23 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
         assert_ne!(j.node_id, dead, "re-placed on the live node");
     }
+    // The dead agent's workers saw their stdin close and exited (no worker runs on).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for pid in orphans {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map_or("", |(_, r)| &r[..1]);
+            if state.is_empty() || state == "Z" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {pid} outlived its agent (state {state})"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    c.assert_no_zombies().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -265,6 +265,23 @@ fn cpu_ticks(pid: u64) -> u64 {
     n(11) + n(12)
 }
 
+/// CPU ticks used so far by each part of the cluster (and this client).
+async fn cpu_by_part(c: &TestCluster) -> anyhow::Result<Vec<(&'static str, u64)>> {
+    let pid = |ch: &tokio::process::Child| ch.id().unwrap_or(0) as u64;
+    let workers: u64 = workers(c).await?.iter().map(|w| cpu_ticks(w.pid)).sum();
+    Ok(vec![
+        (
+            "client (this benchmark)",
+            cpu_ticks(std::process::id() as u64),
+        ),
+        ("manager", cpu_ticks(c.managers[0].pid() as u64)),
+        ("etcd", cpu_ticks(pid(&c.etcd.child))),
+        ("node agent", cpu_ticks(c.agents[0].pid() as u64)),
+        ("pinned workers", workers),
+        ("devsim (the devices)", cpu_ticks(pid(&c.devsim.child))),
+    ])
+}
+
 async fn workers(c: &TestCluster) -> anyhow::Result<Vec<Worker>> {
     Ok(c.admin(0)
         .await?
@@ -489,15 +506,29 @@ async fn main() -> anyhow::Result<()> {
 
     r.line(format!("\n## Throughput ({} s per run, waiting submits)\n\n| devices | strategy | in flight | jobs/s | failed |\n|---|---|---|---|---|", args.seconds));
     let mut tp = Vec::new();
+    let mut cpu_split: Vec<(&str, f64)> = Vec::new();
     for (n, strategy, in_flight) in [
         (1, Strategy::Pinned, 8),
         (10, Strategy::Pinned, 64),
-        (100, Strategy::Pinned, 256),
+        (100, Strategy::Pinned, 512),
         (1, Strategy::Fifo, 8),
         (10, Strategy::Fifo, 32),
         (100, Strategy::Fifo, 32),
     ] {
+        let before = cpu_by_part(&c).await?;
+        let t = Instant::now();
         let (rate, failed) = throughput(&c, &fast[..n], strategy, in_flight, args.seconds).await?;
+        if n == 100 && strategy == Strategy::Pinned {
+            let after = cpu_by_part(&c).await?;
+            let jobs = rate * t.elapsed().as_secs_f64();
+            let ticks =
+                nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+            cpu_split = before
+                .iter()
+                .zip(&after)
+                .map(|((name, b), (_, a))| (*name, (a - b) as f64 / ticks * 1e6 / jobs))
+                .collect();
+        }
         let s = if strategy == Strategy::Pinned {
             "pinned"
         } else {
@@ -509,6 +540,19 @@ async fn main() -> anyhow::Result<()> {
         tp.push(serde_json::json!({"devices": n, "strategy": s, "in_flight": in_flight, "jobs_per_s": rate, "failed": failed}));
     }
     r.value("throughput", serde_json::Value::Array(tp));
+    r.line("\nCPU per job in the 100-device pinned run (pre-connect included), by process:\n\n| process | CPU µs per job |\n|---|---|");
+    for (name, us) in &cpu_split {
+        r.line(format!("| {name} | {us:.0} |"));
+    }
+    r.value(
+        "cpu_us_per_job_pinned_100",
+        serde_json::json!(
+            cpu_split
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        ),
+    );
 
     r.line("\n## Failure detection\n");
     detection(&mut r, &c, &fast[..1], &slow).await?;
