@@ -8,6 +8,11 @@ use manager::config::{LogFormat, ManagerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+// Many small, short-lived gRPC buffers per job: glibc malloc spent ~5% of the manager's CPU
+// consolidating them under load; mimalloc does not.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cfg = ManagerConfig::parse();
     if let Err(e) = cfg.validate() {
