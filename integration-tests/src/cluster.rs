@@ -444,6 +444,18 @@ impl TestCluster {
     }
 }
 
+/// Resolves on SIGINT or SIGTERM. A binary that runs a cluster selects on it around its work,
+/// so that an interrupt drops the cluster (its processes are killed on drop) instead of
+/// leaving them running.
+pub async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 pub fn is_final(j: &api::Job) -> bool {
     use api::JobStatus::*;
     matches!(j.status(), Succeeded | Failed | Canceled | Expired)

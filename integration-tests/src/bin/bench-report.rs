@@ -461,6 +461,14 @@ async fn detection(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // An interrupt drops the cluster, which kills its processes.
+    tokio::select! {
+        r = report(args) => r,
+        _ = integration_tests::cluster::interrupted() => anyhow::bail!("interrupted"),
+    }
+}
+
+async fn report(args: Args) -> anyhow::Result<()> {
     // 1,000 workers and their devices need more descriptors than the usual soft limit.
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use clap::Parser;
-use integration_tests::cluster::{Options, TestCluster};
+use integration_tests::cluster::{Options, TestCluster, interrupted};
 use netpulse_proto::api::job_service_client::JobServiceClient;
 use netpulse_proto::api::{Job, JobStatus, Strategy};
 use tonic::transport::Channel;
@@ -46,6 +46,37 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Interrupted while starting: what started is dropped, which kills it.
+    let mut c = tokio::select! {
+        r = start(&args) => r?,
+        _ = interrupted() => {
+            eprintln!("interrupted while starting");
+            return Ok(());
+        }
+    };
+    let shown = tokio::select! {
+        r = demo(&c) => r,
+        _ = interrupted() => Ok(()),
+    };
+    if let Err(e) = &shown {
+        eprintln!("the demo failed: {e:#}");
+    } else if !args.once {
+        println!("\nRunning until Ctrl-C.");
+        interrupted().await;
+        eprintln!("stopping");
+    }
+    // Stopped with SIGTERM in order, so agents drain and stop their workers.
+    for (name, status) in c.shutdown().await {
+        eprintln!(
+            "  {name}: {}",
+            status.map_or("killed after the grace period".into(), |s| s.to_string())
+        );
+    }
+    shown
+}
+
+/// Starts the cluster and prints its addresses and examples.
+async fn start(args: &Args) -> anyhow::Result<TestCluster> {
     let base = (args.base_port != 0).then_some(args.base_port);
     let mut devsim = vec![
         "--devices".to_string(),
@@ -61,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         "starting etcd, 2 node agents, 1 manager and devsim; logs in {}",
         state_dir.display()
     );
-    let mut c = TestCluster::start(Options {
+    let c = TestCluster::start(Options {
         agents: 2,
         managers: 1,
         devsim,
@@ -98,20 +129,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  grpcurl -plaintext {addr} netpulse.v1.ClusterService/ListWorkers");
     println!("  grpcurl -plaintext {addr} netpulse.v1.ClusterService/ListNodes\n");
 
-    demo(&c).await?;
-
-    if !args.once {
-        println!("\nRunning until Ctrl-C.");
-        tokio::signal::ctrl_c().await?;
-        eprintln!("stopping");
-    }
-    for (name, status) in c.shutdown().await {
-        eprintln!(
-            "  {name}: {}",
-            status.map_or("killed after the grace period".into(), |s| s.to_string())
-        );
-    }
-    Ok(())
+    Ok(c)
 }
 
 async fn run(
