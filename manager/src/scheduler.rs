@@ -575,7 +575,36 @@ impl Scheduler {
                 warn!(%node_id, reason = %f.reason, "node fenced; its placements will be redone");
                 self.lock().placements.retain(|_, p| p.node_id != node_id);
             }
-            Msg::Welcome(_) | Msg::Accepted(_) | Msg::Worker(_) | Msg::Load(_) => {}
+            Msg::Welcome(_) => self.resync(&node_id),
+            Msg::Accepted(_) | Msg::Worker(_) | Msg::Load(_) => {}
+        }
+    }
+
+    /// A (re)opened session to a node: events it published while the link was down are
+    /// lost, so every job this manager has there is dispatched again. The agent never runs a
+    /// job id twice: it answers with the job's events or its recent result; a job that had
+    /// started is only looked up (`resume_only`), and fails if the node no longer knows it.
+    fn resync(self: &Arc<Self>, node_id: &str) {
+        let dispatches: Vec<_> = {
+            let mut st = self.lock();
+            st.jobs
+                .iter_mut()
+                .filter(|(_, a)| a.node.as_deref() == Some(node_id))
+                .map(|(id, a)| {
+                    a.resume_only |= a.job.status() == JobStatus::Running;
+                    let mut d = a.request.to_dispatch(id);
+                    d.resume_only = a.resume_only;
+                    d
+                })
+                .collect()
+        };
+        if !dispatches.is_empty() {
+            info!(%node_id, jobs = dispatches.len(), "session to the node reopened; asking it about its jobs");
+        }
+        for d in dispatches {
+            if let Err(e) = self.cluster.send(node_id, Out::Dispatch(d)) {
+                debug!(%node_id, error = %e, "resync dispatch not sent; the next session retries");
+            }
         }
     }
 

@@ -475,6 +475,8 @@ async fn report(args: Args) -> anyhow::Result<()> {
     let c = TestCluster::start(Options {
         devsim: vec!["--devices".into(), "cisco_ios=100".into()],
         max_pinned_workers: args.scale_devices + 200,
+        // Starting 1,000 workers at once keeps the agent busy: the production lease TTL.
+        agent_lease_ttl_seconds: 10,
         manager_log: "info".into(),
         ..Default::default()
     })
