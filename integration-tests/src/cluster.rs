@@ -391,17 +391,13 @@ impl TestCluster {
             .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let zombies: Vec<String> = std::fs::read_dir("/proc")
+            let zombies: Vec<u64> = std::fs::read_dir("/proc")
                 .into_iter()
                 .flatten()
-                .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-                .filter(|stat| {
-                    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-                    let f: Vec<&str> = rest.split(' ').collect();
-                    f.first() == Some(&"Z")
-                        && f.get(1)
-                            .and_then(|p| p.parse::<i32>().ok())
-                            .is_some_and(|p| parents.contains(&p))
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|pid| {
+                    proc_state(*pid)
+                        .is_some_and(|(s, parent)| s == 'Z' && parents.contains(&parent))
                 })
                 .collect();
             if zombies.is_empty() {
@@ -454,6 +450,14 @@ pub async fn interrupted() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// A process's state letter and parent pid from `/proc/<pid>/stat`; None once it is gone.
+pub fn proc_state(pid: u64) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(") ")?.1.split(' ');
+    let state = f.next()?.chars().next()?;
+    Some((state, f.next()?.parse().ok()?))
 }
 
 pub fn is_final(j: &api::Job) -> bool {

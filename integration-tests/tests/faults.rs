@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use integration_tests::Devsim;
-use integration_tests::cluster::{Options, Signal, TestCluster, is_final, workspace_bin};
+use integration_tests::cluster::{
+    Options, Signal, TestCluster, is_final, proc_state, workspace_bin,
+};
 use netpulse_proto::api::*;
 use tokio::time::Instant;
 use tonic::Code;
@@ -16,17 +18,11 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// Waits until the process is gone (reaped by its parent); a zombie fails the test.
 async fn gone(pid: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return,
-            Ok(stat) => {
-                let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]).unwrap_or("?");
-                assert!(
-                    Instant::now() < deadline,
-                    "process {pid} still there in state {state} after 20 s"
-                );
-            }
-        }
+    while let Some((state, _)) = proc_state(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still there in state {state} after 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

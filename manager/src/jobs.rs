@@ -223,12 +223,17 @@ impl Scheduler {
         }
         self.cluster
             .send(&node, Out::Cancel(CancelJob { job_id: id.into() }))?;
+        self.wait_final(job, CANCEL_WAIT).await
+    }
+
+    /// Follows a job's record until it is final or `limit` has passed; returns the last seen.
+    pub async fn wait_final(self: &Arc<Self>, job: Job, limit: Duration) -> Result<Job, ApiError> {
         let (tx, mut rx) = mpsc::channel(8);
-        self.watch_job(id, tx).await?;
-        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        self.watch_job(&job.id, tx).await?;
+        let deadline = tokio::time::Instant::now() + limit;
         let mut last = job;
-        while let Ok(Some(Ok(j))) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            last = j;
+        while let Ok(Some(j)) = tokio::time::timeout_at(deadline, rx.recv()).await {
+            last = j?;
             if is_final(last.status()) {
                 break;
             }

@@ -175,10 +175,7 @@ impl Scheduler {
         let id = record::new_job_id();
         let node = self.place(&request, &HashSet::new()).await?;
         let job = record::queued(&id, &request, &node);
-        let ops = vec![
-            self.store.job_op(job.clone(), None),
-            self.active_op(&id, &wire, &node),
-        ];
+        let ops = self.record_ops(job.clone(), &wire, &node);
         // A waiting caller learns the job id only from the final answer, written before it is
         // sent; so its first record may wait for the sweep, and a fast job costs one write.
         // A retried waiting submit can run twice if this manager dies meanwhile (the caller
@@ -248,9 +245,10 @@ impl Scheduler {
         })
     }
 
-    pub(crate) fn active_op(&self, id: &str, wire: &ExecuteRequest, node: &str) -> Op {
-        Op::Put {
-            key: self.store.active_key(id),
+    /// The writes that record an unfinished job: its record and its active entry.
+    fn record_ops(&self, job: Job, wire: &ExecuteRequest, node: &str) -> Vec<Op> {
+        let active = Op::Put {
+            key: self.store.active_key(&job.id),
             value: ActiveJob {
                 request: Some(wire.clone()),
                 manager_id: self.cfg.manager_id.clone(),
@@ -258,7 +256,8 @@ impl Scheduler {
             }
             .encode_to_vec(),
             expires_in: None,
-        }
+        };
+        vec![self.store.job_op(job, None), active]
     }
 
     /// The node for a job: the device's placement (claimed when it has none) or a fifo choice.
@@ -430,10 +429,7 @@ impl Scheduler {
             a.job.node_id = node.clone();
             a.job.clone()
         };
-        let ops = vec![
-            self.store.job_op(job, None),
-            self.active_op(&id, &wire, &node),
-        ];
+        let ops = self.record_ops(job, &wire, &node);
         let written = self.store.write(ops).await;
         let dispatch = {
             let mut st = self.lock();
@@ -498,10 +494,7 @@ impl Scheduler {
             }
             a.recorded = true;
             let node = a.node.clone().unwrap_or_default();
-            vec![
-                self.store.job_op(a.job.clone(), None),
-                self.active_op(id, &a.wire, &node),
-            ]
+            self.record_ops(a.job.clone(), &a.wire, &node)
         };
         self.store.write(ops).await
     }
@@ -686,10 +679,7 @@ impl Scheduler {
                 // table) always follows it.
                 if !a.recorded {
                     let node = a.node.clone().unwrap_or_default();
-                    let ops = vec![
-                        self.store.job_op(a.job.clone(), None),
-                        self.active_op(id, &a.wire, &node),
-                    ];
+                    let ops = self.record_ops(a.job.clone(), &a.wire, &node);
                     a.recorded = self.store.write_behind(ops);
                     a.running_recorded = a.recorded && running;
                 } else if running && !a.running_recorded {

@@ -11,7 +11,6 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::error::ApiError;
 use crate::record::is_final;
 use crate::scheduler::Scheduler;
 
@@ -21,23 +20,6 @@ pub struct Api {
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
-
-impl Api {
-    /// Waits for the end of a job this replica does not drive, through its record's watch.
-    async fn wait_elsewhere(&self, job: Job, limit: std::time::Duration) -> Result<Job, ApiError> {
-        let (tx, mut rx) = mpsc::channel(8);
-        self.scheduler.watch_job(&job.id, tx).await?;
-        let deadline = tokio::time::Instant::now() + limit;
-        let mut last = job;
-        while let Ok(Some(j)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-            last = j?;
-            if is_final(last.status()) {
-                break;
-            }
-        }
-        Ok(last)
-    }
-}
 
 #[tonic::async_trait]
 impl JobService for Api {
@@ -63,7 +45,7 @@ impl JobService for Api {
                 }
                 rx.borrow().clone()
             }
-            None => self.wait_elsewhere(submitted.job, limit).await?,
+            None => self.scheduler.wait_final(submitted.job, limit).await?,
         };
         Ok(Response::new(job))
     }

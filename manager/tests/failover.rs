@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use integration_tests::cluster::{Options, TestCluster, is_final};
+use integration_tests::cluster::{Options, TestCluster, is_final, proc_state};
 use netpulse_proto::api::*;
 use tokio::time::Instant;
 
@@ -141,12 +141,7 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     // The dead agent's workers saw their stdin close and exited (no worker runs on).
     let deadline = Instant::now() + Duration::from_secs(20);
     for pid in orphans {
-        loop {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit_once(") ").map_or("", |(_, r)| &r[..1]);
-            if state.is_empty() || state == "Z" {
-                break;
-            }
+        while let Some((state, _)) = proc_state(pid).filter(|(s, _)| *s != 'Z') {
             assert!(
                 Instant::now() < deadline,
                 "worker {pid} outlived its agent (state {state})"
