@@ -210,6 +210,7 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
             updates,
             running_recorded: running,
             recorded: true,
+            swept: false,
             _slot: s.slots.clone().try_acquire_owned().ok(),
         },
     );

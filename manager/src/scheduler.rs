@@ -65,8 +65,21 @@ pub(crate) struct Active {
     /// The job and its active entry are in etcd. A waiting submit's job is written by the
     /// sweep if it is still unfinished then; one that ends sooner is written once, final.
     pub(crate) recorded: bool,
+    /// A sweep has seen it: the next one writes it if it is still unfinished.
+    pub(crate) swept: bool,
     /// Its place among `max_active_jobs` (adopted jobs take one only if one is free).
     pub(crate) _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Active {
+    /// Shows the job's progress to anyone who looks, without waking the waiters: they wait
+    /// for its end (one task wake less per job).
+    fn quietly_update(&self) {
+        self.updates.send_if_modified(|j| {
+            j.clone_from(&self.job);
+            false
+        });
+    }
 }
 
 /// A device's node, valid while that node keeps the lease it had when it was read.
@@ -210,6 +223,7 @@ impl Scheduler {
                 updates,
                 running_recorded: false,
                 recorded: !deferred,
+                swept: false,
                 _slot: Some(slot),
             },
         );
@@ -443,7 +457,7 @@ impl Scheduler {
             }
             a.node = Some(node.clone());
             a.recorded = true;
-            let _ = a.updates.send_replace(a.job.clone());
+            a.quietly_update();
             let mut d = a.request.to_dispatch(&id);
             d.resume_only = a.resume_only;
             d
@@ -536,7 +550,7 @@ impl Scheduler {
                     return;
                 }
                 record::started(&mut a.job, &s.worker_id);
-                a.updates.send_replace(a.job.clone());
+                a.quietly_update();
             }
             Msg::Finished(f) => {
                 let result = f.result.unwrap_or_default();
@@ -569,7 +583,7 @@ impl Scheduler {
                 self.lock().placements.retain(|_, p| p.node_id != node_id);
             }
             Msg::Welcome(_) => self.resync(&node_id),
-            Msg::Accepted(_) | Msg::Worker(_) | Msg::Load(_) => {}
+            Msg::Worker(_) | Msg::Load(_) => {}
         }
     }
 
@@ -662,8 +676,8 @@ impl Scheduler {
         }
     }
 
-    /// Records jobs that started since the last sweep as RUNNING (jobs that end sooner are
-    /// written once, final), expires jobs queued too long, fails running jobs whose node left,
+    /// Records jobs that have been running since the last sweep as RUNNING (jobs that end
+    /// sooner are written once, final), expires jobs queued too long, fails running jobs whose node left,
     /// and dispatches pending jobs again.
     fn sweep(self: &Arc<Self>) {
         let nodes = self.cluster.nodes();
@@ -675,14 +689,17 @@ impl Scheduler {
             let mut st = self.lock();
             for (id, a) in st.jobs.iter_mut() {
                 let running = a.job.status() == JobStatus::Running;
-                // Queued under the lock, so a final write (queued after the job leaves the
-                // table) always follows it.
-                if !a.recorded {
+                // Only jobs unfinished for a whole interval are written: under load most end
+                // sooner, and writing them twice (unfinished, then final) would double
+                // etcd's work. Queued under the lock, so a final write (queued after the job
+                // leaves the table) always follows it.
+                let aged = std::mem::replace(&mut a.swept, true);
+                if aged && !a.recorded {
                     let node = a.node.clone().unwrap_or_default();
                     let ops = self.record_ops(a.job.clone(), &a.wire, &node);
                     a.recorded = self.store.write_behind(ops);
                     a.running_recorded = a.recorded && running;
-                } else if running && !a.running_recorded {
+                } else if aged && running && !a.running_recorded {
                     a.running_recorded = self
                         .store
                         .write_behind(vec![self.store.job_op(a.job.clone(), None)]);

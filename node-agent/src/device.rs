@@ -148,14 +148,20 @@ impl DeviceActor {
     }
 
     fn publish_row(&self, edit: impl FnOnce(&mut WorkerInfo)) {
-        let queued = self.queue.len() as u32;
-        let row = self.ctx.table.update(&self.key, |w| {
-            edit(w);
-            w.queued_jobs = queued;
-        });
+        let row = self.update_row(edit);
         self.ctx
             .events
             .publish(Msg::Worker(WorkerEvent { worker: Some(row) }));
+    }
+
+    /// Changes the row without an event: a job's start and end are events of their own, so a
+    /// worker turning busy or ready is only in the table (one event less per job each way).
+    fn update_row(&self, edit: impl FnOnce(&mut WorkerInfo)) -> WorkerInfo {
+        let queued = self.queue.len() as u32;
+        self.ctx.table.update(&self.key, |w| {
+            edit(w);
+            w.queued_jobs = queued;
+        })
     }
 
     async fn start_work(&mut self) {
@@ -237,7 +243,7 @@ impl DeviceActor {
         self.ctx
             .events
             .publish(Msg::Started(JobStarted { job_id, worker_id }));
-        self.publish_row(|w| w.state = WorkerState::Busy as i32);
+        self.update_row(|w| w.state = WorkerState::Busy as i32);
     }
 
     async fn on_cmd(&mut self, cmd: DeviceCmd) {
@@ -366,7 +372,7 @@ impl DeviceActor {
                 }
                 let reused = r.session_reused;
                 self.ctx.finish(&id, r);
-                self.publish_row(|w| {
+                self.update_row(|w| {
                     if ours {
                         w.state = WorkerState::Ready as i32;
                         w.jobs_done += 1;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use netpulse_proto::agent::agent_service_server::AgentService;
 use netpulse_proto::agent::{
-    AgentMessage, JobAccepted, JobRejected, ManagerMessage, RejectCode, Welcome, WorkerTable,
+    AgentMessage, JobRejected, ManagerMessage, RejectCode, Welcome, WorkerTable,
     agent_message::Msg, manager_message::Msg as In,
 };
 use tokio::sync::mpsc;
@@ -130,12 +130,8 @@ async fn handle(agent: &Agent, tx: &SessionTx, m: ManagerMessage) {
     match m.msg {
         Some(In::Dispatch(d)) => {
             let job_id = d.job_id.clone();
-            match agent.dispatch(d) {
-                Ok(device) => agent
-                    .ctx
-                    .events
-                    .publish(Msg::Accepted(JobAccepted { job_id, device })),
-                Err(e) => send(tx, reject(job_id, e.code(), e.to_string())),
+            if let Err(e) = agent.dispatch(d) {
+                send(tx, reject(job_id, e.code(), e.to_string()));
             }
         }
         Some(In::Cancel(c)) => {

@@ -159,6 +159,30 @@ impl Harness {
         }
     }
 
+    /// Waits for the job's start; other events are skipped.
+    async fn started(&mut self, job_id: &str) {
+        loop {
+            if let Msg::Started(s) = self.next().await
+                && s.job_id == job_id
+            {
+                return;
+            }
+        }
+    }
+
+    /// The agent's worker table.
+    async fn workers(&mut self) -> Vec<WorkerInfo> {
+        self.send(In::ListWorkers(ListWorkers {
+            request_id: "table".into(),
+        }))
+        .await;
+        loop {
+            if let Msg::Workers(t) = self.next().await {
+                return t.workers;
+            }
+        }
+    }
+
     /// Waits for a worker event that satisfies `pred`.
     async fn worker_event(&mut self, pred: impl Fn(&WorkerInfo) -> bool) -> WorkerInfo {
         loop {
@@ -321,9 +345,9 @@ async fn a_worker_killed_mid_job_fails_that_job_with_the_reason_and_the_queue_go
         Strategy::Pinned,
     )))
     .await;
-    let busy = h
-        .worker_event(|w| w.state() == WorkerState::Busy && w.pid != 0)
-        .await;
+    h.started("hang").await;
+    let busy = h.workers().await.remove(0);
+    assert_eq!(busy.state(), WorkerState::Busy, "{busy:?}");
     kill9(busy.pid);
     let done = h.finished(2).await;
     assert_eq!(done[0].job_id, "hang");
@@ -366,7 +390,7 @@ async fn execution_timeout_kills_the_worker_and_cancel_works_queued_and_running(
         Strategy::Pinned,
     )))
     .await;
-    h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    h.started("running").await;
     h.send(In::Cancel(CancelJob {
         job_id: "queued".into(),
     }))
@@ -737,7 +761,7 @@ async fn shutdown_lets_a_running_job_finish_within_the_grace() {
         Strategy::Pinned,
     )))
     .await;
-    h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    h.started("slow").await;
     let agent = h.agent.clone();
     let shutdown = tokio::spawn(async move { agent.shutdown(Duration::from_secs(20)).await });
     let f = h.finished(1).await;
@@ -769,7 +793,7 @@ async fn kill_worker_escalates_to_sigkill_when_sigterm_is_ignored() {
     let mut d = dispatch("s", &a, &["show clock"], Strategy::Pinned);
     d.timeout_seconds = 600;
     h.send(In::Dispatch(d)).await;
-    h.worker_event(|w| w.state() == WorkerState::Busy).await;
+    h.started("s").await;
     // SIGTERM before the script has set its trap would kill it: wait until it has.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while !ready.exists() {
