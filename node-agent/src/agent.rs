@@ -247,6 +247,11 @@ impl Agent {
         self.admission.borrow().clone()
     }
 
+    /// Follows admission changes (the health service reports them).
+    pub fn watch_admission(&self) -> watch::Receiver<Admission> {
+        self.admission.subscribe()
+    }
+
     pub fn set_admission(&self, a: Admission) {
         info!(admission = ?a, "admission changed");
         self.admission.send_replace(a);
@@ -260,7 +265,11 @@ impl Agent {
             fifo_running: t.fifo_running() as u32,
             max_fifo_concurrency: self.limits.max_fifo_concurrency as u32,
             queued_jobs: (t.queued() + self.ctx.fifo_queued.load(Ordering::Relaxed)) as u32,
-            draining: self.admission() == Admission::Draining,
+            // Shutting down drains too: managers stop placing here before the refusals.
+            draining: matches!(
+                self.admission(),
+                Admission::Draining | Admission::ShuttingDown
+            ),
         }
     }
 

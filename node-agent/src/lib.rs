@@ -27,17 +27,43 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-/// Serves the agent's gRPC API on `listener` until `shutdown` is cancelled.
+/// The health service name that is SERVING only while the node takes jobs (registered, not
+/// draining or fenced): Kubernetes readiness. The empty name is SERVING while the process
+/// serves at all: liveness.
+pub const READY_SERVICE: &str = "netpulse.agent.v1.AgentService";
+
+/// Serves the agent's gRPC API and `grpc.health.v1` on `listener` until `shutdown` is
+/// cancelled.
 pub async fn serve(
     agent: Arc<agent::Agent>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let mut admission = agent.watch_admission();
     let svc = AgentServiceServer::new(service::AgentGrpc::new(agent, shutdown.clone()))
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(64 << 20);
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let status = match *admission.borrow_and_update() {
+                agent::Admission::Open => tonic_health::ServingStatus::Serving,
+                _ => tonic_health::ServingStatus::NotServing,
+            };
+            health.set_service_status(READY_SERVICE, status).await;
+            tokio::select! {
+                r = admission.changed() => if r.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .add_service(health_svc)
         .add_service(svc)
         .serve_with_incoming_shutdown(
             // Without nodelay on accepted sockets, Nagle and delayed acks add ~40 ms per event.

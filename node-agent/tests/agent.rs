@@ -816,3 +816,50 @@ async fn kill_worker_escalates_to_sigkill_when_sigterm_is_ignored() {
     assert_eq!(h.agent.shutdown(Duration::from_secs(5)).await, 0);
     assert_no_zombies().await;
 }
+
+#[tokio::test]
+async fn health_says_serving_while_up_and_ready_only_while_the_node_takes_jobs() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let h = start(worker_bin(), limits(10, 4)).await;
+    let channel = tonic::transport::Channel::from_shared(h.addr.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut status = async |service: &str| {
+        health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    };
+    assert_eq!(status("").await, ServingStatus::Serving);
+    let ready = node_agent::READY_SERVICE;
+    assert_eq!(status(ready).await, ServingStatus::Serving);
+    use node_agent::agent::Admission;
+    for (admission, want, draining) in [
+        (
+            Admission::Fenced("lease lost".into()),
+            ServingStatus::NotServing,
+            false,
+        ),
+        (Admission::Open, ServingStatus::Serving, false),
+        // Shutting down counts as draining in the load managers read.
+        (Admission::ShuttingDown, ServingStatus::NotServing, true),
+        (Admission::Open, ServingStatus::Serving, false),
+    ] {
+        h.agent.set_admission(admission);
+        assert_eq!(h.agent.load().draining, draining);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while status(ready).await != want {
+            assert!(tokio::time::Instant::now() < deadline, "never {want:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(status("").await, ServingStatus::Serving);
+}
