@@ -127,7 +127,22 @@ async fn start(args: &Args) -> anyhow::Result<TestCluster> {
         d0.port, d0.device_type
     );
     println!("  grpcurl -plaintext {addr} netpulse.v1.ClusterService/ListWorkers");
-    println!("  grpcurl -plaintext {addr} netpulse.v1.ClusterService/ListNodes\n");
+    println!("  grpcurl -plaintext {addr} netpulse.v1.ClusterService/ListNodes");
+    let cli = integration_tests::sibling_bin("netpulse");
+    println!("or with the netpulse CLI:");
+    println!(
+        "  export NETPULSE_ADDR={addr} NETPULSE_DEVICE_USERNAME=admin NETPULSE_DEVICE_PASSWORD=admin"
+    );
+    println!(
+        "  {} exec --host 127.0.0.1 --port {} --device-type {} 'show version'",
+        cli.display(),
+        d0.port,
+        d0.device_type
+    );
+    println!(
+        "  {0} nodes list; {0} workers list; {0} jobs list\n",
+        cli.display()
+    );
 
     Ok(c)
 }

@@ -1,0 +1,231 @@
+//! What the CLI prints: aligned tables for people, JSON for scripts. Enum values are the API's
+//! names without their prefix, in lower case (`succeeded`, `pinned`).
+
+use netpulse_proto::api::{Job, JobStatus, Node, Strategy, Worker};
+use serde_json::{Value, json};
+
+pub fn status(s: JobStatus) -> String {
+    short(s.as_str_name(), "JOB_STATUS_")
+}
+
+pub fn strategy(s: Strategy) -> String {
+    match s {
+        Strategy::Unspecified => "pinned".into(),
+        s => short(s.as_str_name(), "STRATEGY_"),
+    }
+}
+
+fn short(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+pub fn job_json(j: &Job) -> Value {
+    let t = j.timings.unwrap_or_default();
+    json!({
+        "id": j.id,
+        "status": status(j.status()),
+        "host": j.host,
+        "port": j.port,
+        "device_type": j.device_type,
+        "strategy": strategy(j.strategy()),
+        "node_id": j.node_id,
+        "worker_id": j.worker_id,
+        "session_reused": j.session_reused,
+        "error": j.error.as_ref().map(|e| json!({"kind": e.kind, "message": e.message})),
+        "results": j.results.iter().map(|r| json!({
+            "command": r.command, "status": r.status, "ok": r.ok, "output": r.output,
+            "error": r.error, "duration_ms": r.duration_ms,
+        })).collect::<Vec<_>>(),
+        "output_truncated": j.output_truncated,
+        "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
+        "created_unix_ms": j.created_unix_ms,
+        "started_unix_ms": j.started_unix_ms,
+        "ended_unix_ms": j.ended_unix_ms,
+    })
+}
+
+pub fn node_json(n: &Node) -> Value {
+    json!({
+        "node_id": n.node_id, "address": n.address, "pinned_workers": n.pinned_workers,
+        "max_pinned_workers": n.max_pinned_workers, "fifo_running": n.fifo_running,
+        "max_fifo_concurrency": n.max_fifo_concurrency, "queued_jobs": n.queued_jobs,
+        "draining": n.draining, "version": n.version, "started_unix_ms": n.started_unix_ms,
+    })
+}
+
+pub fn worker_json(w: &Worker) -> Value {
+    json!({
+        "worker_id": w.worker_id, "node_id": w.node_id, "host": w.host, "port": w.port,
+        "state": w.state, "pid": w.pid, "keepalive_ok": w.keepalive_ok,
+        "last_keepalive_unix_ms": w.last_keepalive_unix_ms,
+        "last_keepalive_rtt_us": w.last_keepalive_rtt_us, "jobs_done": w.jobs_done,
+        "session_reuses": w.session_reuses, "uptime_ms": w.uptime_ms,
+    })
+}
+
+/// A job as a person reads it: each command's output under a header line.
+pub fn job_text(j: &Job) -> String {
+    let mut out = String::new();
+    for r in &j.results {
+        out.push_str(&format!(
+            "## {} ({}, {} ms)\n",
+            r.command, r.status, r.duration_ms
+        ));
+        out.push_str(&r.output);
+        if !r.output.is_empty() && !r.output.ends_with('\n') {
+            out.push('\n');
+        }
+        if !r.error.is_empty() {
+            out.push_str(&format!("error: {}\n", r.error));
+        }
+    }
+    if j.output_truncated {
+        out.push_str("(output truncated by the server's size limit)\n");
+    }
+    out
+}
+
+/// One line about a job's outcome (printed on stderr after its output).
+pub fn job_summary(j: &Job) -> String {
+    let mut s = format!(
+        "job {} {} on {}:{}",
+        j.id,
+        status(j.status()),
+        j.host,
+        j.port
+    );
+    if !j.node_id.is_empty() {
+        s.push_str(&format!(" via {}", j.node_id));
+    }
+    if let Some(t) = j.timings {
+        s.push_str(&format!(" in {} ms", t.total_ms));
+    }
+    if j.session_reused {
+        s.push_str(" (session reused)");
+    }
+    if let Some(e) = &j.error {
+        s.push_str(&format!(": {}: {}", e.kind, e.message));
+    }
+    s
+}
+
+pub fn jobs_table(jobs: &[Job]) -> String {
+    table(
+        &["ID", "STATUS", "DEVICE", "STRATEGY", "NODE", "MS", "ERROR"],
+        jobs.iter()
+            .map(|j| {
+                vec![
+                    j.id.clone(),
+                    status(j.status()),
+                    format!("{}:{}", j.host, j.port),
+                    strategy(j.strategy()),
+                    j.node_id.clone(),
+                    j.timings.map_or(String::new(), |t| t.total_ms.to_string()),
+                    j.error.as_ref().map_or(String::new(), |e| e.kind.clone()),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn nodes_table(nodes: &[Node]) -> String {
+    table(
+        &[
+            "NODE", "ADDRESS", "PINNED", "FIFO", "QUEUED", "DRAINING", "VERSION",
+        ],
+        nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.node_id.clone(),
+                    n.address.clone(),
+                    format!("{}/{}", n.pinned_workers, n.max_pinned_workers),
+                    format!("{}/{}", n.fifo_running, n.max_fifo_concurrency),
+                    n.queued_jobs.to_string(),
+                    if n.draining { "yes" } else { "no" }.into(),
+                    n.version.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn workers_table(workers: &[Worker]) -> String {
+    table(
+        &[
+            "WORKER",
+            "NODE",
+            "DEVICE",
+            "STATE",
+            "PID",
+            "JOBS",
+            "REUSES",
+            "KEEPALIVE",
+        ],
+        workers
+            .iter()
+            .map(|w| {
+                vec![
+                    w.worker_id.clone(),
+                    w.node_id.clone(),
+                    format!("{}:{}", w.host, w.port),
+                    w.state.clone(),
+                    w.pid.to_string(),
+                    w.jobs_done.to_string(),
+                    w.session_reuses.to_string(),
+                    match (w.last_keepalive_unix_ms, w.keepalive_ok) {
+                        (0, _) => "-".into(),
+                        (_, true) => format!("ok {} µs", w.last_keepalive_rtt_us),
+                        (_, false) => "failing".into(),
+                    },
+                ]
+            })
+            .collect(),
+    )
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_and_names_lose_their_prefix() {
+        let t = table(
+            &["A", "BB"],
+            vec![
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    BB\nxyz  1\nq    22\n");
+        assert_eq!(status(JobStatus::Succeeded), "succeeded");
+        assert_eq!(strategy(Strategy::Unspecified), "pinned");
+        assert_eq!(strategy(Strategy::Fifo), "fifo");
+    }
+}
