@@ -28,19 +28,39 @@ impl Etcd {
     /// Starts etcd in a temp dir on free ports and waits (at most 20 s) until it answers.
     pub async fn start() -> Etcd {
         let dir = tempfile::tempdir().unwrap();
-        let mut e = Etcd::start_in(dir.path(), free_port(), free_port(), Stdio::null()).await;
-        e._dir = Some(dir);
-        e
+        // A port is free when picked, not always when etcd binds it (a test running alongside
+        // may take it): etcd then exits at once, and new ports are tried.
+        for _ in 0..3 {
+            let (client, peer) = (free_port(), free_port());
+            if let Some(mut e) = Etcd::try_start_in(dir.path(), client, peer, Stdio::null()).await {
+                e._dir = Some(dir);
+                return e;
+            }
+            let _ = std::fs::remove_dir_all(dir.path().join("data"));
+        }
+        panic!("etcd exited at start three times (its ports taken?)");
     }
 
     /// Starts etcd with its data under `dir` on the given loopback ports, its log to `log`.
     pub async fn start_in(dir: &Path, client: u16, peer: u16, log: impl Into<Stdio>) -> Etcd {
+        Etcd::try_start_in(dir, client, peer, log)
+            .await
+            .unwrap_or_else(|| panic!("etcd exited at start (port {client} or {peer} taken?)"))
+    }
+
+    /// None when etcd exits before it answers.
+    async fn try_start_in(
+        dir: &Path,
+        client: u16,
+        peer: u16,
+        log: impl Into<Stdio>,
+    ) -> Option<Etcd> {
         let bin = std::env::var_os("NETPULSE_ETCD_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("etcd"));
         let c = format!("http://127.0.0.1:{client}");
         let p = format!("http://127.0.0.1:{peer}");
-        let child = Command::new(&bin)
+        let mut child = Command::new(&bin)
             .args(["--name", "t", "--data-dir"])
             .arg(dir.join("data"))
             .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
@@ -79,16 +99,19 @@ impl Etcd {
             {
                 break;
             }
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
             assert!(Instant::now() < deadline, "etcd did not come up on {c}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Etcd {
+        Some(Etcd {
             child,
             endpoint: c,
             _dir: None,
             data: dir.to_path_buf(),
             ports: (client, peer),
-        }
+        })
     }
 
     /// Kills etcd (an outage); `start_again` brings it back with the same data and ports.

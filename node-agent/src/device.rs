@@ -1,6 +1,9 @@
 //! One pinned device: its job queue and its worker process, owned by one task.
 //!
-//! The task keeps the queue in arrival order and sends the worker one job at a time. It reads
+//! The task keeps the queue in arrival order and sends the worker a few jobs ahead
+//! ([`PIPELINE_DEPTH`]), refilling only when it runs low so the worker wakes once for several
+//! jobs; the worker runs them in order, so the first unanswered job is the running one and the
+//! ones behind it have not started. It reads
 //! the worker's frames until its stdout closes, then reaps it (the worker closes stdout only by
 //! exiting), so every frame the worker wrote before dying is seen and no child is left
 //! unreaped. A job that was running when its worker died fails with the exit code and the last
@@ -30,6 +33,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// After a worker exited, how long its pipe may stay silent before the remaining frames count
 /// as read (they were written before the exit, so they are already there).
 pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// Jobs handed to a worker at most (the running one included).
+pub const PIPELINE_DEPTH: usize = 4;
+/// More jobs are sent only when at most this many are unanswered: one pipe write (one wake of
+/// the worker) per few jobs instead of one per job.
+const REFILL_AT: usize = 1;
 
 pub enum DeviceCmd {
     Enqueue(Dispatch),
@@ -40,12 +48,26 @@ pub enum DeviceCmd {
     DropQueued(String),
 }
 
-struct Running {
+/// A job handed to the worker: running if first in [`Live::sent`], not started otherwise.
+struct Sent {
     /// Kept so a job the worker hands back unstarted can be queued again.
     dispatch: Dispatch,
     job_id: String,
-    deadline: Instant,
+    /// Set when it starts (becomes first).
+    deadline: Option<Instant>,
     timed_out: bool,
+    /// Taken back (the node was fenced): if the worker answers "not started", it is handed
+    /// back with this reason.
+    withdrawn: Option<String>,
+}
+
+impl Sent {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(match self.dispatch.timeout_seconds {
+            0 => 300,
+            t => t as u64,
+        })
+    }
 }
 
 struct Live {
@@ -53,7 +75,10 @@ struct Live {
     id: String,
     connected: bool,
     did_work: bool,
-    running: Option<Running>,
+    /// In the order sent; the first is running.
+    sent: VecDeque<Sent>,
+    /// Jobs handed back unstarted by this (exiting) worker, requeued in their order.
+    handed_back: usize,
     /// SIGKILL at this time unless the worker is gone (after SIGTERM).
     kill_at: Option<Instant>,
     last_health: Option<wire::Health>,
@@ -92,10 +117,10 @@ impl DeviceActor {
         loop {
             self.start_work().await;
             let job_deadline = self.live.as_ref().and_then(|l| {
-                l.running
-                    .as_ref()
+                l.sent
+                    .front()
                     .filter(|r| !r.timed_out)
-                    .map(|r| r.deadline)
+                    .and_then(|r| r.deadline)
             });
             let kill_at = self.live.as_ref().and_then(|l| l.kill_at);
             let backoff = self
@@ -103,7 +128,13 @@ impl DeviceActor {
                 .filter(|_| self.live.is_none() && !self.queue.is_empty());
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd).await,
+                    Some(cmd) => {
+                        self.on_cmd(cmd).await;
+                        // A burst is taken whole, so its jobs reach the worker in one write.
+                        while let Ok(cmd) = self.rx.try_recv() {
+                            self.on_cmd(cmd).await;
+                        }
+                    }
                     None => break,
                 },
                 ev = next_event(&mut self.live) => self.on_event(ev).await,
@@ -157,7 +188,7 @@ impl DeviceActor {
     /// Changes the row without an event: a job's start and end are events of their own, so a
     /// worker turning busy or ready is only in the table (one event less per job each way).
     fn update_row(&self, edit: impl FnOnce(&mut WorkerInfo)) -> WorkerInfo {
-        let queued = self.queue.len() as u32;
+        let queued = self.waiting() as u32;
         self.ctx.table.update(&self.key, |w| {
             edit(w);
             w.queued_jobs = queued;
@@ -182,7 +213,8 @@ impl DeviceActor {
                         id: id.clone(),
                         connected: false,
                         did_work: false,
-                        running: None,
+                        sent: VecDeque::new(),
+                        handed_back: 0,
                         kill_at: None,
                         last_health: None,
                         exit_reason: None,
@@ -215,35 +247,62 @@ impl DeviceActor {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if live.running.is_some() || live.kill_at.is_some() || live.exit_reason.is_some() {
+        if live.sent.len() > REFILL_AT
+            || self.queue.is_empty()
+            || live.kill_at.is_some()
+            || live.exit_reason.is_some()
+        {
             return;
         }
-        let Some(d) = self.queue.pop_front() else {
+        let n = (PIPELINE_DEPTH - live.sent.len()).min(self.queue.len());
+        let batch: Vec<Dispatch> = self.queue.drain(..n).collect();
+        let frames: Vec<_> = batch.iter().map(process::job_frame).collect();
+        if let Err(e) = live.child.send_all(&frames).await {
+            // The worker is going away; its exit path will start another for these jobs.
+            warn!(device = %self.key, error = %e, "could not hand jobs to the worker");
+            for d in batch.into_iter().rev() {
+                self.queue.push_front(d);
+            }
+            return;
+        }
+        let was_idle = live.sent.is_empty();
+        live.sent.extend(batch.into_iter().map(|d| Sent {
+            job_id: d.job_id.clone(),
+            dispatch: d,
+            deadline: None,
+            timed_out: false,
+            withdrawn: None,
+        }));
+        if was_idle {
+            self.front_started();
+        } else {
+            self.update_row(|_| {});
+        }
+    }
+
+    /// The first sent job has started: its deadline runs from now, and managers hear of it.
+    fn front_started(&mut self) {
+        let Some(l) = self.live.as_mut() else { return };
+        let Some(front) = l.sent.front_mut() else {
+            self.update_row(|w| w.state = WorkerState::Ready as i32);
             return;
         };
-        let timeout = Duration::from_secs(if d.timeout_seconds == 0 {
-            300
-        } else {
-            d.timeout_seconds as u64
-        });
-        if let Err(e) = live.child.send(&process::job_frame(&d)).await {
-            // The worker is going away; its exit path will start another for this job.
-            warn!(device = %self.key, error = %e, "could not hand the job to the worker");
-            self.queue.push_front(d);
-            return;
-        }
-        let job_id = d.job_id.clone();
-        live.running = Some(Running {
-            dispatch: d,
-            job_id: job_id.clone(),
-            deadline: Instant::now() + timeout + TIMEOUT_MARGIN,
-            timed_out: false,
-        });
-        let worker_id = live.id.clone();
-        self.ctx
-            .events
-            .publish(Msg::Started(JobStarted { job_id, worker_id }));
+        front.deadline = Some(Instant::now() + front.timeout() + TIMEOUT_MARGIN);
+        let started = JobStarted {
+            job_id: front.job_id.clone(),
+            worker_id: l.id.clone(),
+        };
+        self.ctx.events.publish(Msg::Started(started));
         self.update_row(|w| w.state = WorkerState::Busy as i32);
+    }
+
+    /// Jobs waiting here and ahead in the worker's pipe (the running one is not waiting).
+    fn waiting(&self) -> usize {
+        self.queue.len()
+            + self
+                .live
+                .as_ref()
+                .map_or(0, |l| l.sent.len().saturating_sub(1))
     }
 
     async fn on_cmd(&mut self, cmd: DeviceCmd) {
@@ -266,12 +325,11 @@ impl DeviceActor {
                 } else if let Some(l) = self
                     .live
                     .as_mut()
-                    .filter(|l| l.running.as_ref().is_some_and(|r| r.job_id == job_id))
+                    .filter(|l| l.sent.iter().any(|r| r.job_id == job_id))
                 {
-                    let cancel = wire::ParentFrame {
-                        frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel { job_id })),
-                    };
-                    let _ = l.child.send(&cancel).await;
+                    // Running: interrupted. Sent ahead: the worker drops it and answers
+                    // "canceled, not started".
+                    let _ = l.child.send(&cancel_frame(job_id, false)).await;
                     let _ = reply.send(true);
                 } else {
                     let _ = reply.send(false);
@@ -279,15 +337,15 @@ impl DeviceActor {
             }
             DeviceCmd::DropQueued(reason) => {
                 for d in std::mem::take(&mut self.queue) {
-                    self.ctx.finish(
-                        "",
-                        process::failed(
-                            &d.job_id,
-                            ErrorKind::NodeUnavailable,
-                            reason.clone(),
-                            true,
-                        ),
-                    );
+                    self.ctx.finish("", handed_back(&d.job_id, &reason));
+                }
+                // Jobs sent ahead are taken back unless the worker has started them meanwhile;
+                // its answer says which (see `on_frame`).
+                if let Some(l) = self.live.as_mut() {
+                    for r in l.sent.iter_mut().skip(1) {
+                        r.withdrawn = Some(reason.clone());
+                        let _ = l.child.send(&cancel_frame(r.job_id.clone(), true)).await;
+                    }
                 }
                 self.publish_row(|_| {});
             }
@@ -305,7 +363,7 @@ impl DeviceActor {
 
     fn on_timeout(&mut self) {
         let Some(l) = self.live.as_mut() else { return };
-        let Some(r) = l.running.as_mut() else { return };
+        let Some(r) = l.sent.front_mut() else { return };
         warn!(device = %self.key, worker_id = %l.id, job_id = %r.job_id, "job exceeded its execution timeout; killing the worker");
         r.timed_out = true;
         l.child.kill();
@@ -338,7 +396,7 @@ impl DeviceActor {
         match frame {
             Some(Out::Connected(_)) => {
                 l.connected = true;
-                let state = if l.running.is_some() {
+                let state = if !l.sent.is_empty() {
                     WorkerState::Busy
                 } else {
                     WorkerState::Ready
@@ -350,38 +408,57 @@ impl DeviceActor {
             }
             Some(Out::Result(r)) => {
                 let id = l.id.clone();
-                let ours = l.running.as_ref().is_some_and(|run| run.job_id == r.job_id);
+                let Some(i) = l.sent.iter().position(|x| x.job_id == r.job_id) else {
+                    // Not one this worker holds (already settled): published as it is.
+                    self.ctx.finish(&id, r);
+                    return;
+                };
+                let sent = l.sent.remove(i).expect("found");
                 let canceled = r
                     .error
                     .as_ref()
                     .is_some_and(|e| e.kind() == ErrorKind::Canceled);
-                if ours && r.not_started && !canceled {
-                    // The worker was exiting (idle TTL) when the job arrived: it never touched
-                    // the device, so it goes back to the head of the queue for the next worker.
-                    let run = l.running.take().expect("running");
-                    // Only an exiting worker hands a job back: send it nothing more.
+                if r.not_started && !canceled {
+                    // The worker is exiting (idle TTL, session lost) and hands back the jobs it
+                    // never touched: they go back to the head of the queue, in their order, for
+                    // the next worker. It is sent nothing more.
                     l.exit_reason
                         .get_or_insert_with(|| "exiting; handed a job back".into());
-                    info!(device = %self.key, job_id = %run.job_id, "worker handed the job back unstarted; queueing it again");
-                    self.queue.push_front(run.dispatch);
+                    info!(device = %self.key, job_id = %sent.job_id, "worker handed the job back unstarted; queueing it again");
+                    match sent.withdrawn {
+                        Some(reason) => self.ctx.finish("", handed_back(&sent.job_id, &reason)),
+                        None => {
+                            let at = l.handed_back.min(self.queue.len());
+                            l.handed_back += 1;
+                            self.queue.insert(at, sent.dispatch);
+                        }
+                    }
                     return;
                 }
-                if ours {
-                    l.running = None;
+                let first = i == 0;
+                if first {
                     l.did_work = true;
                 }
                 let reused = r.session_reused;
-                self.ctx.finish(&id, r);
+                match sent.withdrawn {
+                    // Taken back before it started: it may run elsewhere.
+                    Some(reason) if r.not_started => {
+                        self.ctx.finish("", handed_back(&sent.job_id, &reason))
+                    }
+                    _ => self.ctx.finish(&id, r),
+                }
                 self.update_row(|w| {
-                    if ours {
-                        w.state = WorkerState::Ready as i32;
+                    if first {
                         w.jobs_done += 1;
                         w.session_reuses += reused as u64;
                     }
                 });
+                if first {
+                    self.front_started();
+                }
             }
             Some(Out::Health(h)) => {
-                let state = match (h.ok, l.running.is_some()) {
+                let state = match (h.ok, !l.sent.is_empty()) {
                     (false, _) => WorkerState::Unhealthy,
                     (true, true) => WorkerState::Busy,
                     (true, false) => WorkerState::Ready,
@@ -411,12 +488,24 @@ impl DeviceActor {
         };
         let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
         info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");
-        let mut running = l.running.take();
-        if let Some(run) = running.take_if(|r| code == 0 && !r.timed_out && l.kill_at.is_none()) {
-            // A pinned worker exits 0 on its own only at its idle TTL, which it checks only
-            // with no job in hand: this job was still unread in its pipe. Run it on the next one.
-            info!(device = %self.key, job_id = %run.job_id, "worker exited idle before reading the job; queueing it again");
-            self.queue.push_front(run.dispatch);
+        let mut sent = std::mem::take(&mut l.sent);
+        // A pinned worker exits 0 on its own only at its idle TTL, which it checks only with no
+        // job in hand, and it hands back the jobs it had read: what is left was still unread in
+        // its pipe. Otherwise the first job was running; the ones behind it never started.
+        let first_unread =
+            code == 0 && l.kill_at.is_none() && sent.front().is_some_and(|r| !r.timed_out);
+        let running = if first_unread { None } else { sent.pop_front() };
+        let mut requeued = 0;
+        for x in sent {
+            match x.withdrawn {
+                Some(reason) => self.ctx.finish("", handed_back(&x.job_id, &reason)),
+                None => {
+                    info!(device = %self.key, job_id = %x.job_id, "the worker exited before starting the job; queueing it again");
+                    let at = (l.handed_back + requeued).min(self.queue.len());
+                    self.queue.insert(at, x.dispatch);
+                    requeued += 1;
+                }
+            }
         }
         if let Some(run) = running {
             let health = match &l.last_health {
@@ -464,6 +553,20 @@ impl DeviceActor {
             w.last_exit_reason = reason;
         });
     }
+}
+
+fn cancel_frame(job_id: String, queued_only: bool) -> wire::ParentFrame {
+    wire::ParentFrame {
+        frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel {
+            job_id,
+            queued_only,
+        })),
+    }
+}
+
+/// The end of a job that never started here and may run elsewhere.
+fn handed_back(job_id: &str, reason: &str) -> wire::JobResult {
+    process::failed(job_id, ErrorKind::NodeUnavailable, reason.to_string(), true)
 }
 
 async fn next_event(live: &mut Option<Live>) -> ChildEvent {

@@ -174,7 +174,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
                 if r.is_ok() {
-                    let c = wire::ParentFrame { frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel { job_id: d.job_id.clone() })) };
+                    let c = wire::ParentFrame { frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel { job_id: d.job_id.clone(), queued_only: false })) };
                     let _ = child.send(&c).await;
                 }
             }

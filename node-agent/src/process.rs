@@ -37,6 +37,11 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a
 pub trait WorkerProc: Send {
     fn pid(&self) -> Option<u32>;
     fn send<'a>(&'a mut self, f: &'a wire::ParentFrame) -> BoxFuture<'a, Result<(), FrameError>>;
+    /// The frames in one write (the worker wakes once for all of them).
+    fn send_all<'a>(
+        &'a mut self,
+        frames: &'a [wire::ParentFrame],
+    ) -> BoxFuture<'a, Result<(), FrameError>>;
     /// A frame, end of stdout, bad output, or exit; cancel-safe.
     fn next_event(&mut self) -> BoxFuture<'_, ChildEvent>;
     /// Frames already written, after the process exited.
@@ -59,6 +64,12 @@ impl WorkerProc for WorkerChild {
     }
     fn send<'a>(&'a mut self, f: &'a wire::ParentFrame) -> BoxFuture<'a, Result<(), FrameError>> {
         Box::pin(WorkerChild::send(self, f))
+    }
+    fn send_all<'a>(
+        &'a mut self,
+        frames: &'a [wire::ParentFrame],
+    ) -> BoxFuture<'a, Result<(), FrameError>> {
+        Box::pin(WorkerChild::send_all(self, frames))
     }
     fn next_event(&mut self) -> BoxFuture<'_, ChildEvent> {
         Box::pin(WorkerChild::next_event(self))

@@ -53,6 +53,17 @@ impl WorkerProc for FakeProc {
                 .map_err(|_| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))
         })
     }
+    fn send_all<'a>(
+        &'a mut self,
+        frames: &'a [wire::ParentFrame],
+    ) -> BoxFuture<'a, Result<(), FrameError>> {
+        Box::pin(async move {
+            for f in frames {
+                self.send(f).await?;
+            }
+            Ok(())
+        })
+    }
     fn next_event(&mut self) -> BoxFuture<'_, ChildEvent> {
         Box::pin(async move { self.events.recv().await.unwrap_or(ChildEvent::Closed) })
     }
@@ -200,7 +211,34 @@ impl Setup {
     }
 }
 
+/// The worker's answer to a cancel of a job it had not started.
+fn canceled_unstarted(job_id: &str) -> ChildEvent {
+    ChildEvent::Frame(wire::WorkerFrame {
+        frame: Some(Out::Result(wire::JobResult {
+            job_id: job_id.into(),
+            not_started: true,
+            error: Some(wire::Error {
+                kind: ErrorKind::Canceled as i32,
+                message: "canceled while queued".into(),
+            }),
+            ..Default::default()
+        })),
+    })
+}
+
 impl FakeHandle {
+    /// The next cancel the agent sent: the job id and whether only a queued job may go.
+    async fn cancel(&mut self) -> (String, bool) {
+        let f = tokio::time::timeout(Duration::from_secs(600), self.sent.recv())
+            .await
+            .expect("a frame")
+            .expect("worker alive");
+        match f.frame {
+            Some(In::Cancel(c)) => (c.job_id, c.queued_only),
+            other => panic!("expected a cancel, got {other:?}"),
+        }
+    }
+
     /// The next job id the agent sent this worker (init frames are skipped).
     async fn job(&mut self) -> String {
         loop {
@@ -225,7 +263,7 @@ fn kind(f: &JobFinished) -> ErrorKind {
 }
 
 #[tokio::test(start_paused = true)]
-async fn one_job_at_a_time_in_order_and_a_dead_worker_is_replaced_without_rerunning_its_job() {
+async fn jobs_run_in_order_and_a_dead_worker_is_replaced_without_rerunning_its_job() {
     let mut s = setup(false);
     for id in ["j1", "j2", "j3"] {
         s.agent.dispatch(dispatch(id, 0)).unwrap();
@@ -315,22 +353,68 @@ async fn kill_worker_sends_sigterm_then_sigkill_after_the_grace() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancel_removes_a_queued_job_and_forwards_to_the_running_one() {
+async fn cancel_removes_a_queued_job_and_forwards_to_the_worker_one_it_holds() {
     let mut s = setup(false);
-    s.agent.dispatch(dispatch("run", 0)).unwrap();
-    s.agent.dispatch(dispatch("wait", 0)).unwrap();
+    for id in ["run", "ahead", "a3", "a4", "wait"] {
+        s.agent.dispatch(dispatch(id, 0)).unwrap();
+    }
     let mut w = s.spawned().await;
-    assert_eq!(w.job().await, "run");
+    // The first PIPELINE_DEPTH jobs go to the worker; the last waits in the agent.
+    for id in ["run", "ahead", "a3", "a4"] {
+        assert_eq!(w.job().await, id);
+    }
     assert!(s.agent.cancel("wait").await);
     let f = s.finished().await;
     assert_eq!((f.job_id.as_str(), kind(&f)), ("wait", ErrorKind::Canceled));
+    // A job sent ahead: the worker is asked, and its answer is the job's end.
+    assert!(s.agent.cancel("ahead").await);
+    assert_eq!(w.cancel().await, ("ahead".to_string(), false));
+    w.events.send(canceled_unstarted("ahead")).await.unwrap();
+    let f = s.finished().await;
+    assert_eq!(
+        (f.job_id.as_str(), kind(&f)),
+        ("ahead", ErrorKind::Canceled)
+    );
     assert!(s.agent.cancel("run").await);
-    let f = tokio::time::timeout(Duration::from_secs(5), w.sent.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(matches!(f.frame, Some(In::Cancel(c)) if c.job_id == "run"));
+    assert_eq!(w.cancel().await, ("run".to_string(), false));
     assert!(!s.agent.cancel("unknown").await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_are_sent_ahead_in_batches_and_those_behind_a_dead_worker_s_job_run_on_the_next() {
+    let mut s = setup(false);
+    for i in 1..=7 {
+        s.agent.dispatch(dispatch(&format!("j{i}"), 0)).unwrap();
+    }
+    let mut w1 = s.spawned().await;
+    for id in ["j1", "j2", "j3", "j4"] {
+        assert_eq!(w1.job().await, id);
+    }
+    // Two of four answered: still more than REFILL_AT unanswered, so nothing is sent yet.
+    for id in ["j1", "j2"] {
+        w1.events.send(result(id)).await.unwrap();
+        assert_eq!(s.finished().await.job_id, id);
+    }
+    // Everything runnable runs before the paused clock moves.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(w1.sent.try_recv().is_err(), "no refill above REFILL_AT");
+    // At one unanswered, the worker is topped up to PIPELINE_DEPTH in one go.
+    w1.events.send(result("j3")).await.unwrap();
+    assert_eq!(s.finished().await.job_id, "j3");
+    for id in ["j5", "j6", "j7"] {
+        assert_eq!(w1.job().await, id);
+    }
+    // The worker dies running j4: j4 fails, j5..j7 never started and go to the next worker.
+    w1.events.send(exited(10 << 8)).await.unwrap();
+    let f = s.finished().await;
+    assert_eq!(
+        (f.job_id.as_str(), kind(&f)),
+        ("j4", ErrorKind::WorkerExited)
+    );
+    let mut w2 = s.spawned().await;
+    for id in ["j5", "j6", "j7"] {
+        assert_eq!(w2.job().await, id);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -360,12 +444,15 @@ async fn keepalive_and_idle_ttl_travel_to_the_worker_in_its_init_frame() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn fencing_hands_back_queued_jobs_and_lets_the_running_one_finish() {
+async fn fencing_hands_back_jobs_not_started_and_lets_started_ones_finish() {
     let mut s = setup(false);
-    s.agent.dispatch(dispatch("run", 0)).unwrap();
-    s.agent.dispatch(dispatch("queued", 0)).unwrap();
+    for id in ["run", "a1", "a2", "a3", "queued"] {
+        s.agent.dispatch(dispatch(id, 0)).unwrap();
+    }
     let mut w = s.spawned().await;
-    assert_eq!(w.job().await, "run");
+    for id in ["run", "a1", "a2", "a3"] {
+        assert_eq!(w.job().await, id);
+    }
     s.agent.fence("lease lost".into()).await;
     let f = s.finished().await;
     assert_eq!(
@@ -373,14 +460,36 @@ async fn fencing_hands_back_queued_jobs_and_lets_the_running_one_finish() {
         ("queued", ErrorKind::NodeUnavailable)
     );
     assert!(f.result.as_ref().unwrap().not_started, "{f:?}");
+    // Jobs sent ahead are taken back without touching the running one.
+    for id in ["a1", "a2", "a3"] {
+        assert_eq!(w.cancel().await, (id.to_string(), true));
+    }
     assert!(
         s.agent.dispatch(dispatch("new", 0)).is_err(),
         "a fenced node takes no job"
     );
+    // a1 was still queued in the worker: handed back. a2 had started by the time the worker
+    // read the request (after run ended): it finishes here. a3: handed back.
+    w.events.send(canceled_unstarted("a1")).await.unwrap();
     w.events.send(result("run")).await.unwrap();
-    let f = s.finished().await;
-    assert_eq!(f.job_id, "run");
-    assert!(f.result.unwrap().ok);
+    w.events.send(result("a2")).await.unwrap();
+    w.events.send(canceled_unstarted("a3")).await.unwrap();
+    let mut ends = Vec::new();
+    for _ in 0..4 {
+        let f = s.finished().await;
+        let r = f.result.clone().unwrap();
+        ends.push((f.job_id.clone(), r.ok, r.not_started, kind(&f)));
+    }
+    use ErrorKind::{NodeUnavailable, Unspecified};
+    assert_eq!(
+        ends,
+        [
+            ("a1".into(), false, true, NodeUnavailable),
+            ("run".into(), true, false, Unspecified),
+            ("a2".into(), true, false, Unspecified),
+            ("a3".into(), false, true, NodeUnavailable),
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

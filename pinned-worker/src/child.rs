@@ -8,6 +8,7 @@ use std::process::{ExitStatus, Stdio};
 
 use netpulse_proto::frame::{self, FrameError, FrameReader};
 use netpulse_proto::worker::{ParentFrame, WorkerFrame};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 /// What happened next to a worker process.
@@ -69,11 +70,22 @@ impl WorkerChild {
     }
 
     pub async fn send(&mut self, f: &ParentFrame) -> Result<(), FrameError> {
+        self.send_all(std::slice::from_ref(f)).await
+    }
+
+    /// Writes the frames in one write, so the worker wakes once for all of them.
+    pub async fn send_all(&mut self, frames: &[ParentFrame]) -> Result<(), FrameError> {
         let stdin = self
             .stdin
             .as_mut()
             .ok_or_else(|| FrameError::Io(std::io::ErrorKind::BrokenPipe.into()))?;
-        frame::write_frame(stdin, f, &mut self.wbuf).await
+        self.wbuf.clear();
+        for f in frames {
+            frame::encode_frame(f, &mut self.wbuf);
+        }
+        stdin.write_all(&self.wbuf).await?;
+        stdin.flush().await?;
+        Ok(())
     }
 
     /// The next frame; `Ok(None)` once the worker has closed its stdout. Cancel-safe.

@@ -27,7 +27,7 @@ use crate::session::DeviceSession;
 
 /// How long the parent has to send the init frame.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Jobs the worker accepts ahead of the running one; the parent normally sends one at a time.
+/// Jobs the worker accepts ahead of the running one; the parent sends a few ahead.
 const MAX_QUEUED_JOBS: usize = 1024;
 /// How long a keepalive RETURN may take to bring the prompt back. A live device answers in
 /// milliseconds; this bounds how long a frozen one goes unnoticed after the keepalive.
@@ -96,7 +96,7 @@ impl Inbox {
                 }
                 Some(In::Cancel(c)) => {
                     if running == Some(c.job_id.as_str()) {
-                        return Some(Interrupt::Cancel);
+                        return (!c.queued_only).then_some(Interrupt::Cancel);
                     }
                     if let Some(i) = self.queue.iter().position(|j| j.job_id == c.job_id) {
                         self.queue.remove(i);

@@ -321,9 +321,19 @@ async fn cancel_interrupts_the_running_job_and_the_next_job_reconnects() {
     w.send(&frame(job("queued", &["show clock"])))
         .await
         .unwrap();
+    // Taking back queued jobs leaves the running one alone: the first answer is the queued one.
+    w.send(&ParentFrame {
+        frame: Some(In::Cancel(wire::Cancel {
+            job_id: "hang".into(),
+            queued_only: true,
+        })),
+    })
+    .await
+    .unwrap();
     w.send(&ParentFrame {
         frame: Some(In::Cancel(wire::Cancel {
             job_id: "queued".into(),
+            queued_only: true,
         })),
     })
     .await
@@ -337,6 +347,7 @@ async fn cancel_interrupts_the_running_job_and_the_next_job_reconnects() {
     w.send(&ParentFrame {
         frame: Some(In::Cancel(wire::Cancel {
             job_id: "hang".into(),
+            queued_only: false,
         })),
     })
     .await
