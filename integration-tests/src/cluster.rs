@@ -35,6 +35,8 @@ pub struct Proc {
     pub child: Child,
     pub log: PathBuf,
     pub addr: String,
+    /// Its metrics endpoint (`host:port`), when the cluster serves metrics.
+    pub metrics: Option<String>,
 }
 
 impl Proc {
@@ -95,6 +97,8 @@ pub struct Options {
     /// Fixed ports: managers at base+1.., agents at base+11.., etcd at base+30 and base+31.
     /// Free ports when None.
     pub base_port: Option<u16>,
+    /// Managers and agents serve Prometheus metrics on free ports (`Proc::metrics`).
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -113,6 +117,7 @@ impl Default for Options {
             secret: "enable".into(),
             state_dir: None,
             base_port: None,
+            metrics: false,
         }
     }
 }
@@ -197,6 +202,15 @@ impl TestCluster {
         self.opts.base_port.map_or_else(free_port, |b| b + offset)
     }
 
+    /// `--metrics-listen` on a free port when the cluster serves metrics.
+    fn metrics_arg(&self, cmd: &mut Command) -> Option<String> {
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.opts.metrics.then(|| {
+            cmd.args(["--metrics-listen", &addr]);
+            addr
+        })
+    }
+
     pub fn spawn_agent(&self, node_id: &str) -> anyhow::Result<Proc> {
         let n = node_id
             .rsplit('-')
@@ -205,7 +219,9 @@ impl TestCluster {
             .unwrap_or(1u16);
         let addr = format!("127.0.0.1:{}", self.port(10 + n));
         let (log, file) = self.log(node_id)?;
-        let child = Command::new(workspace_bin("node-agent"))
+        let mut cmd = Command::new(workspace_bin("node-agent"));
+        let metrics = self.metrics_arg(&mut cmd);
+        let child = cmd
             .args(["--node-id", node_id, "--listen", &addr])
             .args(["--etcd-endpoints", &self.etcd.endpoint])
             .args(["--etcd-prefix", &self.prefix])
@@ -231,6 +247,7 @@ impl TestCluster {
             child,
             log,
             addr,
+            metrics,
         })
     }
 
@@ -243,6 +260,7 @@ impl TestCluster {
         let addr = format!("127.0.0.1:{}", self.port(n));
         let (log, file) = self.log(manager_id)?;
         let mut cmd = Command::new(workspace_bin("manager"));
+        let metrics = self.metrics_arg(&mut cmd);
         cmd.args(["--manager-id", manager_id, "--listen", &addr])
             .args(["--etcd-endpoints", &self.etcd.endpoint])
             .args(["--etcd-prefix", &self.prefix])
@@ -270,6 +288,7 @@ impl TestCluster {
             child,
             log,
             addr,
+            metrics,
         })
     }
 

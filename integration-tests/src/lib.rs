@@ -244,6 +244,34 @@ pub fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
+/// `GET /metrics` from a metrics endpoint (`host:port`): the body, after checking the answer is
+/// 200 in the text format.
+pub async fn scrape(addr: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: netpulse\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        anyhow::Ok(out)
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(10), io).await??;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {out}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "scrape failed: {head}");
+    anyhow::ensure!(head.contains("application/openmetrics-text"), "{head}");
+    Ok(body.to_string())
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed), if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

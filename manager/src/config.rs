@@ -97,6 +97,10 @@ pub struct ManagerConfig {
     pub log_format: LogFormat,
     #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     pub log: String,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9464; none by
+    /// default.
+    #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
@@ -220,6 +224,7 @@ impl ManagerConfig {
             max_concurrent_requests: self.max_concurrent_requests,
             max_requests_per_connection: self.max_requests_per_connection,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
+            metrics_listen: self.metrics_listen,
         }
     }
 }
@@ -234,4 +239,5 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     pub max_requests_per_connection: usize,
     pub request_timeout: Duration,
+    pub metrics_listen: Option<SocketAddr>,
 }

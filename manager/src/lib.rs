@@ -9,7 +9,8 @@
 //! queries about any job (`jobs`, `admin`); each job is driven by the replica that accepted it,
 //! and `recovery` hands a dead replica's jobs to a live one. `service` adapts all of it to
 //! gRPC, `auth` checks bearer tokens, `server` assembles the server with health and
-//! reflection, and `error` maps errors to gRPC codes in one place.
+//! reflection, `metrics` serves Prometheus metrics, and `error` maps errors to gRPC codes in
+//! one place.
 
 pub mod admin;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod placement;
 pub mod record;
 pub mod recovery;

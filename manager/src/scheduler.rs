@@ -101,6 +101,7 @@ pub struct Scheduler {
     pub(crate) store: JobStore,
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) state: Mutex<State>,
+    pub metrics: crate::metrics::Metrics,
     pub(crate) tables: Mutex<HashMap<String, oneshot::Sender<Vec<WorkerInfo>>>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
@@ -154,6 +155,7 @@ impl Scheduler {
             store,
             cluster,
             state: Mutex::new(State::default()),
+            metrics: crate::metrics::Metrics::default(),
             tables: Mutex::new(HashMap::new()),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
@@ -227,6 +229,7 @@ impl Scheduler {
                 _slot: Some(slot),
             },
         );
+        self.metrics.submitted(job.strategy());
         debug!(job_id = %id, node_id = %node, "job dispatched");
         if let Err(e) = self.cluster.send(&node, Out::Dispatch(dispatch)) {
             warn!(job_id = %id, node_id = %node, error = %e, "dispatch failed; the job stays queued");
@@ -472,6 +475,7 @@ impl Scheduler {
     /// Ends a job this manager drives: records it final (expiring after its result TTL),
     /// drops its `active` entry, then tells its watchers.
     pub(crate) fn finalize(self: &Arc<Self>, a: Active) {
+        self.metrics.finished(&a.job);
         let id = a.job.id.clone();
         let mut ops = vec![self.store.job_op(a.job.clone(), Some(a.request.result_ttl))];
         // A job never recorded has no active entry to remove.

@@ -1,6 +1,7 @@
 //! The manager's assembly: cluster view, job store, scheduler, liveness and adoption, and the
 //! gRPC server (public API, health, reflection) behind auth, load shedding and limits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::Client;
@@ -87,6 +88,18 @@ pub async fn run(
         listen = %listener.local_addr()?,
         "manager serving"
     );
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = TcpListener::bind(addr).await?;
+        info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+        let s = scheduler.clone();
+        let render: netpulse_telemetry::Render = Arc::new(move || s.metrics.render(&s));
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            if let Err(e) = netpulse_telemetry::serve_metrics(listener, render, stop).await {
+                warn!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
     let stop = shutdown.clone();
     // The builder's nodelay and keepalive apply only to sockets it binds itself; without
     // nodelay, Nagle and delayed acks add ~40 ms to every small response.

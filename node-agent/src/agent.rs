@@ -63,6 +63,7 @@ pub struct Ctx {
     idle: Notify,
     /// Cancelled at the end of shutdown: manager sessions close.
     pub sessions_stop: CancellationToken,
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 const RECENT_FINISHED: usize = 10_000;
@@ -109,6 +110,17 @@ impl Ctx {
             worker_id: worker_id.to_string(),
             result: Some(result),
         };
+        // Known jobs only: a replayed result was counted when it first ended.
+        let pinned = self
+            .jobs
+            .lock()
+            .expect("lock")
+            .get(&finished.job_id)
+            .map(Option::is_some);
+        if let (Some(pinned), Some(r)) = (pinned, &finished.result) {
+            self.metrics
+                .finished(crate::metrics::strategy_name(pinned), r);
+        }
         // A job handed back unstarted may be dispatched here again; it is not "finished".
         let not_started = finished.result.as_ref().is_some_and(|r| r.not_started);
         if !not_started {
@@ -230,6 +242,7 @@ impl Agent {
             recent: Mutex::new(RecentFinished::default()),
             idle: Notify::new(),
             sessions_stop: CancellationToken::new(),
+            metrics: crate::metrics::AgentMetrics::default(),
         });
         let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
         ctx.tracker

@@ -94,6 +94,10 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     pub log: String,
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9465; none by
+    /// default.
+    #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {

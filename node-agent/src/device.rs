@@ -79,6 +79,7 @@ struct Live {
     sent: VecDeque<Sent>,
     /// Jobs handed back unstarted by this (exiting) worker, requeued in their order.
     handed_back: usize,
+    spawned_at: Instant,
     /// SIGKILL at this time unless the worker is gone (after SIGTERM).
     kill_at: Option<Instant>,
     last_health: Option<wire::Health>,
@@ -174,6 +175,9 @@ impl DeviceActor {
             };
             info!(device = %self.key, worker_id = %l.id, %how, "worker stopped");
             self.set_exited(code, "agent shutting down".into());
+            self.ctx
+                .metrics
+                .exited("pinned", code, l.spawned_at.elapsed());
         }
         self.ctx.table.remove(&self.key);
     }
@@ -208,6 +212,7 @@ impl DeviceActor {
                     }
                     let pid = child.pid().unwrap_or_default();
                     info!(device = %self.key, worker_id = %id, pid, "worker spawned");
+                    self.ctx.metrics.spawned("pinned");
                     self.live = Some(Live {
                         child,
                         id: id.clone(),
@@ -215,6 +220,7 @@ impl DeviceActor {
                         did_work: false,
                         sent: VecDeque::new(),
                         handed_back: 0,
+                        spawned_at: Instant::now(),
                         kill_at: None,
                         last_health: None,
                         exit_reason: None,
@@ -394,7 +400,8 @@ impl DeviceActor {
     fn on_frame(&mut self, frame: Option<Out>) {
         let l = self.live.as_mut().expect("a frame came from a live worker");
         match frame {
-            Some(Out::Connected(_)) => {
+            Some(Out::Connected(c)) => {
+                self.ctx.metrics.connected("pinned", c.connect_us);
                 l.connected = true;
                 let state = if !l.sent.is_empty() {
                     WorkerState::Busy
@@ -464,6 +471,7 @@ impl DeviceActor {
                     (true, false) => WorkerState::Ready,
                 };
                 l.last_health = Some(h.clone());
+                self.ctx.metrics.health(&h);
                 self.publish_row(|w| {
                     w.state = state as i32;
                     w.last_keepalive_rtt_us = h.rtt_us;
@@ -488,6 +496,7 @@ impl DeviceActor {
         };
         let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
         info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");
+        let lived = l.spawned_at.elapsed();
         let mut sent = std::mem::take(&mut l.sent);
         // A pinned worker exits 0 on its own only at its idle TTL, which it checks only with no
         // job in hand, and it hands back the jobs it had read: what is left was still unread in
@@ -543,6 +552,8 @@ impl DeviceActor {
             }
         }
         self.set_exited(code, reason);
+        // Counted after the table says so, so a scrape never sees the exit before the row.
+        self.ctx.metrics.exited("pinned", code, lived);
     }
 
     fn set_exited(&self, code: i32, reason: String) {

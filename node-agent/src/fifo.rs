@@ -105,6 +105,8 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         }
     };
     let pid = child.pid().unwrap_or_default();
+    let spawned_at = Instant::now();
+    ctx.metrics.spawned("fifo");
     ctx.table.update(&id, |w| {
         w.worker_id = id.clone();
         w.device = device.clone();
@@ -148,6 +150,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
                 ChildEvent::Frame(f) => match f.frame {
                     Some(Out::Result(r)) if r.job_id == d.job_id => result = Some(r),
                     Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
+                    Some(Out::Connected(c)) => ctx.metrics.connected("fifo", c.connect_us),
                     _ => {}
                 },
                 ChildEvent::Closed => break None,
@@ -187,6 +190,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
     };
     info!(worker_id = %id, %how, "one-shot worker exited");
     ctx.table.remove(&id);
+    ctx.metrics.exited("fifo", code, spawned_at.elapsed());
     let r = match result {
         Some(r) => r,
         None if timed_out => process::failed(

@@ -15,6 +15,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod fifo;
+pub mod metrics;
 pub mod process;
 pub mod registry;
 pub mod service;

@@ -61,6 +61,27 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         listener,
         serve_stop.clone(),
     ));
+    // Scrapes are answered until the very end, so the drain can be watched.
+    let metrics_stop = CancellationToken::new();
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+            let a = agent.clone();
+            let render: netpulse_telemetry::Render = std::sync::Arc::new(move || {
+                a.ctx.metrics.render(
+                    &a.ctx.table,
+                    a.ctx.fifo_queued.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            });
+            Some(tokio::spawn(netpulse_telemetry::serve_metrics(
+                listener,
+                render,
+                metrics_stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let registry = tokio::spawn(node_agent::registry::run(
         etcd,
         cfg.registry(),
@@ -87,6 +108,10 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let _ = registry.await;
     serve_stop.cancel();
     let _ = server.await;
+    metrics_stop.cancel();
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     info!("node agent stopped");
     Ok(())
 }
