@@ -48,6 +48,14 @@ struct Cli {
     /// JSON on stdout instead of tables (one document; `jobs watch` prints one per line).
     #[arg(long, global = true)]
     json: bool,
+    /// Talk TLS to the manager, trusting this CA (PEM).
+    #[arg(long, global = true, env = "NETPULSE_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate for a manager that requires mutual TLS (PEM; with --tls-key).
+    #[arg(long, global = true, env = "NETPULSE_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, global = true, env = "NETPULSE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Longest wait for the manager on any one call, in seconds (waiting for a job included).
     #[arg(long, global = true, default_value_t = 3600)]
     timeout: u64,
@@ -219,6 +227,15 @@ struct Failure {
 
 impl From<Status> for Failure {
     fn from(s: Status) -> Failure {
+        // The connection failed under the call (a refused TLS handshake shows here).
+        if let Some(e) =
+            std::error::Error::source(&s).and_then(|e| e.downcast_ref::<tonic::transport::Error>())
+        {
+            return Failure {
+                code: 3,
+                message: format!("the connection to the manager failed: {e:?}"),
+            };
+        }
         let code = match s.code() {
             Code::InvalidArgument | Code::OutOfRange => 2,
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => 3,
@@ -276,21 +293,31 @@ struct Api {
 
 impl Api {
     async fn connect(cli: &Cli) -> Result<Api, Failure> {
+        let scheme = if cli.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let addr = if cli.addr.contains("://") {
             cli.addr.clone()
         } else {
-            format!("http://{}", cli.addr)
+            format!("{scheme}://{}", cli.addr)
         };
-        let endpoint = Endpoint::from_shared(addr.clone())
-            .map_err(|e| Failure {
-                code: 2,
-                message: format!("--addr {addr:?} is not a URL: {e}"),
-            })?
+        let usage = |message: String| Failure { code: 2, message };
+        let mut endpoint = Endpoint::from_shared(addr.clone())
+            .map_err(|e| usage(format!("--addr {addr:?} is not a URL: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
+        if let Some(ca) = &cli.tls_ca {
+            let identity = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+            let tls = netpulse_proto::tls::client(ca, identity).map_err(usage)?;
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| usage(format!("TLS settings: {e}")))?;
+        }
         let channel = endpoint.connect().await.map_err(|e| Failure {
             code: 3,
-            message: format!("cannot reach the manager at {addr}: {e}"),
+            message: format!("cannot reach the manager at {addr}: {e:?}"),
         })?;
         let token = match &cli.token {
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| Failure {

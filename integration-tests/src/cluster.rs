@@ -99,6 +99,9 @@ pub struct Options {
     pub base_port: Option<u16>,
     /// Managers and agents serve Prometheus metrics on free ports (`Proc::metrics`).
     pub metrics: bool,
+    /// Mutual TLS everywhere: the client API and the manager-agent links (the test client
+    /// presents the PKI's client certificate).
+    pub tls: Option<std::sync::Arc<crate::tls::TestPki>>,
 }
 
 impl Default for Options {
@@ -118,6 +121,7 @@ impl Default for Options {
             state_dir: None,
             base_port: None,
             metrics: false,
+            tls: None,
         }
     }
 }
@@ -221,6 +225,11 @@ impl TestCluster {
         let (log, file) = self.log(node_id)?;
         let mut cmd = Command::new(workspace_bin("node-agent"));
         let metrics = self.metrics_arg(&mut cmd);
+        if let Some(pki) = &self.opts.tls {
+            cmd.arg("--tls-cert").arg(&pki.server_cert);
+            cmd.arg("--tls-key").arg(&pki.server_key);
+            cmd.arg("--tls-client-ca").arg(&pki.ca);
+        }
         let child = cmd
             .args(["--node-id", node_id, "--listen", &addr])
             .args(["--etcd-endpoints", &self.etcd.endpoint])
@@ -261,6 +270,14 @@ impl TestCluster {
         let (log, file) = self.log(manager_id)?;
         let mut cmd = Command::new(workspace_bin("manager"));
         let metrics = self.metrics_arg(&mut cmd);
+        if let Some(pki) = &self.opts.tls {
+            cmd.arg("--tls-cert").arg(&pki.server_cert);
+            cmd.arg("--tls-key").arg(&pki.server_key);
+            cmd.arg("--tls-client-ca").arg(&pki.ca);
+            cmd.arg("--agent-tls-ca").arg(&pki.ca);
+            cmd.arg("--agent-tls-cert").arg(&pki.client_cert);
+            cmd.arg("--agent-tls-key").arg(&pki.client_key);
+        }
         cmd.args(["--manager-id", manager_id, "--listen", &addr])
             .args(["--etcd-endpoints", &self.etcd.endpoint])
             .args(["--etcd-prefix", &self.prefix])
@@ -293,8 +310,18 @@ impl TestCluster {
     }
 
     pub async fn channel(&self, manager: usize) -> anyhow::Result<Channel> {
-        let url = format!("http://{}", self.managers[manager].addr);
-        Ok(Channel::from_shared(url)?
+        let addr = &self.managers[manager].addr;
+        let endpoint = match &self.opts.tls {
+            Some(pki) => Channel::from_shared(format!("https://{addr}"))?.tls_config(
+                netpulse_proto::tls::client(
+                    &pki.ca,
+                    Some((pki.client_cert.as_path(), pki.client_key.as_path())),
+                )
+                .map_err(anyhow::Error::msg)?,
+            )?,
+            None => Channel::from_shared(format!("http://{addr}"))?,
+        };
+        Ok(endpoint
             .connect_timeout(Duration::from_secs(5))
             .connect()
             .await?)

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
@@ -54,6 +55,7 @@ impl Cluster {
         client: Client,
         prefix: &str,
         manager_id: String,
+        tls: Option<ClientTlsConfig>,
         events: mpsc::Sender<NodeEvent>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
@@ -71,7 +73,7 @@ impl Cluster {
         });
         let c = cluster.clone();
         let t = tracker.clone();
-        tracker.spawn(async move { c.reconcile(manager_id, events, t, shutdown).await });
+        tracker.spawn(async move { c.reconcile(manager_id, tls, events, t, shutdown).await });
         cluster
     }
 
@@ -98,6 +100,7 @@ impl Cluster {
     async fn reconcile(
         &self,
         manager_id: String,
+        tls: Option<ClientTlsConfig>,
         events: mpsc::Sender<NodeEvent>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
@@ -124,6 +127,7 @@ impl Cluster {
                     tracker.spawn(link(
                         rec.clone(),
                         manager_id.clone(),
+                        tls.clone(),
                         rx,
                         events.clone(),
                         stop.clone(),
@@ -243,23 +247,39 @@ async fn watch_nodes(
 async fn link(
     node: NodeRecord,
     manager_id: String,
+    tls: Option<ClientTlsConfig>,
     mut outbox: mpsc::Receiver<ManagerMessage>,
     events: mpsc::Sender<NodeEvent>,
     stop: CancellationToken,
 ) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = if node.address.contains("://") {
         node.address.clone()
     } else {
-        format!("http://{}", node.address)
+        format!("{scheme}://{}", node.address)
+    };
+    let endpoint = Endpoint::from_shared(url.clone()).and_then(|e| match tls {
+        Some(tls) => e.tls_config(tls),
+        None => Ok(e),
+    });
+    let endpoint = match endpoint {
+        Ok(e) => e.connect_timeout(DIAL_TIMEOUT).tcp_nodelay(true),
+        Err(e) => {
+            warn!(node_id = %node.node_id, %url, error = %e, "the node's address is not usable; no link");
+            return;
+        }
     };
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {
-        let dialed =
-            tokio::time::timeout(DIAL_TIMEOUT, AgentServiceClient::connect(url.clone())).await;
+        let dialed = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect()).await;
         let mut client = match dialed {
-            Ok(Ok(c)) => c,
-            _ => {
-                debug!(node_id = %node.node_id, %url, "agent not reachable yet");
+            Ok(Ok(channel)) => AgentServiceClient::new(channel),
+            other => {
+                let error = match other {
+                    Ok(Err(e)) => format!("{e:?}"),
+                    _ => "timed out".into(),
+                };
+                debug!(node_id = %node.node_id, %url, %error, "agent not reachable yet");
                 tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => return }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
+
 use clap::{Parser, ValueEnum};
 
 use crate::request::RequestLimits;
@@ -97,6 +99,27 @@ pub struct ManagerConfig {
     pub log_format: LogFormat,
     #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     pub log: String,
+    /// Serve the API over TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "NETPULSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "NETPULSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require API clients to present a certificate signed by this CA (mutual TLS).
+    #[arg(long, env = "NETPULSE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Dial node agents over TLS, trusting agents whose certificates this CA signed.
+    #[arg(long, env = "NETPULSE_AGENT_TLS_CA")]
+    pub agent_tls_ca: Option<PathBuf>,
+    /// This manager's certificate for agents that require mutual TLS (with --agent-tls-key).
+    #[arg(
+        long,
+        env = "NETPULSE_AGENT_TLS_CERT",
+        requires_all = ["agent_tls_key", "agent_tls_ca"]
+    )]
+    pub agent_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "NETPULSE_AGENT_TLS_KEY", requires = "agent_tls_cert")]
+    pub agent_tls_key: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9464; none by
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
@@ -225,7 +248,31 @@ impl ManagerConfig {
             max_requests_per_connection: self.max_requests_per_connection,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
             metrics_listen: self.metrics_listen,
+            tls: None,
+            agent_tls: None,
         }
+    }
+
+    /// The API's TLS and the agent links' TLS, read from their files.
+    pub fn tls(&self) -> Result<(Option<ServerTlsConfig>, Option<ClientTlsConfig>), String> {
+        let api = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(netpulse_proto::tls::server(
+                cert,
+                key,
+                self.tls_client_ca.as_deref(),
+            )?),
+            _ => None,
+        };
+        let agents = match &self.agent_tls_ca {
+            Some(ca) => Some(netpulse_proto::tls::client(
+                ca,
+                self.agent_tls_cert
+                    .as_deref()
+                    .zip(self.agent_tls_key.as_deref()),
+            )?),
+            None => None,
+        };
+        Ok((api, agents))
     }
 }
 
@@ -240,4 +287,8 @@ pub struct ServerConfig {
     pub max_requests_per_connection: usize,
     pub request_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    /// The API over TLS (None: plaintext).
+    pub tls: Option<ServerTlsConfig>,
+    /// Agent links over TLS (None: plaintext).
+    pub agent_tls: Option<ClientTlsConfig>,
 }

@@ -26,6 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    let tls = match cfg.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("manager: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -41,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    match rt.block_on(run(cfg, tokens)) {
+    match rt.block_on(run(cfg, tokens, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "manager failed");
@@ -50,7 +57,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: ManagerConfig, tokens: Vec<String>) -> anyhow::Result<()> {
+type Tls = (
+    Option<tonic::transport::ServerTlsConfig>,
+    Option<tonic::transport::ClientTlsConfig>,
+);
+
+async fn run(cfg: ManagerConfig, tokens: Vec<String>, tls: Tls) -> anyhow::Result<()> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
@@ -59,8 +71,10 @@ async fn run(cfg: ManagerConfig, tokens: Vec<String>) -> anyhow::Result<()> {
     let manager_id = cfg.manager_id();
     info!(%manager_id, listen = %cfg.listen, "manager starting");
     let shutdown = CancellationToken::new();
+    let mut server_cfg = cfg.server(manager_id, tokens);
+    (server_cfg.tls, server_cfg.agent_tls) = tls;
     let mut server = tokio::spawn(manager::server::run(
-        cfg.server(manager_id, tokens),
+        server_cfg,
         etcd,
         listener,
         shutdown.clone(),

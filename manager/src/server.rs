@@ -38,6 +38,7 @@ pub async fn run(
         etcd.clone(),
         &cfg.scheduler.prefix,
         cfg.scheduler.manager_id.clone(),
+        cfg.agent_tls.clone(),
         events_tx,
         &tracker,
         shutdown.clone(),
@@ -106,7 +107,11 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = cfg.tls.clone() {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .max_concurrent_streams(Some(cfg.max_requests_per_connection as u32))
         .timeout(cfg.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

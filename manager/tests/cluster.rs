@@ -68,6 +68,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
     tokio::spawn(node_agent::serve(
         agent.clone(),
         listener,
+        None,
         serve_stop.clone(),
     ));
     let reg_stop = CancellationToken::new();
@@ -94,6 +95,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         etcd.client().await,
         "/np-cluster",
         "mgr-1".into(),
+        None,
         tx,
         &tracker,
         shutdown.clone(),

@@ -94,6 +94,15 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
     #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     pub log: String,
+    /// Serve managers over TLS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "NETPULSE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "NETPULSE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require managers to present a certificate signed by this CA (mutual TLS).
+    #[arg(long, env = "NETPULSE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9465; none by
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
@@ -114,6 +123,16 @@ impl AgentConfig {
             let exe = std::env::current_exe().unwrap_or_default();
             exe.with_file_name("pinned-worker")
         })
+    }
+
+    /// The server's TLS, read from its files (None: plaintext).
+    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                netpulse_proto::tls::server(cert, key, self.tls_client_ca.as_deref()).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {

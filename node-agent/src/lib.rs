@@ -38,6 +38,7 @@ pub const READY_SERVICE: &str = "netpulse.agent.v1.AgentService";
 pub async fn serve(
     agent: Arc<agent::Agent>,
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let mut admission = agent.watch_admission();
@@ -62,7 +63,11 @@ pub async fn serve(
             }
         }
     });
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .tcp_nodelay(true)
         .add_service(health_svc)
         .add_service(svc)

@@ -21,6 +21,13 @@ fn main() -> ExitCode {
         eprintln!("node-agent: {e}");
         return ExitCode::from(64);
     }
+    let tls = match cfg.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("node-agent: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "node-agent failed");
@@ -45,7 +52,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
+async fn run(
+    cfg: AgentConfig,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> anyhow::Result<()> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
@@ -59,6 +69,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(node_agent::serve(
         agent.clone(),
         listener,
+        tls,
         serve_stop.clone(),
     ));
     // Scrapes are answered until the very end, so the drain can be watched.

@@ -56,7 +56,12 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(node_agent::serve(agent.clone(), listener, stop.clone()));
+    tokio::spawn(node_agent::serve(
+        agent.clone(),
+        listener,
+        None,
+        stop.clone(),
+    ));
     let mut client = AgentServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
