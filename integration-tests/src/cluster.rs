@@ -102,6 +102,8 @@ pub struct Options {
     /// Mutual TLS everywhere: the client API and the manager-agent links (the test client
     /// presents the PKI's client certificate).
     pub tls: Option<std::sync::Arc<crate::tls::TestPki>>,
+    /// Managers and agents export traces to this OTLP/HTTP endpoint.
+    pub otlp: Option<String>,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             base_port: None,
             metrics: false,
             tls: None,
+            otlp: None,
         }
     }
 }
@@ -206,8 +209,12 @@ impl TestCluster {
         self.opts.base_port.map_or_else(free_port, |b| b + offset)
     }
 
-    /// `--metrics-listen` on a free port when the cluster serves metrics.
+    /// `--metrics-listen` on a free port when the cluster serves metrics (and
+    /// `--otlp-endpoint` when it exports traces).
     fn metrics_arg(&self, cmd: &mut Command) -> Option<String> {
+        if let Some(otlp) = &self.opts.otlp {
+            cmd.args(["--otlp-endpoint", otlp]);
+        }
         let addr = format!("127.0.0.1:{}", free_port());
         self.opts.metrics.then(|| {
             cmd.args(["--metrics-listen", &addr]);

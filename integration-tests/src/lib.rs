@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod otlp;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

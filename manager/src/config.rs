@@ -124,6 +124,10 @@ pub struct ManagerConfig {
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Export traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318); off
+    /// by default.
+    #[arg(long, env = "NETPULSE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {

@@ -33,14 +33,19 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match cfg.log_format {
-        LogFormat::Json => logs.json().flatten_event(true).init(),
-        LogFormat::Pretty => logs.init(),
-    }
+    // Held to the end of main: dropping it flushes the spans not yet exported.
+    let _telemetry = match netpulse_telemetry::trace::init(netpulse_telemetry::trace::LogConfig {
+        service: "netpulse-manager",
+        json: matches!(cfg.log_format, LogFormat::Json),
+        filter: &cfg.log,
+        otlp_endpoint: cfg.otlp_endpoint.as_deref(),
+    }) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("manager: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -84,6 +84,8 @@ pub struct JobRequest {
     pub result_ttl: Duration,
     pub wait: bool,
     pub idempotency_key: Option<String>,
+    /// The submit's trace context, passed to the agent in every dispatch (empty: not traced).
+    pub trace_context: std::collections::HashMap<String, String>,
 }
 
 fn invalid(msg: String) -> ApiError {
@@ -245,6 +247,7 @@ impl JobRequest {
             result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
             wait: req.wait,
             idempotency_key,
+            trace_context: Default::default(),
         })
     }
 
@@ -283,6 +286,7 @@ impl JobRequest {
                 enable_mode: self.enable,
                 command_timeout_ms: d.command_timeout.as_millis() as u32,
                 connection: None,
+                trace_context: self.trace_context.clone(),
             }),
             keepalive_seconds: d.keepalive_seconds,
             idle_ttl_seconds: self.idle_ttl.as_secs() as u32,

@@ -179,7 +179,10 @@ impl Scheduler {
     pub async fn submit(&self, req: ExecuteRequest) -> Result<Submitted, ApiError> {
         let mut wire = req.clone();
         wire.wait = false;
-        let request = JobRequest::from_wire(req, &self.cfg.limits)?;
+        let mut request = JobRequest::from_wire(req, &self.cfg.limits)?;
+        if netpulse_telemetry::trace::exporting() {
+            request.trace_context = netpulse_telemetry::trace::inject(&tracing::Span::current());
+        }
         // Taken before any await, so concurrent submits cannot all pass the check.
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             ApiError::ResourceExhausted(format!(

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::record::is_final;
 use crate::scheduler::Scheduler;
@@ -21,9 +22,19 @@ pub struct Api {
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl JobService for Api {
-    async fn execute(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
+/// A span for a traced call, its parent the caller's `traceparent`; None when traces are off
+/// (no span is made on the hot path then).
+fn traced<T>(req: &Request<T>, span: impl FnOnce() -> tracing::Span) -> Option<tracing::Span> {
+    if !netpulse_telemetry::trace::exporting() {
+        return None;
+    }
+    let span = span();
+    netpulse_telemetry::trace::set_parent_from_metadata(&span, req.metadata());
+    Some(span)
+}
+
+impl Api {
+    async fn execute_inner(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
         let req = req.into_inner();
         let wait = req.wait;
         let submitted = self.scheduler.submit(req).await?;
@@ -49,14 +60,28 @@ impl JobService for Api {
         };
         Ok(Response::new(job))
     }
+}
+
+#[tonic::async_trait]
+impl JobService for Api {
+    async fn execute(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
+        match traced(&req, || tracing::info_span!("netpulse.execute")) {
+            Some(span) => self.execute_inner(req).instrument(span).await,
+            None => self.execute_inner(req).await,
+        }
+    }
 
     async fn execute_bulk(
         &self,
         req: Request<ExecuteBulkRequest>,
     ) -> Result<Response<ExecuteBulkResponse>, Status> {
-        Ok(Response::new(
-            self.scheduler.execute_bulk(req.into_inner()).await?,
-        ))
+        let span = traced(&req, || tracing::info_span!("netpulse.execute_bulk"));
+        let bulk = self.scheduler.execute_bulk(req.into_inner());
+        let r = match span {
+            Some(span) => bulk.instrument(span).await,
+            None => bulk.await,
+        };
+        Ok(Response::new(r?))
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {

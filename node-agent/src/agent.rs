@@ -54,8 +54,9 @@ pub struct Ctx {
     pub tracker: TaskTracker,
     pub fifo_queued: AtomicUsize,
     next_worker: AtomicU64,
-    /// Accepted jobs not finished yet, with the device they were queued on (None: fifo).
-    jobs: Mutex<HashMap<String, Option<String>>>,
+    /// Accepted jobs not finished yet, with the device they were queued on (None: fifo) and,
+    /// when traces are exported, the job's span here (it ends when the job does).
+    jobs: Mutex<HashMap<String, JobEntry>>,
     /// The last `RECENT_FINISHED` results, so a dispatch repeated by a manager that missed the
     /// end (it restarted) is answered with the result instead of running the job again.
     recent: Mutex<RecentFinished>,
@@ -67,6 +68,9 @@ pub struct Ctx {
 }
 
 const RECENT_FINISHED: usize = 10_000;
+
+/// An accepted job's route (its device; None: fifo) and its span here, if traced.
+pub type JobEntry = (Option<String>, Option<tracing::Span>);
 
 #[derive(Default)]
 struct RecentFinished {
@@ -95,12 +99,14 @@ impl Ctx {
             self.next_worker.fetch_add(1, Ordering::Relaxed) + 1
         )
     }
-    pub fn forget_job(&self, job_id: &str) {
+    /// The job's entry goes (and its span ends).
+    pub fn forget_job(&self, job_id: &str) -> Option<JobEntry> {
         let mut jobs = self.jobs.lock().expect("lock");
-        jobs.remove(job_id);
+        let entry = jobs.remove(job_id);
         if jobs.is_empty() {
             self.idle.notify_waiters();
         }
+        entry
     }
 
     /// Publishes a job's end; the job id becomes free again.
@@ -110,23 +116,33 @@ impl Ctx {
             worker_id: worker_id.to_string(),
             result: Some(result),
         };
-        // Known jobs only: a replayed result was counted when it first ended.
-        let pinned = self
-            .jobs
-            .lock()
-            .expect("lock")
-            .get(&finished.job_id)
-            .map(Option::is_some);
-        if let (Some(pinned), Some(r)) = (pinned, &finished.result) {
-            self.metrics
-                .finished(crate::metrics::strategy_name(pinned), r);
-        }
         // A job handed back unstarted may be dispatched here again; it is not "finished".
         let not_started = finished.result.as_ref().is_some_and(|r| r.not_started);
         if !not_started {
             self.recent.lock().expect("lock").insert(finished.clone());
         }
-        self.forget_job(&finished.job_id);
+        // Known jobs only: a replayed result was counted when it first ended.
+        if let (Some((route, span)), Some(r)) =
+            (self.forget_job(&finished.job_id), &finished.result)
+        {
+            self.metrics
+                .finished(crate::metrics::strategy_name(route.is_some()), r);
+            if let Some(span) = span {
+                let commands: Vec<(&str, u64)> = r
+                    .results
+                    .iter()
+                    .filter(|c| c.status != wire::CommandStatus::Skipped as i32)
+                    .map(|c| (c.command.as_str(), c.duration_us))
+                    .collect();
+                netpulse_telemetry::trace::record_worker_spans(
+                    &span,
+                    worker_id,
+                    r.started_unix_us,
+                    r.connect_us,
+                    &commands,
+                );
+            }
+        }
         self.events.publish(Msg::Finished(finished));
     }
 
@@ -292,7 +308,7 @@ impl Agent {
 
     /// Accepts a job or says why not. Returns the device key. A job id this agent has queued,
     /// running or recently finished is never run again (see `Dispatch.resume_only`).
-    pub fn dispatch(&self, d: Dispatch) -> Result<String, AgentError> {
+    pub fn dispatch(&self, mut d: Dispatch) -> Result<String, AgentError> {
         if self.ctx.jobs.lock().expect("lock").contains_key(&d.job_id) {
             return Err(AgentError::AlreadyExists(format!(
                 "job {} is already queued or running here",
@@ -346,7 +362,17 @@ impl Agent {
                 )));
             }
             let route = (d.strategy() != Strategy::Fifo).then(|| key.clone());
-            jobs.insert(d.job_id.clone(), route);
+            // The job's span here, a child of the manager's; the worker gets its context.
+            let span = netpulse_telemetry::trace::exporting().then(|| {
+                let span =
+                    tracing::info_span!("netpulse.agent.job", job_id = %d.job_id, device = %key);
+                if let Some(job) = d.job.as_mut() {
+                    netpulse_telemetry::trace::set_parent(&span, &job.trace_context);
+                    job.trace_context = netpulse_telemetry::trace::inject(&span);
+                }
+                span
+            });
+            jobs.insert(d.job_id.clone(), (route, span));
         }
         let r = match d.strategy() {
             Strategy::Fifo => match self.fifo.lock().expect("lock").as_ref() {
@@ -407,7 +433,13 @@ impl Agent {
 
     /// Cancels a queued or running job; false when this agent does not have it.
     pub async fn cancel(&self, job_id: &str) -> bool {
-        let route = self.ctx.jobs.lock().expect("lock").get(job_id).cloned();
+        let route = self
+            .ctx
+            .jobs
+            .lock()
+            .expect("lock")
+            .get(job_id)
+            .map(|(route, _)| route.clone());
         let Some(route) = route else { return false };
         if let Some(key) = route {
             let tx = self.devices.lock().expect("lock").get(&key).cloned();

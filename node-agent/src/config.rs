@@ -107,6 +107,10 @@ pub struct AgentConfig {
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Export traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318),
+    /// workers' spans included; off by default.
+    #[arg(long, env = "NETPULSE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {

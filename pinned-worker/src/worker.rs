@@ -17,7 +17,7 @@ use netpulse_proto::worker::{
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::error::SessionError;
 use crate::exit_code;
@@ -437,9 +437,23 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
 
     /// Runs one job. `Err` means the process must exit (after the job's result was sent).
     async fn run_job(&mut self, job: wire::Job) -> Result<(), Exit> {
+        // With tracing on, the job's log lines carry its trace id; off, no span costs anything.
+        match trace_id(&job.trace_context) {
+            Some(trace_id) => {
+                let span = tracing::info_span!("job", job_id = %job.job_id, %trace_id);
+                self.run_job_inner(job).instrument(span).await
+            }
+            None => self.run_job_inner(job).await,
+        }
+    }
+
+    async fn run_job_inner(&mut self, job: wire::Job) -> Result<(), Exit> {
         let id = job.job_id.clone();
         let mut result = wire::JobResult {
             job_id: id.clone(),
+            started_unix_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             ..Default::default()
         };
         let spec = match self.opts.job_spec(&job) {
@@ -575,6 +589,11 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         }
         report(&mut self.out, exit).await
     }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(trace_context: &std::collections::HashMap<String, String>) -> Option<&str> {
+    trace_context.get("traceparent")?.split('-').nth(1)
 }
 
 async fn open_session(

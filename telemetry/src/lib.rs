@@ -1,8 +1,11 @@
-//! Telemetry shared by the manager and the node agent: the Prometheus metrics endpoint.
+//! Telemetry shared by the manager and the node agent: logs and OTLP traces (`trace`), and the
+//! Prometheus metrics endpoint.
 //!
 //! Each binary keeps its metrics in a [`prometheus_client`] registry and hands this crate a
 //! render function, called per scrape, so gauges read from live state (queues, workers) are
 //! current without a background task.
+
+pub mod trace;
 
 use std::sync::Arc;
 
