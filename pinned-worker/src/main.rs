@@ -4,19 +4,59 @@
 
 use std::os::fd::AsFd;
 
-use clap::Parser;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
 
-#[derive(Parser, Debug)]
-#[command(about = "one device session, driven by frames on stdin/stdout")]
+const USAGE: &str = "pinned-worker: one device session, driven by frames on stdin/stdout
+
+Usage: pinned-worker [--log-format json|pretty] [--log FILTER]
+
+  --log-format  log format on stderr: json (structured lines for the parent, the default)
+                or pretty [env: NETPULSE_LOG_FORMAT]
+  --log         log filter, e.g. info (the default) or pinned_worker=debug [env: NETPULSE_LOG]
+";
+
+/// The two flags, parsed by hand: a command-line parser would add ~0.4 MB of code to every
+/// worker process, and a worker's RSS is mostly its binary.
+#[derive(Debug)]
 struct Args {
-    /// Log format on stderr: json (structured lines for the parent) or pretty.
-    #[arg(long, env = "NETPULSE_LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
     log_format: String,
-    /// Log filter, e.g. info or pinned_worker=debug.
-    #[arg(long, env = "NETPULSE_LOG", default_value = "info")]
     log: String,
+}
+
+impl Args {
+    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+        let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        let mut a = Args {
+            log_format: env("NETPULSE_LOG_FORMAT", "json"),
+            log: env("NETPULSE_LOG", "info"),
+        };
+        while let Some(flag) = argv.next() {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (flag, None),
+            };
+            if name == "--help" || name == "-h" {
+                return Err(String::new());
+            }
+            let slot = match name.as_str() {
+                "--log-format" => &mut a.log_format,
+                "--log" => &mut a.log,
+                other => return Err(format!("unknown argument {other:?}")),
+            };
+            *slot = match inline.or_else(|| argv.next()) {
+                Some(v) => v,
+                None => return Err(format!("{name} needs a value")),
+            };
+        }
+        if !matches!(a.log_format.as_str(), "json" | "pretty") {
+            return Err(format!(
+                "--log-format must be json or pretty, got {:?}",
+                a.log_format
+            ));
+        }
+        Ok(a)
+    }
 }
 
 /// stdin/stdout as non-blocking pipes when they are pipes (no blocking-pool thread hop per
@@ -45,7 +85,17 @@ fn stdio() -> (
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("pinned-worker: {e}\n\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let filter =
         tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
@@ -72,4 +122,31 @@ fn main() -> std::process::ExitCode {
         pinned_worker::worker::run(input, output).await
     });
     std::process::ExitCode::from(code as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_parse_and_bad_ones_say_what_is_allowed() {
+        let a = parse(&["--log-format", "pretty", "--log=debug"]).unwrap();
+        assert_eq!((a.log_format.as_str(), a.log.as_str()), ("pretty", "debug"));
+        assert!(
+            parse(&["--log-format", "xml"])
+                .unwrap_err()
+                .contains("json or pretty")
+        );
+        assert!(parse(&["--log"]).unwrap_err().contains("needs a value"));
+        assert!(
+            parse(&["--bogus"])
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+        assert_eq!(parse(&["--help"]).unwrap_err(), "");
+    }
 }
