@@ -211,7 +211,7 @@ impl TestCluster {
 
     /// `--metrics-listen` on a free port when the cluster serves metrics (and
     /// `--otlp-endpoint` when it exports traces).
-    fn metrics_arg(&self, cmd: &mut Command) -> Option<String> {
+    fn telemetry_args(&self, cmd: &mut Command) -> Option<String> {
         if let Some(otlp) = &self.opts.otlp {
             cmd.args(["--otlp-endpoint", otlp]);
         }
@@ -231,7 +231,7 @@ impl TestCluster {
         let addr = format!("127.0.0.1:{}", self.port(10 + n));
         let (log, file) = self.log(node_id)?;
         let mut cmd = Command::new(workspace_bin("node-agent"));
-        let metrics = self.metrics_arg(&mut cmd);
+        let metrics = self.telemetry_args(&mut cmd);
         if let Some(pki) = &self.opts.tls {
             cmd.arg("--tls-cert").arg(&pki.server_cert);
             cmd.arg("--tls-key").arg(&pki.server_key);
@@ -276,7 +276,7 @@ impl TestCluster {
         let addr = format!("127.0.0.1:{}", self.port(n));
         let (log, file) = self.log(manager_id)?;
         let mut cmd = Command::new(workspace_bin("manager"));
-        let metrics = self.metrics_arg(&mut cmd);
+        let metrics = self.telemetry_args(&mut cmd);
         if let Some(pki) = &self.opts.tls {
             cmd.arg("--tls-cert").arg(&pki.server_cert);
             cmd.arg("--tls-key").arg(&pki.server_key);

@@ -61,15 +61,6 @@ struct Sent {
     withdrawn: Option<String>,
 }
 
-impl Sent {
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(match self.dispatch.timeout_seconds {
-            0 => 300,
-            t => t as u64,
-        })
-    }
-}
-
 struct Live {
     child: Box<dyn WorkerProc>,
     id: String,
@@ -293,7 +284,8 @@ impl DeviceActor {
             self.update_row(|w| w.state = WorkerState::Ready as i32);
             return;
         };
-        front.deadline = Some(Instant::now() + front.timeout() + TIMEOUT_MARGIN);
+        front.deadline =
+            Some(Instant::now() + process::job_timeout(&front.dispatch) + TIMEOUT_MARGIN);
         let started = JobStarted {
             job_id: front.job_id.clone(),
             worker_id: l.id.clone(),
@@ -335,7 +327,7 @@ impl DeviceActor {
                 {
                     // Running: interrupted. Sent ahead: the worker drops it and answers
                     // "canceled, not started".
-                    let _ = l.child.send(&cancel_frame(job_id, false)).await;
+                    let _ = l.child.send(&process::cancel_frame(job_id, false)).await;
                     let _ = reply.send(true);
                 } else {
                     let _ = reply.send(false);
@@ -350,7 +342,10 @@ impl DeviceActor {
                 if let Some(l) = self.live.as_mut() {
                     for r in l.sent.iter_mut().skip(1) {
                         r.withdrawn = Some(reason.clone());
-                        let _ = l.child.send(&cancel_frame(r.job_id.clone(), true)).await;
+                        let _ = l
+                            .child
+                            .send(&process::cancel_frame(r.job_id.clone(), true))
+                            .await;
                     }
                 }
                 self.publish_row(|_| {});
@@ -563,15 +558,6 @@ impl DeviceActor {
             w.last_exit_code = code;
             w.last_exit_reason = reason;
         });
-    }
-}
-
-fn cancel_frame(job_id: String, queued_only: bool) -> wire::ParentFrame {
-    wire::ParentFrame {
-        frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel {
-            job_id,
-            queued_only,
-        })),
     }
 }
 

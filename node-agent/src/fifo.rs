@@ -4,10 +4,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use netpulse_proto::agent::{Dispatch, JobStarted, Strategy, WorkerState, agent_message::Msg};
-use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
+use netpulse_proto::worker::{ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -115,12 +114,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         w.state = WorkerState::Busy as i32;
         w.spawned_unix_ms = unix_ms();
     });
-    let timeout = Duration::from_secs(if d.timeout_seconds == 0 {
-        300
-    } else {
-        d.timeout_seconds as u64
-    });
-    let deadline = Instant::now() + timeout + TIMEOUT_MARGIN;
+    let deadline = Instant::now() + process::job_timeout(&d) + TIMEOUT_MARGIN;
     let sent = async {
         child
             .send(&process::init_frame(
@@ -177,8 +171,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
                 if r.is_ok() {
-                    let c = wire::ParentFrame { frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel { job_id: d.job_id.clone(), queued_only: false })) };
-                    let _ = child.send(&c).await;
+                    let _ = child.send(&process::cancel_frame(d.job_id.clone(), false)).await;
                 }
             }
         }

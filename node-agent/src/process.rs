@@ -170,6 +170,23 @@ pub fn job_frame(d: &Dispatch) -> wire::ParentFrame {
     }
 }
 
+pub fn cancel_frame(job_id: String, queued_only: bool) -> wire::ParentFrame {
+    wire::ParentFrame {
+        frame: Some(wire::parent_frame::Frame::Cancel(wire::Cancel {
+            job_id,
+            queued_only,
+        })),
+    }
+}
+
+/// The job's execution timeout (0 means the default, 300 s).
+pub fn job_timeout(d: &Dispatch) -> Duration {
+    Duration::from_secs(match d.timeout_seconds {
+        0 => 300,
+        t => t as u64,
+    })
+}
+
 /// A result for a job whose worker could not produce one.
 pub fn failed(
     job_id: &str,

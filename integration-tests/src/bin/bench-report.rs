@@ -313,6 +313,20 @@ async fn cpu_by_part(c: &TestCluster) -> anyhow::Result<Vec<(&'static str, u64)>
     ])
 }
 
+/// CPU µs per job of each part, from two `cpu_by_part` readings around `jobs` jobs.
+fn cpu_per_job(
+    before: &[(&'static str, u64)],
+    after: &[(&'static str, u64)],
+    jobs: f64,
+) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(before
+        .iter()
+        .zip(after)
+        .map(|((name, b), (_, a))| (*name, (a - b) as f64 / ticks * 1e6 / jobs))
+        .collect())
+}
+
 async fn workers(c: &TestCluster) -> anyhow::Result<Vec<Worker>> {
     Ok(c.admin(0)
         .await?
@@ -529,18 +543,17 @@ async fn report(args: Args) -> anyhow::Result<()> {
         let before = cpu_by_part(&c).await?;
         let t = Instant::now();
         let (rate, failed) = throughput(&c, devices, Strategy::Pinned, 512, args.seconds).await?;
-        let after = cpu_by_part(&c).await?;
-        let jobs = rate * t.elapsed().as_secs_f64();
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+        let split = cpu_per_job(
+            &before,
+            &cpu_by_part(&c).await?,
+            rate * t.elapsed().as_secs_f64(),
+        )?;
         println!(
             "{} devices, pinned, 512 in flight: {rate:.0} jobs/s, {failed} failed",
             devices.len()
         );
-        for ((name, b), (_, a)) in before.iter().zip(&after) {
-            println!(
-                "{name}: {:.0} µs CPU per job",
-                (a - b) as f64 / ticks * 1e6 / jobs
-            );
+        for (name, us) in split {
+            println!("{name}: {us:.0} µs CPU per job");
         }
         return Ok(());
     }
@@ -584,15 +597,8 @@ async fn report(args: Args) -> anyhow::Result<()> {
         let t = Instant::now();
         let (rate, failed) = throughput(&c, &fast[..n], strategy, in_flight, args.seconds).await?;
         if n == 100 && strategy == Strategy::Pinned {
-            let after = cpu_by_part(&c).await?;
             let jobs = rate * t.elapsed().as_secs_f64();
-            let ticks =
-                nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
-            cpu_split = before
-                .iter()
-                .zip(&after)
-                .map(|((name, b), (_, a))| (*name, (a - b) as f64 / ticks * 1e6 / jobs))
-                .collect();
+            cpu_split = cpu_per_job(&before, &cpu_by_part(&c).await?, jobs)?;
         }
         let s = if strategy == Strategy::Pinned {
             "pinned"
