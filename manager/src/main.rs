@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match netpulse_proto::runtime::build(cfg.runtime_threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("manager: cannot start the runtime: {e}");

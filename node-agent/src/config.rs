@@ -111,6 +111,10 @@ pub struct AgentConfig {
     /// workers' spans included; off by default.
     #[arg(long, env = "NETPULSE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Threads of the process's async runtime; 0 means one per core. One thread (the default)
+    /// avoids cross-thread wake-ups on every job; more help only past a core's worth of load.
+    #[arg(long, env = "NETPULSE_RUNTIME_THREADS", default_value_t = 1)]
+    pub runtime_threads: usize,
 }
 
 fn range(name: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {

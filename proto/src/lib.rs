@@ -10,6 +10,7 @@ pub mod frame;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/netpulse_descriptor.bin"));
 pub mod records;
+pub mod runtime;
 pub mod tls;
 
 /// Generated code, nested as the protobuf packages are so cross-package references resolve.
