@@ -87,6 +87,10 @@ pub struct ManagerConfig {
         default_value_t = 1000
     )]
     pub max_requests_per_connection: usize,
+    /// Requests of one `ExecuteStream` answered at a time; the stream's further requests
+    /// wait to be read until an answer frees a place.
+    #[arg(long, env = "NETPULSE_MAX_JOBS_PER_STREAM", default_value_t = 1000)]
+    pub max_jobs_per_stream: usize,
     /// Longest a unary call may take (an Execute that waits included).
     #[arg(long, env = "NETPULSE_REQUEST_TIMEOUT_SECONDS", default_value_t = 3600)]
     pub request_timeout_seconds: u64,
@@ -185,6 +189,12 @@ impl ManagerConfig {
             1_000_000,
         )?;
         range(
+            "max-jobs-per-stream",
+            self.max_jobs_per_stream as u64,
+            1,
+            1_000_000,
+        )?;
+        range(
             "request-timeout-seconds",
             self.request_timeout_seconds,
             1,
@@ -254,6 +264,7 @@ impl ManagerConfig {
             tokens,
             max_concurrent_requests: self.max_concurrent_requests,
             max_requests_per_connection: self.max_requests_per_connection,
+            max_jobs_per_stream: self.max_jobs_per_stream,
             request_timeout: Duration::from_secs(self.request_timeout_seconds),
             metrics_listen: self.metrics_listen,
             tls: None,
@@ -293,6 +304,7 @@ pub struct ServerConfig {
     pub tokens: Vec<String>,
     pub max_concurrent_requests: usize,
     pub max_requests_per_connection: usize,
+    pub max_jobs_per_stream: usize,
     pub request_timeout: Duration,
     pub metrics_listen: Option<SocketAddr>,
     /// The API over TLS (None: plaintext).

@@ -61,6 +61,7 @@ pub async fn run(
 
     let api = Api {
         scheduler: scheduler.clone(),
+        max_jobs_per_stream: cfg.max_jobs_per_stream,
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Api>>().await;

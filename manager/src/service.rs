@@ -6,18 +6,21 @@ use std::sync::Arc;
 use netpulse_proto::api::cluster_service_server::ClusterService;
 use netpulse_proto::api::job_service_server::JobService;
 use netpulse_proto::api::*;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use crate::error::ApiError;
 use crate::record::is_final;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, Submitted};
 
 #[derive(Clone)]
 pub struct Api {
     pub scheduler: Arc<Scheduler>,
+    /// Requests of one `ExecuteStream` answered at a time.
+    pub max_jobs_per_stream: usize,
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
@@ -34,16 +37,21 @@ fn traced<T>(req: &Request<T>, span: impl FnOnce() -> tracing::Span) -> Option<t
 }
 
 impl Api {
-    async fn execute_inner(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
-        let req = req.into_inner();
+    /// Submits a job and, with `wait`, waits for its end.
+    async fn answer(&self, req: ExecuteRequest) -> Result<Job, ApiError> {
         let wait = req.wait;
         let submitted = self.scheduler.submit(req).await?;
+        self.await_end(wait, submitted).await
+    }
+
+    /// A submitted job's answer: as it stands without `wait`, else once it is final.
+    async fn await_end(&self, wait: bool, submitted: Submitted) -> Result<Job, ApiError> {
         if !wait || is_final(submitted.job.status()) {
-            return Ok(Response::new(submitted.job));
+            return Ok(submitted.job);
         }
         let limit = submitted.wait_limit;
         let id = submitted.job.id.clone();
-        let job = match submitted.updates {
+        match submitted.updates {
             Some(mut rx) => {
                 // On shutdown the caller gets the job as it stands, recorded, and can watch it
                 // on another replica, which adopts it.
@@ -54,21 +62,104 @@ impl Api {
                 if !ended {
                     self.scheduler.ensure_recorded(&id).await?;
                 }
-                rx.borrow().clone()
+                let job = rx.borrow().clone();
+                Ok(job)
             }
-            None => self.scheduler.wait_final(submitted.job, limit).await?,
-        };
-        Ok(Response::new(job))
+            None => self.scheduler.wait_final(submitted.job, limit).await,
+        }
+    }
+
+    /// Reads an `ExecuteStream`'s requests while fewer than `max_jobs_per_stream` await
+    /// their answers. Each is submitted before the next is read, so a device's jobs run in
+    /// stream order; its answer is awaited by a task of its own. The answers' stream ends
+    /// when the requests have ended and every answer is sent (each task holds a sender).
+    async fn serve_stream(
+        self,
+        mut requests: Streaming<ExecuteRequest>,
+        answers: mpsc::Sender<Result<StreamedJob, Status>>,
+    ) {
+        let places = Arc::new(Semaphore::new(self.max_jobs_per_stream));
+        let shutdown = self.scheduler.shutdown.clone();
+        for index in 0u64.. {
+            let place = tokio::select! {
+                p = places.clone().acquire_owned() => p.expect("never closed"),
+                _ = answers.closed() => return,
+            };
+            let next = tokio::select! {
+                r = requests.message() => r,
+                _ = answers.closed() => return,
+                // Answers already owed are still given; no new request is taken.
+                _ = shutdown.cancelled() => return,
+            };
+            let req = match next {
+                Ok(Some(req)) => req,
+                Ok(None) => return,
+                Err(status) => {
+                    let _ = answers.send(Err(status)).await;
+                    return;
+                }
+            };
+            let wait = req.wait;
+            let submitted = self.scheduler.submit(req).await;
+            let api = self.clone();
+            let answers = answers.clone();
+            self.scheduler.tracker.spawn(
+                async move {
+                    let answer = match submitted {
+                        Ok(s) => api.await_end(wait, s).await,
+                        Err(e) => Err(e),
+                    };
+                    let outcome = match answer {
+                        Ok(job) => streamed_job::Outcome::Job(job),
+                        Err(e) => {
+                            let status = Status::from(e);
+                            streamed_job::Outcome::Refused(Refusal {
+                                code: status.code() as i32,
+                                message: status.message().to_string(),
+                            })
+                        }
+                    };
+                    let answer = StreamedJob {
+                        index,
+                        outcome: Some(outcome),
+                    };
+                    // A client gone away leaves its jobs running: nothing else to do.
+                    let _ = answers.send(Ok(answer)).await;
+                    drop(place);
+                }
+                .in_current_span(),
+            );
+        }
     }
 }
 
 #[tonic::async_trait]
 impl JobService for Api {
     async fn execute(&self, req: Request<ExecuteRequest>) -> Result<Response<Job>, Status> {
-        match traced(&req, || tracing::info_span!("netpulse.execute")) {
-            Some(span) => self.execute_inner(req).instrument(span).await,
-            None => self.execute_inner(req).await,
-        }
+        let span = traced(&req, || tracing::info_span!("netpulse.execute"));
+        let answer = self.answer(req.into_inner());
+        let job = match span {
+            Some(span) => answer.instrument(span).await,
+            None => answer.await,
+        }?;
+        Ok(Response::new(job))
+    }
+
+    type ExecuteStreamStream = Pin<Box<dyn Stream<Item = Result<StreamedJob, Status>> + Send>>;
+
+    async fn execute_stream(
+        &self,
+        req: Request<Streaming<ExecuteRequest>>,
+    ) -> Result<Response<Self::ExecuteStreamStream>, Status> {
+        let span = traced(&req, || tracing::info_span!("netpulse.execute_stream"));
+        // Room for a burst of answers while the transport sends the earlier ones.
+        let (tx, rx) = mpsc::channel(256);
+        let serve = self.clone().serve_stream(req.into_inner(), tx);
+        match span {
+            Some(span) => self.scheduler.tracker.spawn(serve.instrument(span)),
+            None => self.scheduler.tracker.spawn(serve),
+        };
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn execute_bulk(

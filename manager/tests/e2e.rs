@@ -490,3 +490,106 @@ async fn reflection_answers_both_protocol_versions() {
         );
     }
 }
+
+/// `ExecuteStream`: every request answered once with its index (a refusal in the middle does
+/// not end the stream), a device's jobs in order, at most `--max-jobs-per-stream` unanswered
+/// at a time, and the stream ends after the client half-closes and the last answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_stream_answers_every_request_once_within_its_window() {
+    let c = TestCluster::start(Options {
+        manager_args: vec!["--max-jobs-per-stream".into(), "4".into()],
+        metrics: true,
+        ..opts()
+    })
+    .await
+    .unwrap();
+    c.wait_nodes(0, 1).await.unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+    let anonymous = jobs
+        .execute_stream(tokio_stream::iter(vec![c.request(0, &["show clock"])]))
+        .await;
+    assert_eq!(anonymous.unwrap_err().code(), Code::Unauthenticated);
+
+    // Pinned jobs on two devices, then fifo jobs (each one logs in: 400 ms) to fill the window.
+    let mut requests = Vec::new();
+    for i in 0..12 {
+        let mut r = c.request(i % 2, &["show clock"]);
+        r.wait = true;
+        requests.push(r);
+    }
+    requests[5].commands.clear();
+    requests[6].wait = false;
+    for _ in 0..10 {
+        let mut r = c.request(2, &["show clock"]);
+        r.strategy = Strategy::Fifo as i32;
+        r.wait = true;
+        requests.push(r);
+    }
+    let n = requests.len();
+    let (tx, rx) = tokio::sync::mpsc::channel(n);
+    for r in requests {
+        tx.send(r).await.unwrap();
+    }
+    drop(tx);
+    let mut answers = jobs
+        .execute_stream(c.authed(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let metrics = c.managers[0].metrics.clone().unwrap();
+    let watch_window = async {
+        let mut most = 0.0f64;
+        loop {
+            let text = integration_tests::scrape(&metrics).await.unwrap();
+            most = most.max(integration_tests::sample(&text, "netpulse_jobs_active").unwrap());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if most > 4.0 {
+                return most;
+            }
+        }
+    };
+    let collect = async {
+        let mut got = Vec::new();
+        while let Some(a) = answers.message().await.unwrap() {
+            got.push(a);
+        }
+        got
+    };
+    let got = tokio::select! {
+        got = tokio::time::timeout(Duration::from_secs(90), collect) => got.expect("every answer within 90 s"),
+        most = watch_window => panic!("{most} jobs active at once; the stream's window is 4"),
+    };
+
+    let mut seen: Vec<u64> = got.iter().map(|a| a.index).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..n as u64).collect::<Vec<_>>(),
+        "each index answered once"
+    );
+    let mut by_device: [Vec<(u64, i64)>; 2] = Default::default();
+    for a in &got {
+        match (a.index, a.outcome.as_ref().unwrap()) {
+            (5, streamed_job::Outcome::Refused(r)) => {
+                assert_eq!(r.code, Code::InvalidArgument as i32, "{r:?}");
+                assert!(r.message.contains("commands"), "{r:?}");
+            }
+            (6, streamed_job::Outcome::Job(j)) => assert_eq!(j.status(), JobStatus::Queued),
+            (i, streamed_job::Outcome::Job(j)) => {
+                assert_eq!(j.status(), JobStatus::Succeeded, "request {i}: {j:?}");
+                if i < 12 {
+                    by_device[i as usize % 2].push((i, j.started_unix_ms));
+                }
+            }
+            (i, o) => panic!("request {i}: {o:?}"),
+        }
+    }
+    for mut d in by_device {
+        d.sort();
+        assert!(
+            d.windows(2).all(|w| w[0].1 <= w[1].1),
+            "a device's jobs start in request order: {d:?}"
+        );
+    }
+}

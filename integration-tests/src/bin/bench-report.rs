@@ -216,16 +216,93 @@ async fn connect_all(c: &TestCluster, devices: &[SimDevice]) -> anyhow::Result<(
     Ok(())
 }
 
+/// How the load driver submits: a waiting `Execute` call per job, or every job over one
+/// `ExecuteStream`.
+#[derive(Clone, Copy, PartialEq)]
+enum Submit {
+    Execute,
+    Stream,
+}
+
+impl Submit {
+    fn name(self) -> &'static str {
+        match self {
+            Submit::Execute => "Execute",
+            Submit::Stream => "ExecuteStream",
+        }
+    }
+}
+
 async fn throughput(
     c: &TestCluster,
     devices: &[SimDevice],
     strategy: Strategy,
+    submit: Submit,
     in_flight: usize,
     seconds: u64,
 ) -> anyhow::Result<(f64, u64)> {
-    let url = format!("http://{}", c.managers[0].addr);
-    let devices = devices.to_vec();
-    on_own_thread(drive(url, devices, strategy, in_flight, seconds))
+    let load = Load {
+        url: format!("http://{}", c.managers[0].addr),
+        devices: devices.to_vec(),
+        strategy,
+        in_flight,
+        seconds,
+    };
+    on_own_thread(async move {
+        match submit {
+            Submit::Execute => drive(load).await,
+            Submit::Stream => drive_stream(load).await,
+        }
+    })
+}
+
+/// What a load driver submits, how many at a time, and for how long.
+struct Load {
+    url: String,
+    devices: Vec<SimDevice>,
+    strategy: Strategy,
+    in_flight: usize,
+    seconds: u64,
+}
+
+/// Keeps `in_flight` jobs unanswered on one `ExecuteStream` for `seconds`, then drains it.
+async fn drive_stream(load: Load) -> anyhow::Result<(f64, u64)> {
+    let mut client = JobServiceClient::new(Channel::from_shared(load.url)?.connect().await?);
+    let requests: Vec<ExecuteRequest> = load
+        .devices
+        .iter()
+        .map(|d| ExecuteRequest {
+            wait: true,
+            ..request(d, load.strategy)
+        })
+        .collect();
+    let mut next = requests.iter().cycle().cloned();
+    let (tx, rx) = tokio::sync::mpsc::channel(load.in_flight);
+    for r in next.by_ref().take(load.in_flight) {
+        tx.send(r).await?;
+    }
+    let start = Instant::now();
+    let end = start + Duration::from_secs(load.seconds);
+    let mut answers = client
+        .execute_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    let (mut done, mut failed) = (0u64, 0u64);
+    let mut tx = Some(tx);
+    while let Some(a) = answers.message().await? {
+        match a.outcome {
+            Some(streamed_job::Outcome::Job(j)) if j.status() == JobStatus::Succeeded => done += 1,
+            _ => failed += 1,
+        }
+        if Instant::now() >= end {
+            // Half-closes the stream: it ends with the last answer.
+            tx = None;
+        }
+        if let (Some(tx), Some(r)) = (&tx, next.next()) {
+            tx.send(r).await?;
+        }
+    }
+    Ok((done as f64 / start.elapsed().as_secs_f64(), failed))
 }
 
 /// Runs a client on a single-threaded runtime of its own, as a lean gRPC client would: its
@@ -246,13 +323,14 @@ fn on_own_thread<T: Send>(f: impl Future<Output = anyhow::Result<T>> + Send) -> 
     })
 }
 
-async fn drive(
-    url: String,
-    devices: Vec<SimDevice>,
-    strategy: Strategy,
-    in_flight: usize,
-    seconds: u64,
-) -> anyhow::Result<(f64, u64)> {
+async fn drive(load: Load) -> anyhow::Result<(f64, u64)> {
+    let Load {
+        url,
+        devices,
+        strategy,
+        in_flight,
+        seconds,
+    } = load;
     // Connected here, so the channel's tasks run on this thread too.
     let client = JobServiceClient::new(Channel::from_shared(url)?.connect().await?);
     let end = Instant::now() + Duration::from_secs(seconds);
@@ -551,20 +629,24 @@ async fn report(args: Args) -> anyhow::Result<()> {
     if let Some(n) = args.throughput_only {
         let devices = &fast[..n.clamp(1, fast.len())];
         connect_all(&c, devices).await?;
-        let before = cpu_by_part(&c).await?;
-        let t = Instant::now();
-        let (rate, failed) = throughput(&c, devices, Strategy::Pinned, 512, args.seconds).await?;
-        let split = cpu_per_job(
-            &before,
-            &cpu_by_part(&c).await?,
-            rate * t.elapsed().as_secs_f64(),
-        )?;
-        println!(
-            "{} devices, pinned, 512 in flight: {rate:.0} jobs/s, {failed} failed",
-            devices.len()
-        );
-        for (name, us) in split {
-            println!("{name}: {us:.0} µs CPU per job");
+        for submit in [Submit::Execute, Submit::Stream] {
+            let before = cpu_by_part(&c).await?;
+            let t = Instant::now();
+            let (rate, failed) =
+                throughput(&c, devices, Strategy::Pinned, submit, 512, args.seconds).await?;
+            let split = cpu_per_job(
+                &before,
+                &cpu_by_part(&c).await?,
+                rate * t.elapsed().as_secs_f64(),
+            )?;
+            println!(
+                "{} devices, pinned, {}, 512 in flight: {rate:.0} jobs/s, {failed} failed",
+                devices.len(),
+                submit.name()
+            );
+            for (name, us) in split {
+                println!("  {name}: {us:.0} µs CPU per job");
+            }
         }
         return Ok(());
     }
@@ -596,48 +678,63 @@ async fn report(args: Args) -> anyhow::Result<()> {
         3,
     ))?;
 
-    r.line(format!("\n## Throughput ({} s per run, waiting submits)\n\n| devices | strategy | in flight | jobs/s | failed |\n|---|---|---|---|---|", args.seconds));
+    r.line(format!("\n## Throughput ({} s per run, waiting submits)\n\n| devices | strategy | submitted with | in flight | jobs/s | failed |\n|---|---|---|---|---|---|", args.seconds));
     let mut tp = Vec::new();
-    let mut cpu_split: Vec<(&str, f64)> = Vec::new();
-    for (n, strategy, in_flight) in [
-        (1, Strategy::Pinned, 8),
-        (10, Strategy::Pinned, 64),
-        (100, Strategy::Pinned, 512),
-        (1, Strategy::Fifo, 8),
-        (10, Strategy::Fifo, 32),
-        (100, Strategy::Fifo, 32),
+    let mut cpu_split = BTreeMap::new();
+    for (n, strategy, submit, in_flight) in [
+        (1, Strategy::Pinned, Submit::Execute, 8),
+        (10, Strategy::Pinned, Submit::Execute, 64),
+        (100, Strategy::Pinned, Submit::Execute, 512),
+        (1, Strategy::Pinned, Submit::Stream, 8),
+        (10, Strategy::Pinned, Submit::Stream, 64),
+        (100, Strategy::Pinned, Submit::Stream, 512),
+        (1, Strategy::Fifo, Submit::Execute, 8),
+        (10, Strategy::Fifo, Submit::Execute, 32),
+        (100, Strategy::Fifo, Submit::Execute, 32),
     ] {
         if strategy == Strategy::Pinned {
             connect_all(&c, &fast[..n]).await?;
         }
         let before = cpu_by_part(&c).await?;
         let t = Instant::now();
-        let (rate, failed) = throughput(&c, &fast[..n], strategy, in_flight, args.seconds).await?;
+        let (rate, failed) =
+            throughput(&c, &fast[..n], strategy, submit, in_flight, args.seconds).await?;
         if n == 100 && strategy == Strategy::Pinned {
             let jobs = rate * t.elapsed().as_secs_f64();
-            cpu_split = cpu_per_job(&before, &cpu_by_part(&c).await?, jobs)?;
+            cpu_split.insert(
+                submit.name(),
+                cpu_per_job(&before, &cpu_by_part(&c).await?, jobs)?,
+            );
         }
         let s = if strategy == Strategy::Pinned {
             "pinned"
         } else {
             "fifo"
         };
+        let api = submit.name();
         r.line(format!(
-            "| {n} | {s} | {in_flight} | {rate:.0} | {failed} |"
+            "| {n} | {s} | {api} | {in_flight} | {rate:.0} | {failed} |"
         ));
-        tp.push(serde_json::json!({"devices": n, "strategy": s, "in_flight": in_flight, "jobs_per_s": rate, "failed": failed}));
+        tp.push(serde_json::json!({"devices": n, "strategy": s, "submitted_with": api, "in_flight": in_flight, "jobs_per_s": rate, "failed": failed}));
     }
     r.value("throughput", serde_json::Value::Array(tp));
-    r.line("\nCPU per job in the 100-device pinned run, by process:\n\n| process | CPU µs per job |\n|---|---|");
-    for (name, us) in &cpu_split {
-        r.line(format!("| {name} | {us:.0} |"));
+    r.line("\nCPU per job in the 100-device pinned runs, by process:\n\n| process | Execute µs | ExecuteStream µs |\n|---|---|---|");
+    let (unary, stream) = (&cpu_split["Execute"], &cpu_split["ExecuteStream"]);
+    for ((name, us), (_, stream_us)) in unary.iter().zip(stream) {
+        r.line(format!("| {name} | {us:.0} | {stream_us:.0} |"));
     }
     r.value(
         "cpu_us_per_job_pinned_100",
         serde_json::json!(
             cpu_split
                 .iter()
-                .map(|(n, v)| (n.to_string(), *v))
+                .map(|(api, split)| (
+                    api.to_string(),
+                    split
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), *v))
+                        .collect::<BTreeMap<_, _>>()
+                ))
                 .collect::<BTreeMap<_, _>>()
         ),
     );
