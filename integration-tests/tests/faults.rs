@@ -313,11 +313,50 @@ async fn bad_input_gets_the_right_code_every_time_and_the_server_keeps_serving()
     bad("no connection", Code::InvalidArgument, &|r| {
         r.connection = None
     });
-    for (name, r, code) in cases {
+    for (name, r, code) in cases.clone() {
         let e = jobs.execute(c.authed(r)).await.expect_err(name);
         assert_eq!(e.code(), code, "{name}: {e:?}");
         assert!(!e.message().is_empty(), "{name}");
     }
+    // The same requests over one ExecuteStream: each refused with the same code, and the
+    // stream goes on; then one beyond the message limit ends the stream with an error.
+    let mut huge = good.clone();
+    huge.commands = vec!["y".repeat(1 << 20); 5];
+    let requests = cases
+        .iter()
+        .map(|(_, r, _)| r.clone())
+        .chain([huge.clone()]);
+    let mut answers = jobs
+        .execute_stream(c.authed(tokio_stream::iter(requests.collect::<Vec<_>>())))
+        .await
+        .unwrap()
+        .into_inner();
+    let limit = Duration::from_secs(30);
+    for (i, (name, _, code)) in cases.iter().enumerate() {
+        let a = tokio::time::timeout(limit, answers.message())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no answer within {limit:?}"))
+            .expect(name)
+            .expect(name);
+        assert_eq!(a.index, i as u64, "{name}");
+        match a.outcome {
+            Some(streamed_job::Outcome::Refused(r)) => {
+                assert_eq!(r.code, *code as i32, "{name}: {r:?}");
+                assert!(!r.message.is_empty(), "{name}");
+            }
+            o => panic!("{name}: {o:?}"),
+        }
+    }
+    let end = tokio::time::timeout(limit, answers.message())
+        .await
+        .expect("the stream ends within 30 s");
+    assert!(
+        end.as_ref().is_err_and(|e| matches!(
+            e.code(),
+            Code::OutOfRange | Code::ResourceExhausted | Code::InvalidArgument
+        )),
+        "a message beyond the limit ends the stream: {end:?}"
+    );
     let e = jobs
         .execute(tonic::Request::new(good.clone()))
         .await
@@ -347,8 +386,6 @@ async fn bad_input_gets_the_right_code_every_time_and_the_server_keeps_serving()
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     // Beyond the transport's message limit (4 MiB): refused before it is decoded.
-    let mut huge = good.clone();
-    huge.commands = vec!["y".repeat(1 << 20); 5];
     let e = jobs.execute(c.authed(huge)).await.unwrap_err();
     assert!(
         matches!(

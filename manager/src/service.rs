@@ -95,7 +95,16 @@ impl Api {
                 Ok(Some(req)) => req,
                 Ok(None) => return,
                 Err(status) => {
-                    let _ = answers.send(Err(status)).await;
+                    // The error ends the stream, so it comes after the answers owed.
+                    tracing::debug!(%status, "ExecuteStream request unreadable; ending the stream");
+                    drop(place);
+                    let all = self.max_jobs_per_stream as u32;
+                    tokio::select! {
+                        _ = places.acquire_many(all) => {
+                            let _ = answers.send(Err(status)).await;
+                        }
+                        _ = answers.closed() => {}
+                    }
                     return;
                 }
             };
