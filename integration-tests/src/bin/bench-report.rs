@@ -3,7 +3,8 @@
 //! end-to-end latency (first pinned job, reused pinned jobs, fifo jobs) against zero-delay and
 //! realistic-login devices, the same command the traditional way (a fresh SSH connection per
 //! command, client-side) and on a reused session without the cluster (the floor), throughput
-//! with 1, 10 and 100 devices, the memory and idle CPU of 1,000 pinned workers on one agent,
+//! with 1, 10 and 100 devices (a waiting `Execute` per job, and pinned jobs over one
+//! `ExecuteStream` too), the memory and idle CPU of 1,000 pinned workers on one agent,
 //! and failure detection times.
 //!
 //! Run: `cargo build --release --workspace --bins && target/release/bench-report`
@@ -758,13 +759,23 @@ async fn report(args: Args) -> anyhow::Result<()> {
         .and_then(|v| v.get("p99_ms"))
         .and_then(|v| v.as_f64())
         .unwrap_or(f64::NAN);
-    let best_100 = r.json["throughput"]
+    // Each way of submitting, with its jobs/s across 100 pinned devices.
+    let runs_100: Vec<(String, f64)> = r.json["throughput"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|t| t["devices"] == 100 && t["strategy"] == "pinned")
-        .filter_map(|t| t["jobs_per_s"].as_f64())
-        .fold(0.0, f64::max);
+        .filter_map(|t| {
+            let api = t["submitted_with"].as_str()?.to_string();
+            Some((api, t["jobs_per_s"].as_f64()?))
+        })
+        .collect();
+    let best_100 = runs_100.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+    let runs_100 = runs_100
+        .iter()
+        .map(|(api, v)| format!("{v:.0} ({api})"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let rss = r
         .json
         .get("scale")
@@ -782,7 +793,7 @@ async fn report(args: Args) -> anyhow::Result<()> {
         mark(p99 <= 10.0)
     ));
     r.line(format!(
-        "| ≥ 5,000 jobs/s across 100 devices | {best_100:.0} jobs/s | {} |",
+        "| ≥ 5,000 jobs/s across 100 devices | {runs_100} jobs/s | {} |",
         mark(best_100 >= 5000.0)
     ));
     r.line(format!(
