@@ -16,12 +16,22 @@ pub struct Etcd {
     ports: (u16, u16),
 }
 
+/// A free loopback port below the kernel's ephemeral range, so no outgoing connection is given
+/// it while its server is down: etcd and devices restarted on the same port get it back (an
+/// ephemeral one was once taken by a client socket during an etcd outage test).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20_000.min(ephemeral_low / 2);
+    for _ in 0..1000 {
+        let port = rand::random_range(low..ephemeral_low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{ephemeral_low}");
 }
 
 impl Etcd {
