@@ -9,9 +9,9 @@ use tonic::transport::{ClientTlsConfig, ServerTlsConfig};
 
 use clap::{Parser, ValueEnum};
 
-use crate::request::RequestLimits;
 use crate::scheduler::SchedulerConfig;
 use crate::store::StoreConfig;
+use netpulse_model::RequestLimits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -70,6 +70,14 @@ pub struct ManagerConfig {
     /// Stored output per job; beyond it the output is cut and marked truncated.
     #[arg(long, env = "NETPULSE_MAX_OUTPUT_BYTES", default_value_t = 1 << 20)]
     pub max_output_bytes: usize,
+    /// Finished jobs whose results expire within the same window of this many seconds share
+    /// one etcd lease (a job is kept up to this much longer than its result_ttl_seconds).
+    #[arg(
+        long,
+        env = "NETPULSE_RESULT_LEASE_BUCKET_SECONDS",
+        default_value_t = 60
+    )]
+    pub result_lease_bucket_seconds: u64,
     /// Unfinished jobs one replica drives; beyond, submits get RESOURCE_EXHAUSTED.
     #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
     pub max_active_jobs: usize,
@@ -156,6 +164,12 @@ impl ManagerConfig {
             ));
         }
         range("lease-ttl-seconds", self.lease_ttl_seconds, 2, 300)?;
+        range(
+            "result-lease-bucket-seconds",
+            self.result_lease_bucket_seconds,
+            1,
+            3600,
+        )?;
         range("max-lines", self.max_lines as u64, 1, 100_000)?;
         range("max-line-bytes", self.max_line_bytes as u64, 16, 1 << 20)?;
         range(
@@ -257,6 +271,7 @@ impl ManagerConfig {
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),
                 max_output_bytes: self.max_output_bytes,
+                lease_bucket: Duration::from_secs(self.result_lease_bucket_seconds),
                 call_timeout,
                 ..Default::default()
             },

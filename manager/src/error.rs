@@ -20,6 +20,14 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<netpulse_model::ModelError> for ApiError {
+    fn from(e: netpulse_model::ModelError) -> ApiError {
+        match e {
+            netpulse_model::ModelError::Invalid(m) => ApiError::InvalidArgument(m),
+        }
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> tonic::Status {
         let code = match &e {

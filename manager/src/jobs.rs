@@ -1,6 +1,7 @@
 //! Job queries and commands that any replica answers for any job: get, watch, list, cancel,
 //! and bulk submits.
 
+use netpulse_model::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,7 +193,7 @@ impl Scheduler {
             self.end(
                 id,
                 JobStatus::Canceled,
-                "canceled",
+                ErrorKind::Canceled,
                 "canceled by a client".into(),
             );
             if let Some(rx) = updates.as_mut() {

@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod placement;
 pub mod record;
 pub mod recovery;
-pub mod request;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -3,9 +3,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use netpulse_proto::api::{self, CommandResult, Job, JobError, JobStatus, Timings};
-use netpulse_proto::worker::{self as wire, CommandStatus, ErrorKind};
+use netpulse_proto::worker::{self as wire, CommandStatus};
 
-use crate::request::{JobRequest, Strategy};
+use netpulse_model::{ErrorKind, JobRequest};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -41,14 +41,11 @@ pub fn queued(id: &str, r: &JobRequest, node_id: &str) -> Job {
     Job {
         id: id.to_string(),
         status: JobStatus::Queued as i32,
-        host: r.device.host.clone(),
-        port: r.device.port as u32,
-        strategy: match r.strategy {
-            Strategy::Pinned => api::Strategy::Pinned,
-            Strategy::Fifo => api::Strategy::Fifo,
-        } as i32,
+        host: r.connection.device.host().to_string(),
+        port: r.connection.device.port() as u32,
+        strategy: api::Strategy::from(r.strategy) as i32,
         node_id: node_id.to_string(),
-        device_type: r.device.device_type.clone(),
+        device_type: r.connection.device_type.clone(),
         created_unix_ms: now_ms(),
         ..Default::default()
     }
@@ -58,13 +55,6 @@ pub fn started(job: &mut Job, worker_id: &str) {
     job.status = JobStatus::Running as i32;
     job.worker_id = worker_id.to_string();
     job.started_unix_ms = now_ms();
-}
-
-/// A stable lower-case name for an error kind: `connect_failed`, `timeout`, ...
-pub fn kind_name(kind: ErrorKind) -> String {
-    kind.as_str_name()
-        .trim_start_matches("ERROR_KIND_")
-        .to_ascii_lowercase()
 }
 
 fn command_status(s: CommandStatus) -> &'static str {
@@ -99,25 +89,22 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
             duration_ms: c.duration_us / 1000,
         })
         .collect();
-    let kind = r
-        .error
-        .as_ref()
-        .map_or(ErrorKind::Unspecified, |e| e.kind());
+    let kind = r.error.as_ref().map(|e| ErrorKind::from(e.kind()));
     job.status = if r.ok {
         JobStatus::Succeeded
-    } else if kind == ErrorKind::Canceled {
+    } else if kind == Some(ErrorKind::Canceled) {
         JobStatus::Canceled
     } else {
         JobStatus::Failed
     } as i32;
     job.error = match r.error {
         Some(e) if !r.ok => Some(JobError {
-            kind: kind_name(e.kind()),
+            kind: ErrorKind::from(e.kind()).name().into(),
             message: e.message,
         }),
         // A device that rejected a command answers with no job-level error.
         None if !r.ok => Some(JobError {
-            kind: "command_rejected".into(),
+            kind: ErrorKind::CommandRejected.name().into(),
             message: "the device rejected a command; see results".into(),
         }),
         _ => None,
@@ -131,12 +118,12 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
 }
 
 /// Ends the job without a result from a worker.
-pub fn ended(job: &mut Job, status: JobStatus, kind: &str, message: String) {
+pub fn ended(job: &mut Job, status: JobStatus, kind: ErrorKind, message: String) {
     let now = now_ms();
     job.status = status as i32;
     job.ended_unix_ms = now;
     job.error = Some(JobError {
-        kind: kind.to_string(),
+        kind: kind.name().to_string(),
         message,
     });
     let queued_until = if job.started_unix_ms > 0 {
@@ -155,7 +142,9 @@ pub fn ended(job: &mut Job, status: JobStatus, kind: &str, message: String) {
 mod tests {
     use super::*;
 
-    fn result(ok: bool, statuses: &[CommandStatus], error: Option<ErrorKind>) -> wire::JobResult {
+    use netpulse_proto::worker::ErrorKind as WireKind;
+
+    fn result(ok: bool, statuses: &[CommandStatus], error: Option<WireKind>) -> wire::JobResult {
         wire::JobResult {
             ok,
             results: statuses
@@ -192,11 +181,11 @@ mod tests {
         assert_eq!(j.error.unwrap().kind, "command_rejected");
 
         let mut j = Job::default();
-        finished(&mut j, "w1", result(false, &[], Some(ErrorKind::Canceled)));
+        finished(&mut j, "w1", result(false, &[], Some(WireKind::Canceled)));
         assert_eq!(j.status(), JobStatus::Canceled);
 
         let mut j = Job::default();
-        let r = result(false, &[], Some(ErrorKind::ConnectTimeout));
+        let r = result(false, &[], Some(WireKind::ConnectTimeout));
         finished(&mut j, "w1", r);
         assert_eq!(
             (j.status(), j.error.unwrap().kind.as_str()),

@@ -8,6 +8,7 @@
 //! (`resume_only`); if its node is gone, it fails. A replica that finds one of its own jobs
 //! owned by another manager (its lease lapsed and the job was adopted) lets it go.
 
+use netpulse_model::ErrorKind;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,8 @@ use tracing::{info, warn};
 
 use crate::error::ApiError;
 use crate::record::is_final;
-use crate::request::JobRequest;
 use crate::scheduler::{Active, Scheduler};
+use netpulse_model::JobRequest;
 
 fn managers_prefix(prefix: &str) -> String {
     format!("{}/managers/", prefix.trim_end_matches('/'))
@@ -193,7 +194,7 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
     let (updates, _) = watch::channel(job.clone());
     // The queue timeout counts from the submit, not from the adoption.
     let age = Duration::from_millis((crate::record::now_ms() - job.created_unix_ms).max(0) as u64);
-    let queue_deadline = Instant::now() + request.queue_timeout.saturating_sub(age);
+    let queue_deadline = Instant::now() + request.options.queue_timeout.saturating_sub(age);
     let mut dispatch = request.to_dispatch(id);
     dispatch.resume_only = running;
     s.lock().jobs.insert(
@@ -222,7 +223,7 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
             s.end(
                 id,
                 JobStatus::Failed,
-                "node_lost",
+                ErrorKind::NodeLost,
                 format!("node {node} left the cluster while the job ran; it is not run again"),
             );
         }

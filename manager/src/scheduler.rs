@@ -30,8 +30,8 @@ use crate::cluster::{Cluster, NodeEvent};
 use crate::error::ApiError;
 use crate::placement::{self, NodeView};
 use crate::record;
-use crate::request::{JobRequest, RequestLimits, Strategy};
 use crate::store::{JobStore, Op};
+use netpulse_model::{ErrorKind, JobRequest, RequestLimits, Strategy};
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -120,10 +120,17 @@ pub struct Submitted {
 /// Beyond the queue and execution timeouts, for the agent to report a timed-out job.
 const WAIT_MARGIN: Duration = Duration::from_secs(60);
 
-fn views(nodes: &crate::cluster::Nodes, excluded: &HashSet<String>) -> Vec<NodeView> {
+/// The nodes a job of `device_type` may go to.
+fn views(
+    nodes: &crate::cluster::Nodes,
+    excluded: &HashSet<String>,
+    device_type: &str,
+) -> Vec<NodeView> {
     nodes
         .values()
-        .filter(|n| !excluded.contains(&n.node_id))
+        .filter(|n| {
+            !excluded.contains(&n.node_id) && n.device_types.iter().any(|t| t == device_type)
+        })
         .map(|n| NodeView {
             node_id: n.node_id.clone(),
             lease_id: n.lease_id,
@@ -166,10 +173,6 @@ impl Scheduler {
         s
     }
 
-    pub fn manager_id(&self) -> &str {
-        &self.cfg.manager_id
-    }
-
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("scheduler state lock")
     }
@@ -202,10 +205,11 @@ impl Scheduler {
         // and the first one that commits after the outage clears the flag.
         let deferred = request.wait && request.idempotency_key.is_none() && self.store.healthy();
         if let (false, Some(key)) = (deferred, &request.idempotency_key) {
-            let keep = request.queue_timeout + request.timeout + request.result_ttl;
+            let o = &request.options;
+            let keep = o.queue_timeout + o.timeout + o.result_ttl;
             if let Some(existing) = self.store.create_once(key, &id, keep, ops).await? {
                 let mut s = self.existing(&existing).await?;
-                s.wait_limit = request.queue_timeout + request.timeout + WAIT_MARGIN;
+                s.wait_limit = o.queue_timeout + o.timeout + WAIT_MARGIN;
                 return Ok(s);
             }
         } else if !deferred {
@@ -213,12 +217,12 @@ impl Scheduler {
         }
         let (updates, rx) = watch::channel(job.clone());
         let dispatch = request.to_dispatch(&id);
-        let wait_limit = request.queue_timeout + request.timeout + WAIT_MARGIN;
+        let wait_limit = request.options.queue_timeout + request.options.timeout + WAIT_MARGIN;
         self.lock().jobs.insert(
             id.clone(),
             Active {
                 job: job.clone(),
-                queue_deadline: Instant::now() + request.queue_timeout,
+                queue_deadline: Instant::now() + request.options.queue_timeout,
                 request,
                 wire,
                 node: Some(node.clone()),
@@ -293,7 +297,21 @@ impl Scheduler {
                 self.cfg.prefix.trim_end_matches('/')
             )));
         }
-        let open = views(&nodes, excluded);
+        let device_type = &r.connection.device_type;
+        if !nodes
+            .values()
+            .any(|n| n.device_types.iter().any(|t| t == device_type))
+        {
+            let served: std::collections::BTreeSet<&str> = nodes
+                .values()
+                .flat_map(|n| n.device_types.iter().map(String::as_str))
+                .collect();
+            return Err(ApiError::InvalidArgument(format!(
+                "connection.device_type {device_type:?} is served by no live node agent; served: {}",
+                served.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let open = views(&nodes, excluded, device_type);
         if r.strategy == Strategy::Fifo {
             return placement::choose_fifo(&open, |n| rand::random_range(0..n))
                 .map(|n| n.node_id.clone())
@@ -305,7 +323,7 @@ impl Scheduler {
                     ))
                 });
         }
-        let device = r.device.key();
+        let device = r.connection.device.to_string();
         let live = |p: &Placed| {
             nodes
                 .get(&p.node_id)
@@ -398,7 +416,7 @@ impl Scheduler {
         }
         a.node = None;
         a.excluded.insert(node.to_string());
-        let device = a.request.device.key();
+        let device = a.request.connection.device.to_string();
         if st
             .placements
             .get(&device)
@@ -480,7 +498,10 @@ impl Scheduler {
     pub(crate) fn finalize(self: &Arc<Self>, a: Active) {
         self.metrics.finished(&a.job);
         let id = a.job.id.clone();
-        let mut ops = vec![self.store.job_op(a.job.clone(), Some(a.request.result_ttl))];
+        let mut ops = vec![
+            self.store
+                .job_op(a.job.clone(), Some(a.request.options.result_ttl)),
+        ];
         // A job never recorded has no active entry to remove.
         if a.recorded {
             ops.push(Op::Delete {
@@ -521,7 +542,7 @@ impl Scheduler {
     }
 
     /// Ends a job with a status of the manager's own (not from a worker).
-    pub(crate) fn end(self: &Arc<Self>, id: &str, status: JobStatus, kind: &str, msg: String) {
+    pub(crate) fn end(self: &Arc<Self>, id: &str, status: JobStatus, kind: ErrorKind, msg: String) {
         let Some(mut a) = self.lock().jobs.remove(id) else {
             return;
         };
@@ -639,7 +660,7 @@ impl Scheduler {
                     .lock()
                     .jobs
                     .get(&r.job_id)
-                    .map(|a| a.request.device.key());
+                    .map(|a| a.request.connection.device.to_string());
                 self.make_pending(&r.job_id, node_id);
                 if let Some(device) = device {
                     let s = self.clone();
@@ -656,7 +677,7 @@ impl Scheduler {
             RejectCode::NotFound if resume => self.end(
                 &r.job_id,
                 JobStatus::Failed,
-                "node_lost",
+                ErrorKind::NodeLost,
                 format!(
                     "node {node_id} no longer knows the job (its agent restarted while the job \
                      ran); it is not run again"
@@ -666,7 +687,7 @@ impl Scheduler {
             RejectCode::InvalidArgument | RejectCode::Unspecified => self.end(
                 &r.job_id,
                 JobStatus::Failed,
-                "invalid_argument",
+                ErrorKind::InvalidArgument,
                 format!("node {node_id} refused the job: {}", r.message),
             ),
         }
@@ -712,7 +733,7 @@ impl Scheduler {
                         .write_behind(vec![self.store.job_op(a.job.clone(), None)]);
                 }
                 if !running && now >= a.queue_deadline {
-                    expired.push((id.clone(), a.node.clone(), a.request.queue_timeout));
+                    expired.push((id.clone(), a.node.clone(), a.request.options.queue_timeout));
                     continue;
                 }
                 match &a.node {
@@ -744,7 +765,7 @@ impl Scheduler {
             self.end(
                 &id,
                 JobStatus::Expired,
-                "queue_timeout",
+                ErrorKind::QueueTimeout,
                 format!(
                     "the job did not start within queue_timeout_seconds ({}s)",
                     waited.as_secs()
@@ -755,7 +776,7 @@ impl Scheduler {
             self.end(
                 &id,
                 JobStatus::Failed,
-                "node_lost",
+                ErrorKind::NodeLost,
                 format!("node {node} left the cluster (its lease ended) while the job ran; it is not run again"),
             );
         }

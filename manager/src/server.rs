@@ -43,7 +43,7 @@ pub async fn run(
         &tracker,
         shutdown.clone(),
     );
-    let store = JobStore::new(etcd.clone(), cfg.store.clone());
+    let store = JobStore::new(etcd.clone(), cfg.store.clone(), &tracker);
     let scheduler = Scheduler::start(
         cfg.scheduler.clone(),
         etcd,
@@ -126,6 +126,8 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, stop.cancelled())
         .await?;
     shutdown.cancel();
+    // The store's writer ends, its queue flushed, once the last task holding the scheduler has.
+    drop(scheduler);
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await

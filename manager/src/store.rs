@@ -16,6 +16,7 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp
 use netpulse_proto::api::Job;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
 
@@ -136,11 +137,12 @@ pub fn cap_output(job: &mut Job, max: usize) -> bool {
 }
 
 impl JobStore {
-    /// Starts the writer task; it ends when every clone of the store is dropped.
-    pub fn new(client: Client, cfg: StoreConfig) -> JobStore {
+    /// Starts the writer task on `tracker`; it ends when every clone of the store is dropped,
+    /// after committing what was queued, so waiting on the tracker flushes the final writes.
+    pub fn new(client: Client, cfg: StoreConfig, tracker: &TaskTracker) -> JobStore {
         let (tx, rx) = mpsc::channel(cfg.max_batch * 16);
         let stats = std::sync::Arc::new(Stats::default());
-        tokio::spawn(writer(client.clone(), cfg.clone(), rx, stats.clone()));
+        tracker.spawn(writer(client.clone(), cfg.clone(), rx, stats.clone()));
         JobStore {
             client,
             cfg,
@@ -159,10 +161,6 @@ impl JobStore {
             .stats
             .failing
             .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn config(&self) -> &StoreConfig {
-        &self.cfg
     }
 
     fn root(&self) -> &str {

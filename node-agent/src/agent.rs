@@ -1,29 +1,24 @@
-//! The agent's core: validates dispatches, routes pinned jobs to their device's actor and fifo
+//! The agent's core: takes dispatches, routes pinned jobs to their device's actor and fifo
 //! jobs to the fifo runner, enforces capacity, and answers cancel, kill, drain and list
 //! requests. It knows nothing of gRPC; `service` adapts it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use netpulse_proto::agent::{
-    Dispatch, JobFinished, Load, Strategy, WorkerInfo, agent_message::Msg,
-};
-use netpulse_proto::worker as wire;
-use netpulse_proto::worker::job::Operation;
+use netpulse_model::{AgentJob, Strategy};
+use netpulse_proto::agent::{Dispatch, Load, WorkerInfo, agent_message::Msg};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
+use crate::ctx::Ctx;
 use crate::device::{DeviceActor, DeviceCmd};
 use crate::error::AgentError;
-use crate::events::EventBus;
 use crate::fifo::{self, FifoCmd};
 use crate::process::{ProcessSpawner, Spawner, WorkerSettings};
-use crate::table::WorkerTable;
 
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -44,113 +39,6 @@ pub enum Admission {
     ShuttingDown,
 }
 
-/// What the actors share.
-pub struct Ctx {
-    pub node_id: String,
-    pub workers: WorkerSettings,
-    pub spawner: Arc<dyn Spawner>,
-    pub events: EventBus,
-    pub table: WorkerTable,
-    pub tracker: TaskTracker,
-    pub fifo_queued: AtomicUsize,
-    next_worker: AtomicU64,
-    /// Accepted jobs not finished yet, with the device they were queued on (None: fifo) and,
-    /// when traces are exported, the job's span here (it ends when the job does).
-    jobs: Mutex<HashMap<String, JobEntry>>,
-    /// The last `RECENT_FINISHED` results, so a dispatch repeated by a manager that missed the
-    /// end (it restarted) is answered with the result instead of running the job again.
-    recent: Mutex<RecentFinished>,
-    /// Signalled when the last accepted job finishes.
-    idle: Notify,
-    /// Cancelled at the end of shutdown: manager sessions close.
-    pub sessions_stop: CancellationToken,
-    pub metrics: crate::metrics::AgentMetrics,
-}
-
-const RECENT_FINISHED: usize = 10_000;
-
-/// An accepted job's route (its device; None: fifo) and its span here, if traced.
-pub type JobEntry = (Option<String>, Option<tracing::Span>);
-
-#[derive(Default)]
-struct RecentFinished {
-    order: std::collections::VecDeque<String>,
-    by_id: HashMap<String, JobFinished>,
-}
-
-impl RecentFinished {
-    fn insert(&mut self, f: JobFinished) {
-        if self.by_id.insert(f.job_id.clone(), f.clone()).is_none() {
-            self.order.push_back(f.job_id);
-        }
-        while self.order.len() > RECENT_FINISHED {
-            if let Some(old) = self.order.pop_front() {
-                self.by_id.remove(&old);
-            }
-        }
-    }
-}
-
-impl Ctx {
-    pub fn next_worker_id(&self) -> String {
-        format!(
-            "{}-w{}",
-            self.node_id,
-            self.next_worker.fetch_add(1, Ordering::Relaxed) + 1
-        )
-    }
-    /// The job's entry goes (and its span ends).
-    pub fn forget_job(&self, job_id: &str) -> Option<JobEntry> {
-        let mut jobs = self.jobs.lock().expect("lock");
-        let entry = jobs.remove(job_id);
-        if jobs.is_empty() {
-            self.idle.notify_waiters();
-        }
-        entry
-    }
-
-    /// Publishes a job's end; the job id becomes free again.
-    pub fn finish(&self, worker_id: &str, result: wire::JobResult) {
-        let finished = JobFinished {
-            job_id: result.job_id.clone(),
-            worker_id: worker_id.to_string(),
-            result: Some(result),
-        };
-        // A job handed back unstarted may be dispatched here again; it is not "finished".
-        let not_started = finished.result.as_ref().is_some_and(|r| r.not_started);
-        if !not_started {
-            self.recent.lock().expect("lock").insert(finished.clone());
-        }
-        // Known jobs only: a replayed result was counted when it first ended.
-        if let (Some((route, span)), Some(r)) =
-            (self.forget_job(&finished.job_id), &finished.result)
-        {
-            self.metrics
-                .finished(crate::metrics::strategy_name(route.is_some()), r);
-            if let Some(span) = span {
-                let commands: Vec<(&str, u64)> = r
-                    .results
-                    .iter()
-                    .filter(|c| c.status != wire::CommandStatus::Skipped as i32)
-                    .map(|c| (c.command.as_str(), c.duration_us))
-                    .collect();
-                netpulse_telemetry::trace::record_worker_spans(
-                    &span,
-                    worker_id,
-                    r.started_unix_us,
-                    r.connect_us,
-                    &commands,
-                );
-            }
-        }
-        self.events.publish(Msg::Finished(finished));
-    }
-
-    pub fn jobs_in_flight(&self) -> usize {
-        self.jobs.lock().expect("lock").len()
-    }
-}
-
 pub struct Agent {
     pub ctx: Arc<Ctx>,
     limits: Limits,
@@ -158,73 +46,6 @@ pub struct Agent {
     /// Taken at shutdown so the fifo runner ends.
     fifo: Mutex<Option<mpsc::Sender<FifoCmd>>>,
     admission: watch::Sender<Admission>,
-}
-
-const MAX_ID_LEN: usize = 128;
-const MAX_LINES: usize = 10_000;
-
-fn invalid(msg: impl Into<String>) -> AgentError {
-    AgentError::InvalidArgument(msg.into())
-}
-
-/// Checks a dispatch and returns its device key (`host:port`).
-pub fn validate(d: &Dispatch) -> Result<String, AgentError> {
-    if d.job_id.is_empty() || d.job_id.len() > MAX_ID_LEN {
-        return Err(invalid(format!(
-            "job_id must be 1..={MAX_ID_LEN} bytes, got {}",
-            d.job_id.len()
-        )));
-    }
-    let c = d
-        .connection
-        .as_ref()
-        .ok_or_else(|| invalid("dispatch.connection is required"))?;
-    if c.host.trim().is_empty() {
-        return Err(invalid("connection.host must not be empty"));
-    }
-    if c.port > 65535 {
-        return Err(invalid(format!(
-            "connection.port must be 1..=65535 (0 for 22), got {}",
-            c.port
-        )));
-    }
-    if c.username.is_empty() {
-        return Err(invalid("connection.username must not be empty"));
-    }
-    if c.password.is_empty() && c.private_key_pem.is_empty() {
-        return Err(invalid("connection needs a password or a private_key_pem"));
-    }
-    pinned_worker::dialect::lookup(&c.device_type).map_err(|e| invalid(e.to_string()))?;
-    let job = d
-        .job
-        .as_ref()
-        .ok_or_else(|| invalid("dispatch.job is required"))?;
-    let lines = match &job.operation {
-        Some(Operation::Commands(c)) => c.commands.len(),
-        Some(Operation::Config(c)) => c.lines.len(),
-        None => return Err(invalid("job needs commands or config")),
-    };
-    if lines == 0 || lines > MAX_LINES {
-        return Err(invalid(format!(
-            "a job holds 1..={MAX_LINES} commands or config lines, got {lines}"
-        )));
-    }
-    for (name, v, max) in [
-        ("keepalive_seconds", d.keepalive_seconds, 3600),
-        ("idle_ttl_seconds", d.idle_ttl_seconds, 86_400),
-        ("timeout_seconds", d.timeout_seconds, 86_400),
-    ] {
-        if v > max {
-            return Err(invalid(format!(
-                "{name} must be 1..={max} (0 for the default), got {v}"
-            )));
-        }
-    }
-    Ok(format!(
-        "{}:{}",
-        c.host.trim(),
-        if c.port == 0 { 22 } else { c.port }
-    ))
 }
 
 impl Agent {
@@ -245,21 +66,7 @@ impl Agent {
         spawner: Arc<dyn Spawner>,
         tracker: TaskTracker,
     ) -> Arc<Agent> {
-        let ctx = Arc::new(Ctx {
-            node_id,
-            workers,
-            spawner,
-            events: EventBus::default(),
-            table: WorkerTable::default(),
-            tracker,
-            fifo_queued: AtomicUsize::new(0),
-            next_worker: AtomicU64::new(0),
-            jobs: Mutex::new(HashMap::new()),
-            recent: Mutex::new(RecentFinished::default()),
-            idle: Notify::new(),
-            sessions_stop: CancellationToken::new(),
-            metrics: crate::metrics::AgentMetrics::default(),
-        });
+        let ctx = Arc::new(Ctx::new(node_id, workers, spawner, tracker));
         let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
         ctx.tracker
             .spawn(fifo::run(ctx.clone(), fifo_rx, limits.max_fifo_concurrency));
@@ -308,7 +115,7 @@ impl Agent {
 
     /// Accepts a job or says why not. Returns the device key. A job id this agent has queued,
     /// running or recently finished is never run again (see `Dispatch.resume_only`).
-    pub fn dispatch(&self, mut d: Dispatch) -> Result<String, AgentError> {
+    pub fn dispatch(&self, d: Dispatch) -> Result<String, AgentError> {
         if self.ctx.jobs.lock().expect("lock").contains_key(&d.job_id) {
             return Err(AgentError::AlreadyExists(format!(
                 "job {} is already queued or running here",
@@ -352,31 +159,34 @@ impl Agent {
                 return Err(AgentError::Unavailable("node is shutting down".into()));
             }
         }
-        let key = validate(&d)?;
+        let mut job = AgentJob::try_from(d)?;
+        // The device types this node serves are its workers' dialects.
+        pinned_worker::dialect::lookup(&job.connection.device_type)
+            .map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+        let key = job.device.to_string();
         {
             let mut jobs = self.ctx.jobs.lock().expect("lock");
-            if jobs.contains_key(&d.job_id) {
+            if jobs.contains_key(&job.id) {
                 return Err(AgentError::AlreadyExists(format!(
                     "job {} is already queued or running here",
-                    d.job_id
+                    job.id
                 )));
             }
-            let route = (d.strategy() != Strategy::Fifo).then(|| key.clone());
+            let route = (job.strategy == Strategy::Pinned).then(|| key.clone());
             // The job's span here, a child of the manager's; the worker gets its context.
             let span = netpulse_telemetry::trace::exporting().then(|| {
                 let span =
-                    tracing::info_span!("netpulse.agent.job", job_id = %d.job_id, device = %key);
-                if let Some(job) = d.job.as_mut() {
-                    netpulse_telemetry::trace::set_parent(&span, &job.trace_context);
-                    job.trace_context = netpulse_telemetry::trace::inject(&span);
-                }
+                    tracing::info_span!("netpulse.agent.job", job_id = %job.id, device = %key);
+                netpulse_telemetry::trace::set_parent(&span, &job.frame.trace_context);
+                job.frame.trace_context = netpulse_telemetry::trace::inject(&span);
                 span
             });
-            jobs.insert(d.job_id.clone(), (route, span));
+            jobs.insert(job.id.clone(), (route, span));
         }
-        let r = match d.strategy() {
+        let id = job.id.clone();
+        let r = match job.strategy {
             Strategy::Fifo => match self.fifo.lock().expect("lock").as_ref() {
-                Some(tx) => tx.try_send(FifoCmd::Enqueue(d.clone())).map_err(|_| {
+                Some(tx) => tx.try_send(FifoCmd::Enqueue(job)).map_err(|_| {
                     AgentError::ResourceExhausted(format!(
                         "fifo queue is full ({} jobs)",
                         self.limits.max_fifo_queued
@@ -384,15 +194,15 @@ impl Agent {
                 }),
                 None => Err(AgentError::Unavailable("node is shutting down".into())),
             },
-            Strategy::Pinned | Strategy::Unspecified => self.dispatch_pinned(&key, d.clone()),
+            Strategy::Pinned => self.dispatch_pinned(&key, job),
         };
         if r.is_err() {
-            self.ctx.forget_job(&d.job_id);
+            self.ctx.forget_job(&id);
         }
         r.map(|_| key)
     }
 
-    fn dispatch_pinned(&self, key: &str, d: Dispatch) -> Result<(), AgentError> {
+    fn dispatch_pinned(&self, key: &str, mut d: AgentJob) -> Result<(), AgentError> {
         let mut devices = self.devices.lock().expect("lock");
         if let Some(tx) = devices.get(key) {
             let queued = self
@@ -405,11 +215,22 @@ impl Agent {
                     "{key} has {queued} jobs queued, the limit"
                 )));
             }
-            if tx.try_send(DeviceCmd::Enqueue(d.clone())).is_ok() {
-                self.ctx.table.update(key, |w| w.queued_jobs += 1);
-                return Ok(());
+            match tx.try_send(DeviceCmd::Enqueue(d)) {
+                Ok(()) => {
+                    self.ctx.table.update(key, |w| w.queued_jobs += 1);
+                    return Ok(());
+                }
+                // Its actor is gone; start a new one below.
+                Err(mpsc::error::TrySendError::Closed(DeviceCmd::Enqueue(back))) => {
+                    d = back;
+                    devices.remove(key);
+                }
+                Err(_) => {
+                    return Err(AgentError::ResourceExhausted(format!(
+                        "{key} has its queue full"
+                    )));
+                }
             }
-            devices.remove(key); // its actor is gone; start a new one below
         }
         let in_use = self.ctx.table.pinned_in_use();
         // A pinned device's row is keyed by the device, and kept after its worker exits.

@@ -14,8 +14,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use netpulse_model::AgentJob;
 use netpulse_proto::agent::{
-    Dispatch, JobStarted, Strategy, WorkerEvent, WorkerInfo, WorkerState, agent_message::Msg,
+    JobStarted, Strategy, WorkerEvent, WorkerInfo, WorkerState, agent_message::Msg,
 };
 use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use pinned_worker::child::ChildEvent;
@@ -23,16 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::agent::Ctx;
-use crate::process::{self, WorkerProc, unix_ms};
+use crate::ctx::Ctx;
+use crate::process::{self, DRAIN_QUIET, TIMEOUT_MARGIN, WorkerProc, unix_ms};
 
-/// Added to a job's execution timeout before the agent kills its worker, so the worker's own
-/// timeouts fire first when they can.
-pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// After a worker exited, how long its pipe may stay silent before the remaining frames count
-/// as read (they were written before the exit, so they are already there).
-pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// Jobs handed to a worker at most (the running one included).
 pub const PIPELINE_DEPTH: usize = 4;
 /// More jobs are sent only when at most this many are unanswered: one pipe write (one wake of
@@ -40,7 +35,7 @@ pub const PIPELINE_DEPTH: usize = 4;
 const REFILL_AT: usize = 1;
 
 pub enum DeviceCmd {
-    Enqueue(Dispatch),
+    Enqueue(AgentJob),
     /// Replies whether the job was found (queued or running).
     Cancel(String, oneshot::Sender<bool>),
     Kill(String),
@@ -51,8 +46,7 @@ pub enum DeviceCmd {
 /// A job handed to the worker: running if first in [`Live::sent`], not started otherwise.
 struct Sent {
     /// Kept so a job the worker hands back unstarted can be queued again.
-    dispatch: Dispatch,
-    job_id: String,
+    job: AgentJob,
     /// Set when it starts (becomes first).
     deadline: Option<Instant>,
     timed_out: bool,
@@ -81,7 +75,7 @@ pub struct DeviceActor {
     key: String,
     ctx: Arc<Ctx>,
     rx: mpsc::Receiver<DeviceCmd>,
-    queue: VecDeque<Dispatch>,
+    queue: VecDeque<AgentJob>,
     live: Option<Live>,
     crash_streak: u32,
     backoff_until: Option<Instant>,
@@ -231,7 +225,7 @@ impl DeviceActor {
                     warn!(device = %self.key, error = %e, "cannot start a worker");
                     for d in std::mem::take(&mut self.queue) {
                         let r = process::failed(
-                            &d.job_id,
+                            &d.id,
                             ErrorKind::Internal,
                             format!("cannot start a worker: {e}"),
                             true,
@@ -252,7 +246,7 @@ impl DeviceActor {
             return;
         }
         let n = (PIPELINE_DEPTH - live.sent.len()).min(self.queue.len());
-        let batch: Vec<Dispatch> = self.queue.drain(..n).collect();
+        let batch: Vec<AgentJob> = self.queue.drain(..n).collect();
         let frames: Vec<_> = batch.iter().map(process::job_frame).collect();
         if let Err(e) = live.child.send_all(&frames).await {
             // The worker is going away; its exit path will start another for these jobs.
@@ -264,8 +258,7 @@ impl DeviceActor {
         }
         let was_idle = live.sent.is_empty();
         live.sent.extend(batch.into_iter().map(|d| Sent {
-            job_id: d.job_id.clone(),
-            dispatch: d,
+            job: d,
             deadline: None,
             timed_out: false,
             withdrawn: None,
@@ -284,10 +277,9 @@ impl DeviceActor {
             self.update_row(|w| w.state = WorkerState::Ready as i32);
             return;
         };
-        front.deadline =
-            Some(Instant::now() + process::job_timeout(&front.dispatch) + TIMEOUT_MARGIN);
+        front.deadline = Some(Instant::now() + front.job.timeout + TIMEOUT_MARGIN);
         let started = JobStarted {
-            job_id: front.job_id.clone(),
+            job_id: front.job.id.clone(),
             worker_id: l.id.clone(),
         };
         self.ctx.events.publish(Msg::Started(started));
@@ -307,7 +299,7 @@ impl DeviceActor {
         match cmd {
             DeviceCmd::Enqueue(d) => self.queue.push_back(d), // the agent counted it
             DeviceCmd::Cancel(job_id, reply) => {
-                if let Some(i) = self.queue.iter().position(|d| d.job_id == job_id) {
+                if let Some(i) = self.queue.iter().position(|d| d.id == job_id) {
                     self.queue.remove(i);
                     self.ctx.table.update(&self.key, |w| {
                         w.queued_jobs = w.queued_jobs.saturating_sub(1)
@@ -323,7 +315,7 @@ impl DeviceActor {
                 } else if let Some(l) = self
                     .live
                     .as_mut()
-                    .filter(|l| l.sent.iter().any(|r| r.job_id == job_id))
+                    .filter(|l| l.sent.iter().any(|r| r.job.id == job_id))
                 {
                     // Running: interrupted. Sent ahead: the worker drops it and answers
                     // "canceled, not started".
@@ -335,7 +327,7 @@ impl DeviceActor {
             }
             DeviceCmd::DropQueued(reason) => {
                 for d in std::mem::take(&mut self.queue) {
-                    self.ctx.finish("", handed_back(&d.job_id, &reason));
+                    self.ctx.finish("", handed_back(&d.id, &reason));
                 }
                 // Jobs sent ahead are taken back unless the worker has started them meanwhile;
                 // its answer says which (see `on_frame`).
@@ -344,7 +336,7 @@ impl DeviceActor {
                         r.withdrawn = Some(reason.clone());
                         let _ = l
                             .child
-                            .send(&process::cancel_frame(r.job_id.clone(), true))
+                            .send(&process::cancel_frame(r.job.id.clone(), true))
                             .await;
                     }
                 }
@@ -365,7 +357,7 @@ impl DeviceActor {
     fn on_timeout(&mut self) {
         let Some(l) = self.live.as_mut() else { return };
         let Some(r) = l.sent.front_mut() else { return };
-        warn!(device = %self.key, worker_id = %l.id, job_id = %r.job_id, "job exceeded its execution timeout; killing the worker");
+        warn!(device = %self.key, worker_id = %l.id, job_id = %r.job.id, "job exceeded its execution timeout; killing the worker");
         r.timed_out = true;
         l.child.kill();
     }
@@ -410,7 +402,7 @@ impl DeviceActor {
             }
             Some(Out::Result(r)) => {
                 let id = l.id.clone();
-                let Some(i) = l.sent.iter().position(|x| x.job_id == r.job_id) else {
+                let Some(i) = l.sent.iter().position(|x| x.job.id == r.job_id) else {
                     // Not one this worker holds (already settled): published as it is.
                     self.ctx.finish(&id, r);
                     return;
@@ -426,13 +418,13 @@ impl DeviceActor {
                     // the next worker. It is sent nothing more.
                     l.exit_reason
                         .get_or_insert_with(|| "exiting; handed a job back".into());
-                    info!(device = %self.key, job_id = %sent.job_id, "worker handed the job back unstarted; queueing it again");
+                    info!(device = %self.key, job_id = %sent.job.id, "worker handed the job back unstarted; queueing it again");
                     match sent.withdrawn {
-                        Some(reason) => self.ctx.finish("", handed_back(&sent.job_id, &reason)),
+                        Some(reason) => self.ctx.finish("", handed_back(&sent.job.id, &reason)),
                         None => {
                             let at = l.handed_back.min(self.queue.len());
                             l.handed_back += 1;
-                            self.queue.insert(at, sent.dispatch);
+                            self.queue.insert(at, sent.job);
                         }
                     }
                     return;
@@ -445,7 +437,7 @@ impl DeviceActor {
                 match sent.withdrawn {
                     // Taken back before it started: it may run elsewhere.
                     Some(reason) if r.not_started => {
-                        self.ctx.finish("", handed_back(&sent.job_id, &reason))
+                        self.ctx.finish("", handed_back(&sent.job.id, &reason))
                     }
                     _ => self.ctx.finish(&id, r),
                 }
@@ -502,11 +494,11 @@ impl DeviceActor {
         let mut requeued = 0;
         for x in sent {
             match x.withdrawn {
-                Some(reason) => self.ctx.finish("", handed_back(&x.job_id, &reason)),
+                Some(reason) => self.ctx.finish("", handed_back(&x.job.id, &reason)),
                 None => {
-                    info!(device = %self.key, job_id = %x.job_id, "the worker exited before starting the job; queueing it again");
+                    info!(device = %self.key, job_id = %x.job.id, "the worker exited before starting the job; queueing it again");
                     let at = (l.handed_back + requeued).min(self.queue.len());
-                    self.queue.insert(at, x.dispatch);
+                    self.queue.insert(at, x.job);
                     requeued += 1;
                 }
             }
@@ -519,14 +511,14 @@ impl DeviceActor {
             };
             let r = if run.timed_out {
                 process::failed(
-                    &run.job_id,
+                    &run.job.id,
                     ErrorKind::Timeout,
                     "the job exceeded its execution timeout; the worker was killed".into(),
                     false,
                 )
             } else {
                 process::failed(
-                    &run.job_id,
+                    &run.job.id,
                     ErrorKind::WorkerExited,
                     format!("the worker exited while running the job ({how}; {reason}; {health})"),
                     false,

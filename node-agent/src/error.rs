@@ -16,6 +16,14 @@ pub enum AgentError {
     NotFound(String),
 }
 
+impl From<netpulse_model::ModelError> for AgentError {
+    fn from(e: netpulse_model::ModelError) -> AgentError {
+        match e {
+            netpulse_model::ModelError::Invalid(m) => AgentError::InvalidArgument(m),
+        }
+    }
+}
+
 impl AgentError {
     pub fn code(&self) -> RejectCode {
         match self {

@@ -5,27 +5,27 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use netpulse_proto::agent::{Dispatch, JobStarted, Strategy, WorkerState, agent_message::Msg};
+use netpulse_model::AgentJob;
+use netpulse_proto::agent::{JobStarted, Strategy, WorkerState, agent_message::Msg};
 use netpulse_proto::worker::{ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::agent::Ctx;
-use crate::device::{DRAIN_QUIET, TIMEOUT_MARGIN};
-use crate::process::{self, unix_ms};
+use crate::ctx::Ctx;
+use crate::process::{self, DRAIN_QUIET, TIMEOUT_MARGIN, unix_ms};
 use pinned_worker::child::ChildEvent;
 
 pub enum FifoCmd {
-    Enqueue(Dispatch),
+    Enqueue(AgentJob),
     Cancel(String, oneshot::Sender<bool>),
     /// Hand back every job that has not started (the node was fenced).
     DropQueued(String),
 }
 
 pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency: usize) {
-    let mut queue: VecDeque<Dispatch> = VecDeque::new();
+    let mut queue: VecDeque<AgentJob> = VecDeque::new();
     let mut running: JoinSet<String> = JoinSet::new();
     let mut cancels: HashMap<String, oneshot::Sender<()>> = HashMap::new();
     loop {
@@ -33,7 +33,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
             && let Some(d) = queue.pop_front()
         {
             let (tx, cancel) = oneshot::channel();
-            cancels.insert(d.job_id.clone(), tx);
+            cancels.insert(d.id.clone(), tx);
             running.spawn(run_one(ctx.clone(), d, cancel));
         }
         ctx.fifo_queued
@@ -42,7 +42,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
             cmd = rx.recv() => match cmd {
                 Some(FifoCmd::Enqueue(d)) => queue.push_back(d),
                 Some(FifoCmd::Cancel(job_id, reply)) => {
-                    if let Some(i) = queue.iter().position(|d| d.job_id == job_id) {
+                    if let Some(i) = queue.iter().position(|d| d.id == job_id) {
                         queue.remove(i);
                         ctx.finish("", process::failed(&job_id, ErrorKind::Canceled, "canceled while queued".into(), true));
                         let _ = reply.send(true);
@@ -54,7 +54,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
                 }
                 Some(FifoCmd::DropQueued(reason)) => {
                     for d in std::mem::take(&mut queue) {
-                        ctx.finish("", process::failed(&d.job_id, ErrorKind::NodeUnavailable, reason.clone(), true));
+                        ctx.finish("", process::failed(&d.id, ErrorKind::NodeUnavailable, reason.clone(), true));
                     }
                 }
                 None => break,
@@ -71,7 +71,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
         ctx.finish(
             "",
             process::failed(
-                &d.job_id,
+                &d.id,
                 ErrorKind::SessionLost,
                 "agent shutting down before the job started".into(),
                 true,
@@ -81,26 +81,22 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
     while running.join_next().await.is_some() {}
 }
 
-async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) -> String {
+async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) -> String {
     let id = ctx.next_worker_id();
-    let device = d
-        .connection
-        .as_ref()
-        .map(|c| format!("{}:{}", c.host, if c.port == 0 { 22 } else { c.port }))
-        .unwrap_or_default();
+    let device = d.device.to_string();
     let mut child = match ctx.spawner.spawn(&id, &device) {
         Ok(c) => c,
         Err(e) => {
             ctx.finish(
                 &id,
                 process::failed(
-                    &d.job_id,
+                    &d.id,
                     ErrorKind::Internal,
                     format!("cannot start a worker: {e}"),
                     true,
                 ),
             );
-            return d.job_id;
+            return d.id;
         }
     };
     let pid = child.pid().unwrap_or_default();
@@ -114,7 +110,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         w.state = WorkerState::Busy as i32;
         w.spawned_unix_ms = unix_ms();
     });
-    let deadline = Instant::now() + process::job_timeout(&d) + TIMEOUT_MARGIN;
+    let deadline = Instant::now() + d.timeout + TIMEOUT_MARGIN;
     let sent = async {
         child
             .send(&process::init_frame(
@@ -131,7 +127,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         warn!(worker_id = %id, error = %e, "could not hand the job to a one-shot worker");
     }
     ctx.events.publish(Msg::Started(JobStarted {
-        job_id: d.job_id.clone(),
+        job_id: d.id.clone(),
         worker_id: id.clone(),
     }));
     let mut result = None;
@@ -142,7 +138,7 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         tokio::select! {
             ev = child.next_event() => match ev {
                 ChildEvent::Frame(f) => match f.frame {
-                    Some(Out::Result(r)) if r.job_id == d.job_id => result = Some(r),
+                    Some(Out::Result(r)) if r.job_id == d.id => result = Some(r),
                     Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
                     Some(Out::Connected(c)) => ctx.metrics.connected("fifo", c.connect_us),
                     _ => {}
@@ -164,14 +160,14 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
                 }
             },
             _ = tokio::time::sleep_until(deadline), if !timed_out => {
-                warn!(worker_id = %id, job_id = %d.job_id, "job exceeded its execution timeout; killing the worker");
+                warn!(worker_id = %id, job_id = %d.id, "job exceeded its execution timeout; killing the worker");
                 timed_out = true;
                 child.kill();
             }
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
                 if r.is_ok() {
-                    let _ = child.send(&process::cancel_frame(d.job_id.clone(), false)).await;
+                    let _ = child.send(&process::cancel_frame(d.id.clone(), false)).await;
                 }
             }
         }
@@ -187,13 +183,13 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
     let r = match result {
         Some(r) => r,
         None if timed_out => process::failed(
-            &d.job_id,
+            &d.id,
             ErrorKind::Timeout,
             "the job exceeded its execution timeout; the worker was killed".into(),
             false,
         ),
         None => process::failed(
-            &d.job_id,
+            &d.id,
             ErrorKind::WorkerExited,
             format!(
                 "the worker exited without a result ({how}, code {code}; {})",
@@ -203,5 +199,5 @@ async fn run_one(ctx: Arc<Ctx>, d: Dispatch, mut cancel: oneshot::Receiver<()>) 
         ),
     };
     ctx.finish(&id, r);
-    d.job_id
+    d.id
 }

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod ctx;
 pub mod device;
 pub mod error;
 pub mod events;
@@ -49,8 +50,10 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
+    // Readiness follows admission until the server stops (awaited below).
+    let stop = shutdown.child_token();
+    let stop_health = stop.clone();
+    let readiness = tokio::spawn(async move {
         loop {
             let status = match *admission.borrow_and_update() {
                 agent::Admission::Open => tonic_health::ServingStatus::Serving,
@@ -67,7 +70,7 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
-    builder
+    let served = builder
         .tcp_nodelay(true)
         .add_service(health_svc)
         .add_service(svc)
@@ -76,7 +79,10 @@ pub async fn serve(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.cancelled_owned(),
         )
-        .await
+        .await;
+    stop_health.cancel();
+    let _ = readiness.await;
+    served
 }
 
 #[cfg(test)]

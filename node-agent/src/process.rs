@@ -5,13 +5,20 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netpulse_proto::agent::Dispatch;
+use netpulse_model::AgentJob;
 use netpulse_proto::frame::FrameError;
 use netpulse_proto::worker::{self as wire, ErrorKind, HostKeyPolicy, WorkerMode};
 use pinned_worker::child::{ChildEvent, WorkerChild};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
+
+/// Added to a job's execution timeout before the agent kills its worker, so the worker's own
+/// timeouts fire first when they can.
+pub const TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+/// After a worker exited, how long its pipe may stay silent before the remaining frames count
+/// as read (they were written before the exit, so they are already there).
+pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
 
 /// What every worker of this agent is started with.
 #[derive(Clone, Debug)]
@@ -141,14 +148,18 @@ fn spawn(
 
 pub fn init_frame(
     s: &WorkerSettings,
-    d: &Dispatch,
+    d: &AgentJob,
     mode: WorkerMode,
     worker_id: &str,
 ) -> wire::ParentFrame {
     wire::ParentFrame {
         frame: Some(wire::parent_frame::Frame::Init(wire::Init {
             mode: mode as i32,
-            connection: d.connection.clone(),
+            connection: Some((&d.connection).into()),
+            timeouts: Some(wire::Timeouts {
+                connect_ms: d.connect_timeout.as_millis() as u32,
+                ..Default::default()
+            }),
             host_key_policy: s.host_key_policy as i32,
             known_hosts_path: s.known_hosts.display().to_string(),
             keepalive_seconds: d.keepalive_seconds,
@@ -160,13 +171,11 @@ pub fn init_frame(
     }
 }
 
-pub fn job_frame(d: &Dispatch) -> wire::ParentFrame {
-    let mut job = d.job.clone().unwrap_or_default();
-    job.job_id = d.job_id.clone();
-    // Every job names its connection, so a pinned worker reconnects when the arguments change.
-    job.connection = d.connection.clone();
+/// The job as the worker gets it; it names its connection, so a pinned worker reconnects when
+/// the arguments change.
+pub fn job_frame(d: &AgentJob) -> wire::ParentFrame {
     wire::ParentFrame {
-        frame: Some(wire::parent_frame::Frame::Job(job)),
+        frame: Some(wire::parent_frame::Frame::Job(d.frame.clone())),
     }
 }
 
@@ -177,14 +186,6 @@ pub fn cancel_frame(job_id: String, queued_only: bool) -> wire::ParentFrame {
             queued_only,
         })),
     }
-}
-
-/// The job's execution timeout (0 means the default, 300 s).
-pub fn job_timeout(d: &Dispatch) -> Duration {
-    Duration::from_secs(match d.timeout_seconds {
-        0 => 300,
-        t => t as u64,
-    })
 }
 
 /// A result for a job whose worker could not produce one.
@@ -227,15 +228,5 @@ pub async fn reap(child: &mut dyn WorkerProc, grace: Duration) -> (i32, String) 
     match status {
         Ok(s) => describe(&s),
         Err(e) => (-1, format!("waiting for the worker failed: {e}")),
-    }
-}
-
-/// SIGTERM now; the owner escalates to SIGKILL after the grace period.
-pub fn terminate(child: &mut WorkerChild) {
-    if let Some(pid) = child.pid() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
     }
 }

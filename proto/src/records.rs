@@ -19,6 +19,10 @@ pub struct NodeRecord {
     pub version: String,
     pub started_unix_ms: u64,
     pub lease_id: i64,
+    /// The `device_type` names this node's workers speak (aliases included): the manager
+    /// accepts a job only for a type some live node serves, and places it only there.
+    #[serde(default)]
+    pub device_types: Vec<String>,
 }
 
 pub fn nodes_prefix(prefix: &str) -> String {

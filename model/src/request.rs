@@ -1,14 +1,11 @@
-//! Validation of `ExecuteRequest` into a job request the scheduler can trust, and its
-//! conversion into the agent's `Dispatch`. Every refusal says what was wrong and what is
-//! allowed. `Debug` never shows the password or the secret.
-
+use std::collections::HashMap;
 use std::time::Duration;
 
-use netpulse_proto::agent::{self, Dispatch};
 use netpulse_proto::api::{self, ExecuteRequest};
-use netpulse_proto::worker;
+use netpulse_proto::{agent, worker};
 
-use crate::error::ApiError;
+use crate::connection::{Connection, SessionOptions};
+use crate::error::{ModelError, invalid};
 
 /// Request size limits (configurable on the manager).
 #[derive(Clone, Debug)]
@@ -28,72 +25,102 @@ impl Default for RequestLimits {
     }
 }
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct Device {
-    pub host: String,
-    pub port: u16,
-    pub username: String,
-    pub password: String,
-    /// As given (an alias such as `cisco_xe` is kept: the worker resolves it).
-    pub device_type: String,
-    pub secret: String,
-    pub keepalive_seconds: u32,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-}
-
-impl std::fmt::Debug for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("device_type", &self.device_type)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Device {
-    /// The key a pinned device is placed and queued under.
-    pub fn key(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-}
-
+/// What a job does on the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
     Commands(Vec<String>),
     Config { lines: Vec<String>, save: bool },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Operation {
+    pub fn lines(&self) -> &[String] {
+        match self {
+            Operation::Commands(c) => c,
+            Operation::Config { lines, .. } => lines,
+        }
+    }
+}
+
+impl From<&Operation> for worker::job::Operation {
+    fn from(op: &Operation) -> Self {
+        match op {
+            Operation::Commands(c) => worker::job::Operation::Commands(worker::Commands {
+                commands: c.clone(),
+            }),
+            Operation::Config { lines, save } => {
+                worker::job::Operation::Config(worker::ConfigPush {
+                    lines: lines.clone(),
+                    save: *save,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
+    /// The device's pinned worker: one session, jobs in order.
     Pinned,
+    /// A fresh connection in a one-shot worker, in parallel with other fifo jobs.
     Fifo,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRequest {
-    pub device: Device,
-    pub operation: Operation,
-    pub strategy: Strategy,
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Pinned => "pinned",
+            Strategy::Fifo => "fifo",
+        }
+    }
+}
+
+impl From<Strategy> for api::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Pinned => api::Strategy::Pinned,
+            Strategy::Fifo => api::Strategy::Fifo,
+        }
+    }
+}
+
+impl From<Strategy> for agent::Strategy {
+    fn from(s: Strategy) -> Self {
+        match s {
+            Strategy::Pinned => agent::Strategy::Pinned,
+            Strategy::Fifo => agent::Strategy::Fifo,
+        }
+    }
+}
+
+/// How long a job may take at each stage, and how it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobOptions {
     pub enable: bool,
+    /// Idle TTL of the pinned worker.
     pub idle_ttl: Duration,
     pub queue_timeout: Duration,
+    /// Execution timeout.
     pub timeout: Duration,
+    /// How long the finished job is kept.
     pub result_ttl: Duration,
+}
+
+/// A validated `ExecuteRequest`: everything past the manager's API trusts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRequest {
+    pub connection: Connection,
+    pub session: SessionOptions,
+    pub operation: Operation,
+    pub strategy: Strategy,
+    pub options: JobOptions,
     pub wait: bool,
     pub idempotency_key: Option<String>,
     /// The submit's trace context, passed to the agent in every dispatch (empty: not traced).
-    pub trace_context: std::collections::HashMap<String, String>,
-}
-
-fn invalid(msg: String) -> ApiError {
-    ApiError::InvalidArgument(msg)
+    pub trace_context: HashMap<String, String>,
 }
 
 /// `0` means `default`; otherwise `1..=max` seconds.
-fn seconds(name: &str, v: u32, max: u32, default: u32) -> Result<Duration, ApiError> {
+pub(crate) fn seconds(name: &str, v: u32, max: u32, default: u32) -> Result<Duration, ModelError> {
     match v {
         0 => Ok(Duration::from_secs(default as u64)),
         v if v <= max => Ok(Duration::from_secs(v as u64)),
@@ -103,7 +130,7 @@ fn seconds(name: &str, v: u32, max: u32, default: u32) -> Result<Duration, ApiEr
     }
 }
 
-fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<String>, ApiError> {
+fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<String>, ModelError> {
     if v.len() > limits.max_lines {
         return Err(invalid(format!(
             "{name} holds at most {} lines, got {}",
@@ -131,65 +158,11 @@ fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<Strin
     Ok(v)
 }
 
-fn device(c: Option<api::Connection>) -> Result<Device, ApiError> {
-    let c = c.ok_or_else(|| invalid("connection is required".into()))?;
-    let host = c.host.trim().to_string();
-    if host.is_empty() || host.len() > 253 || host.contains(char::is_whitespace) {
-        return Err(invalid(format!(
-            "connection.host must be a host name or address (1..=253 characters, no spaces), got {:?}",
-            c.host
-        )));
-    }
-    let port = match c.port {
-        0 => 22,
-        p @ 1..=65535 => p as u16,
-        p => {
-            return Err(invalid(format!(
-                "connection.port must be 1..=65535 (0 for 22), got {p}"
-            )));
-        }
-    };
-    if c.username.is_empty() {
-        return Err(invalid("connection.username must not be empty".into()));
-    }
-    if c.password.is_empty() {
-        return Err(invalid("connection.password must not be empty".into()));
-    }
-    pinned_worker::dialect::lookup(&c.device_type)
-        .map_err(|e| invalid(format!("connection.device_type: {e}")))?;
-    let keepalive_seconds = match c.keepalive_seconds {
-        v @ 0..=3600 => v,
-        v => {
-            return Err(invalid(format!(
-                "connection.keepalive_seconds must be 1..=3600 (0 for 60), got {v}"
-            )));
-        }
-    };
-    Ok(Device {
-        host,
-        port,
-        username: c.username,
-        password: c.password,
-        device_type: c.device_type,
-        secret: c.secret,
-        keepalive_seconds,
-        connect_timeout: seconds(
-            "connection.connect_timeout_seconds",
-            c.connect_timeout_seconds,
-            300,
-            10,
-        )?,
-        command_timeout: seconds(
-            "connection.command_timeout_seconds",
-            c.command_timeout_seconds,
-            3600,
-            30,
-        )?,
-    })
-}
-
 impl JobRequest {
-    pub fn from_wire(req: ExecuteRequest, limits: &RequestLimits) -> Result<JobRequest, ApiError> {
+    pub fn from_wire(
+        req: ExecuteRequest,
+        limits: &RequestLimits,
+    ) -> Result<JobRequest, ModelError> {
         let size = prost::Message::encoded_len(&req);
         if size > limits.max_request_bytes {
             return Err(invalid(format!(
@@ -210,7 +183,7 @@ impl JobRequest {
         let operation = match (req.commands.is_empty(), req.config.is_empty()) {
             (false, true) => {
                 if req.save {
-                    return Err(invalid("save applies to config, not to commands".into()));
+                    return Err(invalid("save applies to config, not to commands"));
                 }
                 Operation::Commands(lines("commands", req.commands, limits)?)
             }
@@ -218,8 +191,8 @@ impl JobRequest {
                 lines: lines("config", req.config, limits)?,
                 save: req.save,
             },
-            (true, true) => return Err(invalid("give commands or config: both are empty".into())),
-            (false, false) => return Err(invalid("give commands or config, not both".into())),
+            (true, true) => return Err(invalid("give commands or config: both are empty")),
+            (false, false) => return Err(invalid("give commands or config, not both")),
         };
         let idempotency_key = match req.idempotency_key {
             k if k.is_empty() => None,
@@ -231,67 +204,52 @@ impl JobRequest {
                 )));
             }
         };
+        let c = req
+            .connection
+            .as_ref()
+            .ok_or_else(|| invalid("connection is required"))?;
         Ok(JobRequest {
-            device: device(req.connection)?,
+            connection: Connection::try_from(c)?,
+            session: SessionOptions::try_from(c)?,
             operation,
             strategy,
-            enable: req.enable_mode,
-            idle_ttl: seconds("ttl_seconds", req.ttl_seconds, 86_400, 600)?,
-            queue_timeout: seconds(
-                "queue_timeout_seconds",
-                req.queue_timeout_seconds,
-                86_400,
-                300,
-            )?,
-            timeout: seconds("timeout_seconds", req.timeout_seconds, 86_400, 300)?,
-            result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
+            options: JobOptions {
+                enable: req.enable_mode,
+                idle_ttl: seconds("ttl_seconds", req.ttl_seconds, 86_400, 600)?,
+                queue_timeout: seconds(
+                    "queue_timeout_seconds",
+                    req.queue_timeout_seconds,
+                    86_400,
+                    300,
+                )?,
+                timeout: seconds("timeout_seconds", req.timeout_seconds, 86_400, 300)?,
+                result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
+            },
             wait: req.wait,
             idempotency_key,
-            trace_context: Default::default(),
+            trace_context: HashMap::new(),
         })
     }
 
     /// The agent's dispatch for this job.
-    pub fn to_dispatch(&self, job_id: &str) -> Dispatch {
-        let d = &self.device;
-        let operation = match &self.operation {
-            Operation::Commands(c) => worker::job::Operation::Commands(worker::Commands {
-                commands: c.clone(),
-            }),
-            Operation::Config { lines, save } => {
-                worker::job::Operation::Config(worker::ConfigPush {
-                    lines: lines.clone(),
-                    save: *save,
-                })
-            }
-        };
-        Dispatch {
+    pub fn to_dispatch(&self, job_id: &str) -> agent::Dispatch {
+        agent::Dispatch {
             job_id: job_id.to_string(),
-            strategy: match self.strategy {
-                Strategy::Pinned => agent::Strategy::Pinned,
-                Strategy::Fifo => agent::Strategy::Fifo,
-            } as i32,
-            connection: Some(worker::Connection {
-                host: d.host.clone(),
-                port: d.port as u32,
-                username: d.username.clone(),
-                password: d.password.clone(),
-                device_type: d.device_type.clone(),
-                secret: d.secret.clone(),
-                ..Default::default()
-            }),
+            strategy: agent::Strategy::from(self.strategy) as i32,
+            connection: Some(worker::Connection::from(&self.connection)),
             job: Some(worker::Job {
                 job_id: job_id.to_string(),
-                operation: Some(operation),
-                enable_mode: self.enable,
-                command_timeout_ms: d.command_timeout.as_millis() as u32,
+                operation: Some((&self.operation).into()),
+                enable_mode: self.options.enable,
+                command_timeout_ms: self.session.command_timeout.as_millis() as u32,
                 connection: None,
                 trace_context: self.trace_context.clone(),
             }),
-            keepalive_seconds: d.keepalive_seconds,
-            idle_ttl_seconds: self.idle_ttl.as_secs() as u32,
-            timeout_seconds: self.timeout.as_secs() as u32,
+            keepalive_seconds: self.session.keepalive.as_secs() as u32,
+            idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,
+            timeout_seconds: self.options.timeout.as_secs() as u32,
             resume_only: false,
+            connect_timeout_seconds: self.session.connect_timeout.as_secs() as u32,
         }
     }
 }
@@ -317,8 +275,8 @@ mod tests {
 
     fn err(r: ExecuteRequest) -> String {
         match JobRequest::from_wire(r, &RequestLimits::default()) {
-            Err(ApiError::InvalidArgument(m)) => m,
-            other => panic!("expected invalid argument, got {other:?}"),
+            Err(ModelError::Invalid(m)) => m,
+            Ok(j) => panic!("expected invalid argument, got {j:?}"),
         }
     }
 
@@ -326,22 +284,26 @@ mod tests {
     fn defaults_and_conversion_to_a_dispatch() {
         let j = JobRequest::from_wire(req(), &RequestLimits::default()).unwrap();
         assert_eq!(
-            (j.device.host.as_str(), j.device.port, j.strategy),
-            ("192.0.2.1", 22, Strategy::Pinned)
+            (j.connection.device.to_string(), j.strategy),
+            ("192.0.2.1:22".to_string(), Strategy::Pinned)
         );
         assert_eq!(
-            (j.timeout, j.idle_ttl, j.result_ttl),
+            (j.options.timeout, j.options.idle_ttl, j.options.result_ttl),
             (
                 Duration::from_secs(300),
                 Duration::from_secs(600),
                 Duration::from_secs(3600)
             )
         );
-        assert_eq!(j.device.key(), "192.0.2.1:22");
         let d = j.to_dispatch("job-1");
         assert_eq!(
             (d.job_id.as_str(), d.timeout_seconds, d.idle_ttl_seconds),
             ("job-1", 300, 600)
+        );
+        assert_eq!(
+            (d.keepalive_seconds, d.connect_timeout_seconds),
+            (60, 10),
+            "defaults travel explicitly"
         );
         assert_eq!(d.job.as_ref().unwrap().command_timeout_ms, 30_000);
         assert_eq!(
@@ -362,16 +324,6 @@ mod tests {
         assert_eq!(
             err(r),
             "connection.port must be 1..=65535 (0 for 22), got 70000"
-        );
-        let mut r = req();
-        r.connection.as_mut().unwrap().device_type = "ios".into();
-        let m = err(r);
-        assert!(m.contains("\"ios\"") && m.contains("juniper_junos"), "{m}");
-        let mut r = req();
-        r.connection.as_mut().unwrap().keepalive_seconds = 0;
-        assert!(
-            JobRequest::from_wire(r, &RequestLimits::default()).is_ok(),
-            "0 means the default"
         );
         let mut r = req();
         r.connection.as_mut().unwrap().keepalive_seconds = 3601;
@@ -412,6 +364,9 @@ mod tests {
         let mut r = req();
         r.commands = vec!["x".repeat(5000)];
         assert!(err(r).contains("at most 4096"));
+        let mut r = req();
+        r.idempotency_key = "k".repeat(129);
+        assert!(err(r).contains("idempotency_key must be 1..=128"));
         let limits = RequestLimits {
             max_request_bytes: 100,
             ..Default::default()
@@ -419,7 +374,7 @@ mod tests {
         let mut r = req();
         r.commands = vec!["show running-config | include interface".into(); 5];
         assert!(
-            matches!(JobRequest::from_wire(r, &limits), Err(ApiError::InvalidArgument(m)) if m.contains("at most 100"))
+            matches!(JobRequest::from_wire(r, &limits), Err(ModelError::Invalid(m)) if m.contains("at most 100"))
         );
     }
 }

@@ -7,6 +7,7 @@ use integration_tests::etcd::Etcd;
 use manager::store::{JobStore, StoreConfig};
 use netpulse_proto::api::{Job, JobStatus};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 fn job(id: &str, status: JobStatus) -> Job {
     Job {
@@ -28,7 +29,11 @@ fn config(bucket: Duration) -> StoreConfig {
 #[tokio::test]
 async fn records_round_trip_and_list_in_pages() {
     let etcd = Etcd::start().await;
-    let store = JobStore::new(etcd.client().await, config(Duration::from_secs(60)));
+    let store = JobStore::new(
+        etcd.client().await,
+        config(Duration::from_secs(60)),
+        &TaskTracker::new(),
+    );
     assert_eq!(store.get("nope").await.unwrap(), None);
     for id in ["a", "b", "c", "d", "e"] {
         store.put(job(id, JobStatus::Queued), None).await.unwrap();
@@ -53,7 +58,11 @@ async fn records_round_trip_and_list_in_pages() {
 #[tokio::test]
 async fn concurrent_writes_share_transactions() {
     let etcd = Etcd::start().await;
-    let store = JobStore::new(etcd.client().await, config(Duration::from_secs(60)));
+    let store = JobStore::new(
+        etcd.client().await,
+        config(Duration::from_secs(60)),
+        &TaskTracker::new(),
+    );
     let mut tasks = Vec::new();
     for i in 0..512 {
         let s = store.clone();
@@ -80,7 +89,11 @@ async fn concurrent_writes_share_transactions() {
 #[tokio::test]
 async fn final_jobs_expire_with_their_result_ttl_and_open_ones_stay() {
     let etcd = Etcd::start().await;
-    let store = JobStore::new(etcd.client().await, config(Duration::from_secs(1)));
+    let store = JobStore::new(
+        etcd.client().await,
+        config(Duration::from_secs(1)),
+        &TaskTracker::new(),
+    );
     store
         .put(
             job("done", JobStatus::Succeeded),
@@ -119,7 +132,11 @@ async fn final_jobs_expire_with_their_result_ttl_and_open_ones_stay() {
 #[tokio::test]
 async fn an_idempotency_key_creates_once_and_later_writes_of_a_key_win_within_a_batch() {
     let etcd = Etcd::start().await;
-    let store = JobStore::new(etcd.client().await, config(Duration::from_secs(60)));
+    let store = JobStore::new(
+        etcd.client().await,
+        config(Duration::from_secs(60)),
+        &TaskTracker::new(),
+    );
     let ttl = Duration::from_secs(600);
     let first = store
         .create_once(

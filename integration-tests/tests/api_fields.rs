@@ -1,0 +1,229 @@
+//! Public API fields that take effect far from the manager, each shown end to end through the
+//! public API with real processes (see `docs/api-fields.md`).
+
+use std::time::Duration;
+
+use integration_tests::cluster::{Options, TestCluster};
+use netpulse_proto::api::*;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// `connection.connect_timeout_seconds` reaches the worker's SSH connect: against a device that
+/// accepts TCP and never speaks SSH, the job fails with `connect_timeout` after the time asked
+/// for, not after the 10 s default, for pinned and fifo jobs alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_seconds_bounds_the_ssh_handshake() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Accepts connections and holds them without a word: no SSH banner ever comes.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let mut jobs = c.jobs(0).await.unwrap();
+    for (strategy, asked) in [(Strategy::Pinned, 1), (Strategy::Fifo, 2)] {
+        let mut r = c.request(0, &["show clock"]);
+        let conn = r.connection.as_mut().unwrap();
+        conn.port = port as u32;
+        conn.connect_timeout_seconds = asked;
+        r.strategy = strategy as i32;
+        r.wait = true;
+        let started = Instant::now();
+        let job = tokio::time::timeout(Duration::from_secs(60), jobs.execute(c.authed(r)))
+            .await
+            .expect("an answer within 60 s")
+            .unwrap()
+            .into_inner();
+        let took = started.elapsed();
+        let error = job.error.clone().unwrap_or_default();
+        assert_eq!(
+            (job.status(), error.kind.as_str()),
+            (JobStatus::Failed, "connect_timeout"),
+            "{strategy:?}: {job:?}"
+        );
+        let asked = Duration::from_secs(asked as u64);
+        assert!(
+            took >= asked && took < asked + Duration::from_secs(5),
+            "{strategy:?}: asked for {asked:?}, the job took {took:?}"
+        );
+    }
+    holder.abort();
+}
+
+async fn run(c: &TestCluster, r: ExecuteRequest) -> (Job, Duration) {
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut r = r;
+    r.wait = true;
+    let started = Instant::now();
+    let job = tokio::time::timeout(Duration::from_secs(60), jobs.execute(c.authed(r)))
+        .await
+        .expect("an answer within 60 s")
+        .unwrap()
+        .into_inner();
+    (job, started.elapsed())
+}
+
+fn kind(j: &Job) -> &str {
+    j.error.as_ref().map_or("", |e| e.kind.as_str())
+}
+
+fn fifo(mut r: ExecuteRequest) -> ExecuteRequest {
+    r.strategy = Strategy::Fifo as i32;
+    r
+}
+
+/// The credentials, enable mode, save, and the per-command and per-job timeouts, each shown to
+/// change what the device does or how the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_enable_save_and_timeouts_take_effect_on_the_device() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=2".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // password (and username): a wrong one fails the login.
+    let mut r = fifo(c.request(0, &["show clock"]));
+    r.connection.as_mut().unwrap().password = "not-the-password".into();
+    let (j, _) = run(&c, r).await;
+    assert_eq!(
+        (j.status(), kind(&j)),
+        (JobStatus::Failed, "auth_failed"),
+        "{j:?}"
+    );
+
+    // enable_mode and secret: a privileged command is rejected without enable mode, runs with
+    // it and the right secret, and a wrong secret fails the enable.
+    let (j, _) = run(&c, fifo(c.request(0, &["show startup-config"]))).await;
+    assert_eq!(j.status(), JobStatus::Failed, "{j:?}");
+    assert_eq!(j.results[0].status, "rejected");
+    let mut r = fifo(c.request(0, &["show startup-config"]));
+    r.enable_mode = true;
+    let (j, _) = run(&c, r.clone()).await;
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    r.connection.as_mut().unwrap().secret = "wrong-secret".into();
+    let (j, _) = run(&c, r).await;
+    assert_eq!(
+        (j.status(), kind(&j)),
+        (JobStatus::Failed, "enable_failed"),
+        "{j:?}"
+    );
+
+    // save: on one pinned session, a saved push reaches the startup config, an unsaved one
+    // only the running config.
+    let push = |line: &str, save: bool| {
+        let mut r = c.request(1, &[]);
+        r.config = vec![line.into()];
+        r.save = save;
+        r.enable_mode = true;
+        r
+    };
+    let show = |what: &str| {
+        let mut r = c.request(1, &[what]);
+        r.enable_mode = true;
+        r
+    };
+    let (j, _) = run(&c, push("hostname saved-by-test", true)).await;
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    let (j, _) = run(&c, push("hostname unsaved-by-test", false)).await;
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    let (startup, _) = run(&c, show("show startup-config")).await;
+    let (running, _) = run(&c, show("show running-config")).await;
+    assert!(startup.session_reused && running.session_reused);
+    let startup = &startup.results[0].output;
+    assert!(
+        startup.contains("hostname saved-by-test") && !startup.contains("unsaved-by-test"),
+        "{startup}"
+    );
+    assert!(
+        running.results[0]
+            .output
+            .contains("hostname unsaved-by-test")
+    );
+
+    // command_timeout_seconds: a command whose output never ends fails after the time asked.
+    let mut r = fifo(c.request(0, &["debug hang"]));
+    r.connection.as_mut().unwrap().command_timeout_seconds = 1;
+    let (j, took) = run(&c, r).await;
+    assert_eq!(
+        (j.status(), kind(&j)),
+        (JobStatus::Failed, "command_timeout"),
+        "{j:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+
+    // timeout_seconds: the whole job is bounded; the agent kills a worker past it (plus 2 s).
+    let mut r = fifo(c.request(0, &["debug hang"]));
+    r.timeout_seconds = 1;
+    let (j, took) = run(&c, r).await;
+    assert_eq!(
+        (j.status(), kind(&j)),
+        (JobStatus::Failed, "timeout"),
+        "{j:?}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+/// `ttl_seconds` ends an idle pinned session, and `result_ttl_seconds` removes a finished job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ttl_and_result_ttl_take_effect() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        manager_args: vec!["--result-lease-bucket-seconds".into(), "1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut r = c.request(0, &["show clock"]);
+    r.ttl_seconds = 1;
+    r.result_ttl_seconds = 1;
+    let (first, _) = run(&c, r.clone()).await;
+    assert_eq!(first.status(), JobStatus::Succeeded, "{first:?}");
+    let mut admin = c.admin(0).await.unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut idle_exit, mut result_gone) = (false, false);
+    while !(idle_exit && result_gone) {
+        assert!(
+            Instant::now() < deadline,
+            "within 30 s: worker exited {idle_exit}, result removed {result_gone}"
+        );
+        let workers = admin
+            .list_workers(c.authed(ListWorkersRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .workers;
+        idle_exit |= workers
+            .iter()
+            .any(|w| w.worker_id == first.worker_id && w.state == "exited");
+        let got = jobs
+            .get_job(c.authed(GetJobRequest {
+                id: first.id.clone(),
+            }))
+            .await;
+        result_gone |= matches!(&got, Err(s) if s.code() == tonic::Code::NotFound);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next job logs in again: the idle session is gone.
+    let (next, _) = run(&c, r).await;
+    assert!(
+        next.status() == JobStatus::Succeeded && !next.session_reused,
+        "{next:?}"
+    );
+}
