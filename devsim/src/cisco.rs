@@ -1,7 +1,7 @@
 //! Cisco IOS / IOS-XE, Cisco NX-OS and Arista EOS: one command grammar, vendor-specific text.
 
 use crate::config::RunningConfig;
-use crate::shell::{After, Confirm, Flavor, Shell, Waiting, caret, matches};
+use crate::shell::{After, Confirm, Flavor, Personality, Shell, Waiting, caret, matches};
 
 const SECTIONS: [(&str, &str); 5] = [
     ("interface", "config-if"),
@@ -308,17 +308,14 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
     invalid(sh, line)
 }
 
-pub(crate) fn secret(sh: &mut Shell, answer: &str) -> After {
-    if sh.s.enable_secret.as_deref() == Some(answer) {
-        sh.privileged = true;
-    } else {
-        sh.say("% Access denied");
-    }
-    After::Prompt
-}
+/// Cisco IOS, NX-OS and Arista EOS.
+pub(crate) struct Cisco;
 
-pub(crate) fn confirm(sh: &mut Shell, _c: Confirm, _answer: &str) -> After {
-    sh.startup = sh.running.clone();
-    sh.say("Building configuration...\n[OK]");
-    After::Prompt
+impl Personality for Cisco {
+    fn initial_config(&self, hostname: &str) -> RunningConfig {
+        initial_config(hostname)
+    }
+    fn command(&self, sh: &mut Shell, line: &str) -> After {
+        command(sh, line)
+    }
 }

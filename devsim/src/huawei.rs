@@ -2,7 +2,7 @@
 //! for confirmation; `super` raises the privilege level with a password.
 
 use crate::config::RunningConfig;
-use crate::shell::{After, Confirm, Shell, Waiting, caret, matches};
+use crate::shell::{After, Confirm, Personality, Shell, Waiting, caret, matches};
 
 const VIEWS: [&str; 5] = ["interface", "vlan", "ospf", "aaa", "user-interface"];
 const GLOBAL: [&str; 10] = [
@@ -175,7 +175,7 @@ fn view_command(sh: &mut Shell, line: &str) -> After {
     unrecognized(sh)
 }
 
-pub(crate) fn secret(sh: &mut Shell, answer: &str) -> After {
+fn secret(sh: &mut Shell, answer: &str) -> After {
     if sh.s.enable_secret.as_deref() == Some(answer) {
         sh.privileged = true;
         sh.say("Now user privilege is 15 level, and only those commands whose level is equal to or less than this level can be used.");
@@ -185,10 +185,27 @@ pub(crate) fn secret(sh: &mut Shell, answer: &str) -> After {
     After::Prompt
 }
 
-pub(crate) fn confirm(sh: &mut Shell, _c: Confirm, answer: &str) -> After {
+fn confirm(sh: &mut Shell, answer: &str) -> After {
     if answer.trim().eq_ignore_ascii_case("y") {
         sh.startup = sh.running.clone();
         sh.say("Now saving the current configuration to the slot 0.\nSave the configuration successfully.");
     }
     After::Prompt
+}
+
+pub(crate) struct Huawei;
+
+impl Personality for Huawei {
+    fn initial_config(&self, hostname: &str) -> RunningConfig {
+        initial_config(hostname)
+    }
+    fn command(&self, sh: &mut Shell, line: &str) -> After {
+        command(sh, line)
+    }
+    fn secret(&self, sh: &mut Shell, answer: &str) -> After {
+        secret(sh, answer)
+    }
+    fn confirm(&self, sh: &mut Shell, _c: Confirm, answer: &str) -> After {
+        confirm(sh, answer)
+    }
 }

@@ -2,7 +2,7 @@
 //! only `commit` makes running (and persistent).
 
 use crate::config::RunningConfig;
-use crate::shell::{After, Shell, caret, matches};
+use crate::shell::{After, Personality, Shell, caret, matches};
 
 const SET_ROOTS: [&str; 10] = [
     "system",
@@ -145,5 +145,16 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
             After::Prompt
         }
         _ => unknown(sh),
+    }
+}
+
+pub(crate) struct Junos;
+
+impl Personality for Junos {
+    fn initial_config(&self, hostname: &str) -> RunningConfig {
+        initial_config(hostname)
+    }
+    fn command(&self, sh: &mut Shell, line: &str) -> After {
+        command(sh, line)
     }
 }

@@ -9,7 +9,8 @@
 //! How it works: [`server::spawn_device`] binds a listener and accepts connections; every
 //! connection runs a russh server session whose shell channel feeds bytes into a
 //! [`shell::Shell`], a pure state machine that turns input bytes into output bytes. The
-//! per-dialect command handlers live in `cisco`, `junos` and `huawei`. Faults are injected per
+//! per-dialect command handlers live in `cisco`, `junos` and `huawei`, behind the shell's
+//! `Personality` trait; `vendor` picks one per flavor. Faults are injected per
 //! device through [`server::Device`]: drop every connection, freeze (stop reading and writing
 //! the socket, like a hung box), close idle sessions like a device's exec-timeout, refuse auth.
 
@@ -19,6 +20,7 @@ mod huawei;
 mod junos;
 pub mod server;
 pub mod shell;
+mod vendor;
 
 pub use server::{Device, DeviceSpec, spawn_device};
 pub use shell::Flavor;

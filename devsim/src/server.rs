@@ -338,14 +338,17 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let spec = &self.shared.spec;
-        let mut shell = Shell::new(ShellSettings {
-            flavor: spec.flavor,
-            hostname: spec.hostname.clone(),
-            username: self.user.clone(),
-            enable_secret: spec.enable_secret.clone(),
-            tech_support_lines: spec.tech_support_lines,
-            page_lines: spec.page_lines,
-        });
+        let mut shell = Shell::new(
+            ShellSettings {
+                flavor: spec.flavor,
+                hostname: spec.hostname.clone(),
+                username: self.user.clone(),
+                enable_secret: spec.enable_secret.clone(),
+                tech_support_lines: spec.tech_support_lines,
+                page_lines: spec.page_lines,
+            },
+            crate::vendor::personality(spec.flavor),
+        );
         session.channel_success(channel)?;
         if !spec.mute_shell {
             session.data(channel, shell.greeting())?;

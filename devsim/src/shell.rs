@@ -2,8 +2,9 @@
 //!
 //! It echoes typed characters like a PTY, runs a command on each line end, pages long output
 //! until paging is turned off, and asks for secrets and confirmations without echo. Dialect
-//! specifics are in the `cisco`, `junos` and `huawei` modules; this module owns input handling,
-//! paging and output framing (`\r\n` line endings, the prompt after every command).
+//! specifics sit behind [`Personality`], which this module owns and the `cisco`, `junos` and
+//! `huawei` modules implement (`vendor` picks one per flavor); this module owns input
+//! handling, paging and output framing (`\r\n` line endings, the prompt after every command).
 
 use std::str::FromStr;
 
@@ -104,8 +105,29 @@ pub struct Reply {
     pub disconnect: bool,
 }
 
+/// A vendor's CLI: what a command line does, and what an answer to a question it asked does.
+/// The answers' defaults are the Cisco-like ones (an enable secret, a save confirmation).
+pub(crate) trait Personality: Send + Sync {
+    fn initial_config(&self, hostname: &str) -> RunningConfig;
+    fn command(&self, sh: &mut Shell, line: &str) -> After;
+    fn secret(&self, sh: &mut Shell, answer: &str) -> After {
+        if sh.s.enable_secret.as_deref() == Some(answer) {
+            sh.privileged = true;
+        } else {
+            sh.say("% Access denied");
+        }
+        After::Prompt
+    }
+    fn confirm(&self, sh: &mut Shell, _c: Confirm, _answer: &str) -> After {
+        sh.startup = sh.running.clone();
+        sh.say("Building configuration...\n[OK]");
+        After::Prompt
+    }
+}
+
 pub struct Shell {
     pub(crate) s: ShellSettings,
+    personality: &'static dyn Personality,
     pub(crate) privileged: bool,
     /// In configuration mode; `section` is the index of the block being edited, with its
     /// prompt label (`config-if`, `GigabitEthernet0/0/1`, ...).
@@ -124,12 +146,8 @@ pub struct Shell {
 }
 
 impl Shell {
-    pub fn new(s: ShellSettings) -> Self {
-        let running = match s.flavor {
-            Flavor::JuniperJunos => crate::junos::initial_config(&s.hostname),
-            Flavor::Huawei => crate::huawei::initial_config(&s.hostname),
-            _ => crate::cisco::initial_config(&s.hostname),
-        };
+    pub(crate) fn new(s: ShellSettings, personality: &'static dyn Personality) -> Self {
+        let running = personality.initial_config(&s.hostname);
         let privileged = matches!(
             s.flavor,
             Flavor::CiscoNxos | Flavor::JuniperJunos | Flavor::Huawei
@@ -148,6 +166,7 @@ impl Shell {
             last_was_cr: false,
             out: Vec::new(),
             s,
+            personality,
         }
     }
 
@@ -245,20 +264,14 @@ impl Shell {
             self.waiting = Waiting::Hang;
             return After::Wait;
         }
-        match self.s.flavor {
-            Flavor::JuniperJunos => crate::junos::command(self, line),
-            Flavor::Huawei => crate::huawei::command(self, line),
-            _ => crate::cisco::command(self, line),
-        }
+        self.personality.command(self, line)
     }
 
     fn answer(&mut self, answer: &str) -> After {
         let waiting = std::mem::replace(&mut self.waiting, Waiting::Line);
-        match (self.s.flavor, waiting) {
-            (Flavor::Huawei, Waiting::Secret) => crate::huawei::secret(self, answer),
-            (_, Waiting::Secret) => crate::cisco::secret(self, answer),
-            (Flavor::Huawei, Waiting::Confirm(c)) => crate::huawei::confirm(self, c, answer),
-            (_, Waiting::Confirm(c)) => crate::cisco::confirm(self, c, answer),
+        match waiting {
+            Waiting::Secret => self.personality.secret(self, answer),
+            Waiting::Confirm(c) => self.personality.confirm(self, c, answer),
             _ => After::Prompt,
         }
     }
@@ -418,96 +431,4 @@ pub(crate) fn matches<'a>(input: &'a str, pattern: &str) -> Option<Vec<&'a str>>
 pub(crate) fn caret(sh: &mut Shell, prompt_len: usize, error: &str) {
     sh.say(&format!("{}^", " ".repeat(prompt_len)));
     sh.say(error);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) fn shell(flavor: Flavor) -> Shell {
-        Shell::new(ShellSettings {
-            flavor,
-            hostname: "R1".into(),
-            username: "admin".into(),
-            enable_secret: Some("en4ble".into()),
-            tech_support_lines: 60,
-            page_lines: 24,
-        })
-    }
-
-    fn run(sh: &mut Shell, line: &str) -> String {
-        String::from_utf8(sh.input(format!("{line}\n").as_bytes()).output).unwrap()
-    }
-
-    #[test]
-    fn abbreviations_match() {
-        assert_eq!(matches("sh run", "show running-config"), Some(vec![]));
-        assert_eq!(matches("term len 0", "terminal length *"), Some(vec!["0"]));
-        assert_eq!(matches("s run", "show running-config"), None);
-        assert_eq!(matches("show run extra", "show running-config"), None);
-    }
-
-    #[test]
-    fn ios_enable_config_and_running_config() {
-        let mut sh = shell(Flavor::CiscoIos);
-        assert!(String::from_utf8(sh.greeting()).unwrap().ends_with("R1>"));
-        assert!(run(&mut sh, "show running-config").contains("% Invalid input"));
-        assert!(run(&mut sh, "enable").ends_with("Password: "));
-        assert!(run(&mut sh, "en4ble").ends_with("R1#"));
-        assert!(run(&mut sh, "conf t").ends_with("R1(config)#"));
-        assert!(run(&mut sh, "interface Loopback9").ends_with("R1(config-if)#"));
-        assert!(run(&mut sh, "description mgmt").ends_with("R1(config-if)#"));
-        assert!(run(&mut sh, "bogus words").contains("% Invalid input detected at '^' marker."));
-        assert!(run(&mut sh, "end").ends_with("R1#"));
-        let out = run(&mut sh, "terminal length 0");
-        assert!(out.ends_with("R1#"), "{out}");
-        let conf = run(&mut sh, "show running-config");
-        assert!(
-            conf.contains("interface Loopback9\r\n description mgmt\r\n"),
-            "{conf}"
-        );
-    }
-
-    #[test]
-    fn paging_stops_at_more_until_a_key_and_is_off_after_terminal_length_0() {
-        let mut sh = shell(Flavor::CiscoIos);
-        sh.greeting();
-        let first = run(&mut sh, "show tech-support");
-        assert!(first.ends_with(" --More-- "), "{first}");
-        assert_eq!(first.matches("\r\n").count(), 24); // echo line + 23 output lines
-        let rest = String::from_utf8(sh.input(b" ").output).unwrap();
-        assert!(rest.ends_with(" --More-- "));
-        let rest = String::from_utf8(sh.input(b" ").output).unwrap();
-        assert!(rest.ends_with("R1>"), "{rest}");
-        run(&mut sh, "terminal length 0");
-        let all = run(&mut sh, "show tech-support");
-        assert!(!all.contains("More") && all.ends_with("R1>"));
-    }
-
-    #[test]
-    fn junos_commit_and_huawei_save() {
-        let mut sh = shell(Flavor::JuniperJunos);
-        sh.greeting();
-        assert!(run(&mut sh, "configure").ends_with("[edit]\r\nadmin@R1# "));
-        run(&mut sh, "set interfaces ge-0/0/1 description uplink");
-        assert!(run(&mut sh, "frobnicate").contains("unknown command."));
-        assert!(run(&mut sh, "commit").contains("commit complete"));
-        run(&mut sh, "exit configuration-mode");
-        assert!(
-            run(&mut sh, "show configuration | display set")
-                .contains("set interfaces ge-0/0/1 description uplink")
-        );
-
-        let mut sh = shell(Flavor::Huawei);
-        sh.greeting();
-        assert!(run(&mut sh, "system-view").ends_with("[R1]"));
-        assert!(
-            run(&mut sh, "interface GigabitEthernet0/0/1").ends_with("[R1-GigabitEthernet0/0/1]")
-        );
-        run(&mut sh, "description uplink");
-        assert!(run(&mut sh, "return").ends_with("<R1>"));
-        assert!(run(&mut sh, "save").ends_with("[Y/N]"));
-        assert!(run(&mut sh, "y").contains("successfully"));
-        assert!(run(&mut sh, "display saved-configuration").contains(" description uplink"));
-    }
 }

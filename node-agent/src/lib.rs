@@ -6,8 +6,10 @@
 //! not lost with the manager that asked for it. The core (`agent`) validates and routes: pinned
 //! jobs go to their device's actor (`device`: one task that owns the device's queue and its
 //! `pinned-worker` process), fifo jobs to the fifo runner (`fifo`: one-shot workers, bounded
-//! concurrency). Each worker process is owned by exactly one task, which reads its frames
-//! until its stdout closes and then reaps it (`process`). The agent never speaks SSH itself.
+//! concurrency); what they share is `ctx`. Each worker process is owned by exactly one task,
+//! which reads its frames until its stdout closes and then reaps it (`process`). The agent
+//! never speaks SSH itself. [`run`] assembles all of it; `main` only parses the configuration
+//! and turns signals into its shutdown future.
 
 pub mod agent;
 pub mod config;
@@ -23,11 +25,93 @@ pub mod service;
 pub mod table;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use netpulse_proto::agent::agent_service_server::AgentServiceServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+use tracing::info;
+
+use crate::agent::{Admission, Agent};
+use crate::config::AgentConfig;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The whole agent on `listener`: connects etcd, serves managers, registers the node, and at
+/// `shutdown` drains jobs, stops the workers and revokes the lease.
+pub async fn run(
+    cfg: AgentConfig,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let opts = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
+    let agent = Agent::new(cfg.node_id.clone(), cfg.workers(), cfg.limits());
+    // No job before the node is registered.
+    agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
+    let serve_stop = CancellationToken::new();
+    let registry_stop = CancellationToken::new();
+    let server = tokio::spawn(serve(agent.clone(), listener, tls, serve_stop.clone()));
+    // Scrapes are answered until the very end, so the drain can be watched.
+    let metrics_stop = CancellationToken::new();
+    let metrics = match cfg.metrics_listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            info!(listen = %listener.local_addr()?, "metrics served at /metrics");
+            let a = agent.clone();
+            let render: netpulse_telemetry::Render = Arc::new(move || {
+                a.ctx.metrics.render(
+                    &a.ctx.table,
+                    a.ctx.fifo_queued.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            });
+            Some(tokio::spawn(netpulse_telemetry::serve_metrics(
+                listener,
+                render,
+                metrics_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+    let registry = tokio::spawn(registry::run(
+        etcd,
+        cfg.registry(),
+        agent.clone(),
+        registry_stop.clone(),
+    ));
+    info!(node_id = %cfg.node_id, listen = %cfg.listen, "node agent started");
+    shutdown.await;
+    let left = agent
+        .shutdown(Duration::from_secs(cfg.shutdown_grace_seconds))
+        .await;
+    if left > 0 {
+        info!(
+            jobs = left,
+            "grace period over; unfinished jobs were stopped with their workers"
+        );
+    }
+    registry_stop.cancel();
+    let _ = registry.await;
+    serve_stop.cancel();
+    let _ = server.await;
+    metrics_stop.cancel();
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
+    info!("node agent stopped");
+    Ok(())
+}
 
 /// The health service name that is SERVING only while the node takes jobs (registered, not
 /// draining or fenced): Kubernetes readiness. The empty name is SERVING while the process
