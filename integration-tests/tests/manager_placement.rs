@@ -3,21 +3,18 @@
 use std::time::Duration;
 
 use integration_tests::etcd::Etcd;
-use manager::placement::{NodeView, claim, placement_key};
+use manager::kv::{EtcdKv, Kv};
+use manager::placement::placement_key;
 
 const T: Duration = Duration::from_secs(5);
 
-fn node(id: &str, lease_id: i64) -> NodeView {
-    NodeView {
-        node_id: id.into(),
-        lease_id,
-        pinned_workers: 0,
-        max_pinned_workers: 10,
-        fifo_running: 0,
-        max_fifo_concurrency: 4,
-        queued_jobs: 0,
-        draining: false,
-    }
+/// Claims `device` for `node` on its lease; returns the owner afterwards.
+async fn claim(kv: &EtcdKv, device: &str, node: &str, lease: i64) -> String {
+    let owner = kv
+        .put_if_absent(&placement_key("/np", device), node, lease)
+        .await
+        .unwrap();
+    String::from_utf8(owner).unwrap()
 }
 
 #[tokio::test]
@@ -26,21 +23,24 @@ async fn replicas_racing_for_a_device_agree_and_a_dead_node_loses_its_devices() 
     let mut c = etcd.client().await;
     let la = c.lease_grant(30, None).await.unwrap().id();
     let lb = c.lease_grant(30, None).await.unwrap().id();
-    let (a, b) = (node("a", la), node("b", lb));
-
     // Two replicas claim the same device for different nodes at once: one owner wins for both.
-    let (mut c1, mut c2) = (etcd.client().await, etcd.client().await);
-    let (r1, r2) = tokio::join!(
-        claim(&mut c1, "/np", "192.0.2.1:22", &a, T),
-        claim(&mut c2, "/np", "192.0.2.1:22", &b, T)
+    let (k1, k2) = (
+        EtcdKv::new(etcd.client().await, T),
+        EtcdKv::new(etcd.client().await, T),
     );
-    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    let (r1, r2) = tokio::join!(
+        claim(&k1, "192.0.2.1:22", "a", la),
+        claim(&k2, "192.0.2.1:22", "b", lb)
+    );
     assert_eq!(r1, r2);
     // An existing placement is kept, whoever asks.
-    assert_eq!(
-        claim(&mut c, "/np", "192.0.2.1:22", &b, T).await.unwrap(),
-        r1
-    );
+    assert_eq!(claim(&k1, "192.0.2.1:22", "b", lb).await, r1);
+    // A release by a node that does not own it changes nothing.
+    let other_id = if r1 == "a" { "b" } else { "a" };
+    k2.delete_if(&placement_key("/np", "192.0.2.1:22"), other_id)
+        .await
+        .unwrap();
+    assert_eq!(claim(&k2, "192.0.2.1:22", other_id, lb).await, r1);
 
     // The owner's lease ends: its placement is gone and the device can be placed again.
     let owner_lease = if r1 == "a" { la } else { lb };
@@ -50,11 +50,9 @@ async fn replicas_racing_for_a_device_agree_and_a_dead_node_loses_its_devices() 
         .await
         .unwrap();
     assert!(left.kvs().is_empty());
-    let other = if r1 == "a" { &b } else { &a };
+    let other_lease = if r1 == "a" { lb } else { la };
     assert_eq!(
-        claim(&mut c, "/np", "192.0.2.1:22", other, T)
-            .await
-            .unwrap(),
-        other.node_id
+        claim(&k1, "192.0.2.1:22", other_id, other_lease).await,
+        other_id
     );
 }

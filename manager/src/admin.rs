@@ -1,14 +1,18 @@
 //! Cluster operations: nodes, workers, kill and drain. Worker tables come from the agents
 //! themselves, asked over their sessions.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use netpulse_proto::agent::{self, WorkerInfo, WorkerState, manager_message::Msg as Out};
 use netpulse_proto::api::{Node, Worker};
+use tokio::sync::oneshot;
 
+use crate::cluster::Cluster;
 use crate::error::ApiError;
-use crate::record::now_ms;
-use crate::scheduler::Scheduler;
+use crate::placement::Placements;
+use crate::record::{new_job_id, now_ms};
 
 fn state_name(s: WorkerState) -> String {
     s.as_str_name()
@@ -43,7 +47,64 @@ fn worker(node_id: &str, w: WorkerInfo) -> Worker {
     }
 }
 
-impl Scheduler {
+/// Answers about nodes and workers, and acts on them. Worker tables come from the agents over
+/// their sessions; the event loop hands each answer back ([`ClusterOps::on_worker_table`]).
+pub struct ClusterOps {
+    cluster: Arc<Cluster>,
+    placements: Arc<Placements>,
+    /// Worker-table requests waiting for their node's answer, by request id.
+    tables: Mutex<HashMap<String, oneshot::Sender<Vec<WorkerInfo>>>>,
+    call_timeout: Duration,
+}
+
+impl ClusterOps {
+    pub fn new(cluster: Arc<Cluster>, placements: Arc<Placements>, call_timeout: Duration) -> Self {
+        ClusterOps {
+            cluster,
+            placements,
+            tables: Mutex::new(HashMap::new()),
+            call_timeout,
+        }
+    }
+
+    /// A node's answer to [`ClusterOps::worker_table`].
+    pub fn on_worker_table(&self, t: agent::WorkerTable) {
+        if let Some(reply) = self.tables.lock().expect("lock").remove(&t.request_id) {
+            let _ = reply.send(t.workers);
+        }
+    }
+
+    /// Asks a node for its worker table.
+    async fn worker_table(&self, node_id: &str) -> Result<Vec<WorkerInfo>, ApiError> {
+        let request_id = new_job_id();
+        let (tx, rx) = oneshot::channel();
+        self.tables
+            .lock()
+            .expect("lock")
+            .insert(request_id.clone(), tx);
+        let sent = self.cluster.send(
+            node_id,
+            Out::ListWorkers(agent::ListWorkers {
+                request_id: request_id.clone(),
+            }),
+        );
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(self.call_timeout, rx).await,
+            Err(e) => {
+                self.tables.lock().expect("lock").remove(&request_id);
+                return Err(e);
+            }
+        };
+        self.tables.lock().expect("lock").remove(&request_id);
+        match answer {
+            Ok(Ok(w)) => Ok(w),
+            _ => Err(ApiError::Unavailable(format!(
+                "node {node_id} did not list its workers within {:?}",
+                self.call_timeout
+            ))),
+        }
+    }
+
     pub fn list_nodes(&self) -> Vec<Node> {
         self.cluster
             .nodes()
@@ -156,7 +217,7 @@ impl Scheduler {
             if !pinned || !idle {
                 continue;
             }
-            self.unplace(&w.device, node_id).await?;
+            self.placements.unplace(&w.device, node_id).await?;
             if w.state() != WorkerState::Exited {
                 self.cluster.send(
                     node_id,

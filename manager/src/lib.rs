@@ -14,12 +14,15 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod cluster;
 pub mod config;
 pub mod error;
-pub mod jobs;
+pub mod kv;
+pub mod listeners;
 pub mod metrics;
 pub mod placement;
+pub mod queries;
 pub mod record;
 pub mod recovery;
 pub mod scheduler;
@@ -27,3 +30,4 @@ pub mod server;
 pub mod service;
 pub mod shed;
 pub mod store;
+pub mod table;

@@ -1,8 +1,7 @@
-//! The manager's Prometheus metrics. Counters and histograms are updated where jobs are
-//! submitted and end; gauges (nodes, queues, active jobs, store writes) are read from live
-//! state at each scrape.
+//! The manager's Prometheus metrics. A job listener: counters, histograms and the active-jobs
+//! gauge follow the job events; node gauges and store writes are read at each scrape from the
+//! node view and the store's totals.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use netpulse_proto::api::{Job, Strategy};
@@ -12,7 +11,9 @@ use netpulse_telemetry::prometheus_client::metrics::gauge::Gauge;
 use netpulse_telemetry::prometheus_client::metrics::histogram::Histogram;
 use netpulse_telemetry::prometheus_client::registry::Registry;
 
-use crate::scheduler::Scheduler;
+use crate::listeners::JobListener;
+use crate::placement::NodeMap;
+use crate::store::Stats;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -123,15 +124,18 @@ impl Default for Metrics {
     }
 }
 
-impl Metrics {
-    pub fn submitted(&self, strategy: Strategy) {
-        self.submitted
-            .get_or_create(&vec![("strategy", strategy_name(strategy).into())])
-            .inc();
+impl JobListener for Metrics {
+    fn accepted(&self, job: &Job, adopted: bool) {
+        self.active.inc();
+        if !adopted {
+            self.submitted
+                .get_or_create(&vec![("strategy", strategy_name(job.strategy()).into())])
+                .inc();
+        }
     }
 
-    /// A job this manager drove ended.
-    pub fn finished(&self, job: &Job) {
+    fn finished(&self, job: &Job) {
+        self.active.dec();
         let strategy = strategy_name(job.strategy());
         let status = job
             .status()
@@ -152,10 +156,14 @@ impl Metrics {
         }
     }
 
-    /// The text of a scrape, with gauges read from the scheduler now.
-    pub fn render(&self, s: &Arc<Scheduler>) -> String {
-        self.active.set(s.lock().jobs.len() as i64);
-        let nodes = s.cluster.nodes();
+    fn released(&self, _job_id: &str) {
+        self.active.dec();
+    }
+}
+
+impl Metrics {
+    /// The text of a scrape, with the node gauges and store writes read now.
+    pub fn render(&self, nodes: &NodeMap, stats: &Stats) -> String {
         self.nodes.set(nodes.len() as i64);
         // Nodes that left drop out of the per-node gauges.
         self.node_queued.clear();
@@ -169,7 +177,6 @@ impl Metrics {
                 .get_or_create(&node)
                 .set(i64::from(n.pinned_workers));
         }
-        let stats = s.store.stats();
         for (i, (total, counter)) in [
             (&stats.transactions, &self.store_transactions),
             (&stats.puts, &self.store_puts),

@@ -3,16 +3,19 @@
 //! Pinned: a device lives on one node. The choice prefers the node with the most free pinned
 //! capacity and breaks ties with a rendezvous hash of (node, device), a fixed function rather
 //! than the process-seeded std hasher, so every manager replica chooses alike. The choice is
-//! then recorded in etcd at `<prefix>/placements/<host:port>` by a create-if-absent transaction
-//! attached to the chosen node's lease: concurrent replicas agree on one owner, and a dead
-//! node's placements disappear with its lease. Fifo: two random live nodes, the less loaded.
+//! then recorded at `<prefix>/placements/<host:port>` by a create-if-absent write attached to
+//! the chosen node's lease ([`Kv`]: etcd, or memory in tests): concurrent replicas agree on one
+//! owner, and a dead node's placements disappear with its lease. Fifo: two random live nodes,
+//! the less loaded. Only nodes that serve the job's device type are considered.
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use netpulse_model::{JobRequest, Strategy};
+use netpulse_proto::records::NodeRecord;
 
 use crate::error::ApiError;
+use crate::kv::Kv;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
@@ -83,47 +86,321 @@ pub fn placement_key(prefix: &str, device: &str) -> String {
     format!("{}/placements/{device}", prefix.trim_end_matches('/'))
 }
 
-/// Records `node` as the owner of `device` unless another node already owns it; returns the
-/// owner either way.
-pub async fn claim(
-    client: &mut Client,
-    prefix: &str,
-    device: &str,
-    node: &NodeView,
-    timeout: Duration,
-) -> Result<String, ApiError> {
-    let key = placement_key(prefix, device);
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key.clone(),
-            node.node_id.clone(),
-            Some(PutOptions::new().with_lease(node.lease_id)),
-        )])
-        .or_else([TxnOp::get(key, None)]);
-    let r = tokio::time::timeout(timeout, client.txn(txn))
-        .await
-        .map_err(|_| ApiError::Unavailable("etcd did not answer the placement in time".into()))?
-        .map_err(|e| ApiError::Unavailable(format!("placement in etcd failed: {e}")))?;
-    if r.succeeded() {
-        return Ok(node.node_id.clone());
-    }
-    for op in r.op_responses() {
-        if let TxnOpResponse::Get(g) = op
-            && let Some(kv) = g.kvs().first()
-        {
-            return Ok(String::from_utf8_lossy(kv.value()).into_owned());
+/// A device's node, valid while that node keeps the lease it had when it was read.
+#[derive(Clone, PartialEq, Eq)]
+struct Placed {
+    node_id: String,
+    lease_id: i64,
+}
+
+/// The live nodes, by id, as the cluster watch sees them.
+pub type NodeMap = BTreeMap<String, NodeRecord>;
+
+/// The nodes a job of `device_type` may go to.
+fn views(nodes: &NodeMap, excluded: &HashSet<String>, device_type: &str) -> Vec<NodeView> {
+    nodes
+        .values()
+        .filter(|n| {
+            !excluded.contains(&n.node_id) && n.device_types.iter().any(|t| t == device_type)
+        })
+        .map(|n| NodeView {
+            node_id: n.node_id.clone(),
+            lease_id: n.lease_id,
+            pinned_workers: n.pinned_workers,
+            max_pinned_workers: n.max_pinned_workers,
+            fifo_running: n.fifo_running,
+            max_fifo_concurrency: n.max_fifo_concurrency,
+            queued_jobs: n.queued_jobs,
+            draining: n.draining,
+        })
+        .collect()
+}
+
+/// Where each device lives: claims in the key-value store, and a cache of them that is valid
+/// while the owner keeps the lease it had.
+pub struct Placements {
+    kv: Arc<dyn Kv>,
+    prefix: String,
+    cache: Mutex<HashMap<String, Placed>>,
+}
+
+impl Placements {
+    pub fn new(kv: Arc<dyn Kv>, prefix: &str) -> Self {
+        Placements {
+            kv,
+            prefix: prefix.to_string(),
+            cache: Mutex::new(HashMap::new()),
         }
     }
-    Err(ApiError::Unavailable(format!(
-        "placement of {device} changed while it was read; retry"
-    )))
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Placed>> {
+        self.cache.lock().expect("placement cache lock")
+    }
+
+    /// The node for a job: the device's placement (claimed when it has none) or a fifo choice,
+    /// among the live nodes that serve its device type and are not `excluded`.
+    pub async fn place(
+        &self,
+        nodes: &NodeMap,
+        r: &JobRequest,
+        excluded: &HashSet<String>,
+    ) -> Result<String, ApiError> {
+        if nodes.is_empty() {
+            return Err(ApiError::Unavailable(format!(
+                "no node agent is live (none registered under {}/nodes/ in etcd)",
+                self.prefix.trim_end_matches('/')
+            )));
+        }
+        let device_type = &r.connection.device_type;
+        if !nodes
+            .values()
+            .any(|n| n.device_types.iter().any(|t| t == device_type))
+        {
+            let served: BTreeSet<&str> = nodes
+                .values()
+                .flat_map(|n| n.device_types.iter().map(String::as_str))
+                .collect();
+            return Err(ApiError::InvalidArgument(format!(
+                "connection.device_type {device_type:?} is served by no live node agent; served: {}",
+                served.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let open = views(nodes, excluded, device_type);
+        if r.strategy == Strategy::Fifo {
+            return choose_fifo(&open, |n| rand::random_range(0..n))
+                .map(|n| n.node_id.clone())
+                .ok_or_else(|| {
+                    ApiError::ResourceExhausted(format!(
+                        "no node can take a fifo job: {} live, all draining, refusing, or \
+                         without fifo capacity",
+                        nodes.len()
+                    ))
+                });
+        }
+        let device = r.connection.device.to_string();
+        let live = |p: &Placed| {
+            nodes
+                .get(&p.node_id)
+                .is_some_and(|n| n.lease_id == p.lease_id)
+                && !excluded.contains(&p.node_id)
+        };
+        if let Some(p) = self.cache().get(&device)
+            && live(p)
+        {
+            return Ok(p.node_id.clone());
+        }
+        let key = placement_key(&self.prefix, &device);
+        if let Some(owner) = self.kv.get(&key).await? {
+            let owner = String::from_utf8_lossy(&owner).into_owned();
+            match nodes.get(&owner) {
+                Some(n) if !excluded.contains(&owner) => {
+                    return Ok(self.remember(&device, &owner, n.lease_id));
+                }
+                // The owner refused the device or left: the placement goes, unless another
+                // replica changed it meanwhile.
+                _ => self.unplace(&device, &owner).await?,
+            }
+        }
+        let choice = choose_pinned(&open, &device, excluded).ok_or_else(|| {
+            ApiError::ResourceExhausted(format!(
+                "no node can take device {device}: {} live, all full (max_pinned_workers), \
+                 draining or refusing",
+                nodes.len()
+            ))
+        })?;
+        // Concurrent replicas agree on one owner: the first claim wins, on its node's lease.
+        let owner = self
+            .kv
+            .put_if_absent(&key, &choice.node_id, choice.lease_id)
+            .await?;
+        let owner = String::from_utf8_lossy(&owner).into_owned();
+        match nodes.get(&owner) {
+            Some(n) if !excluded.contains(&owner) => Ok(self.remember(&device, &owner, n.lease_id)),
+            _ => Err(ApiError::Unavailable(format!(
+                "device {device} is placed on node {owner}, which cannot take it now; retry"
+            ))),
+        }
+    }
+
+    fn remember(&self, device: &str, node_id: &str, lease_id: i64) -> String {
+        self.cache().insert(
+            device.to_string(),
+            Placed {
+                node_id: node_id.to_string(),
+                lease_id,
+            },
+        );
+        node_id.to_string()
+    }
+
+    /// Removes the device's placement if it still names `node_id`.
+    pub async fn unplace(&self, device: &str, node_id: &str) -> Result<(), ApiError> {
+        self.forget(device, node_id);
+        self.kv
+            .delete_if(&placement_key(&self.prefix, device), node_id)
+            .await
+    }
+
+    /// Drops the cached placement of `device` on `node_id` (the node refused or handed back
+    /// a job): the next job of the device reads the claim again.
+    pub fn forget(&self, device: &str, node_id: &str) {
+        let mut cache = self.cache();
+        if cache.get(device).is_some_and(|p| p.node_id == node_id) {
+            cache.remove(device);
+        }
+    }
+
+    /// Drops every cached placement on `node_id` (it was fenced).
+    pub fn forget_node(&self, node_id: &str) {
+        self.cache().retain(|_, p| p.node_id != node_id);
+    }
+
+    /// Keeps only the cached placements whose node still has the lease they were read with.
+    pub fn retain_live(&self, nodes: &NodeMap) {
+        self.cache().retain(|_, p| {
+            nodes
+                .get(&p.node_id)
+                .is_some_and(|n| n.lease_id == p.lease_id)
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::MemoryKv;
+    use netpulse_model::RequestLimits;
+    use netpulse_proto::api;
     use proptest::prelude::*;
+
+    fn record(id: &str, lease_id: i64, free: u32, types: &[&str]) -> NodeRecord {
+        NodeRecord {
+            node_id: id.into(),
+            address: format!("{id}:1"),
+            max_pinned_workers: 10,
+            max_fifo_concurrency: 4,
+            pinned_workers: 10 - free,
+            fifo_running: 0,
+            queued_jobs: 0,
+            draining: false,
+            version: "test".into(),
+            started_unix_ms: 0,
+            lease_id,
+            device_types: types.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn nodes(records: Vec<NodeRecord>) -> NodeMap {
+        records
+            .into_iter()
+            .map(|r| (r.node_id.clone(), r))
+            .collect()
+    }
+
+    fn request(host: &str, device_type: &str, strategy: api::Strategy) -> JobRequest {
+        let req = api::ExecuteRequest {
+            connection: Some(api::Connection {
+                host: host.into(),
+                username: "admin".into(),
+                password: "pw".into(),
+                device_type: device_type.into(),
+                ..Default::default()
+            }),
+            commands: vec!["show clock".into()],
+            strategy: strategy as i32,
+            ..Default::default()
+        };
+        JobRequest::from_wire(req, &RequestLimits::default()).unwrap()
+    }
+
+    const PINNED: api::Strategy = api::Strategy::Pinned;
+
+    #[tokio::test]
+    async fn a_new_device_goes_to_the_freest_node_and_replicas_agree_on_it() {
+        let kv: Arc<dyn Kv> = Arc::new(MemoryKv::default());
+        let (one, two) = (
+            Placements::new(kv.clone(), "/np"),
+            Placements::new(kv, "/np"),
+        );
+        let mut view = nodes(vec![
+            record("a", 1, 8, &["cisco_ios"]),
+            record("b", 2, 2, &["cisco_ios"]),
+        ]);
+        let r = request("192.0.2.1", "cisco_ios", PINNED);
+        let none = HashSet::new();
+        assert_eq!(one.place(&view, &r, &none).await.unwrap(), "a");
+        // Another replica, and a changed load view: the claim stands.
+        view.get_mut("b").unwrap().pinned_workers = 0;
+        assert_eq!(two.place(&view, &r, &none).await.unwrap(), "a");
+        assert_eq!(one.place(&view, &r, &none).await.unwrap(), "a");
+        // A new device sees the new loads.
+        let other = request("192.0.2.2", "cisco_ios", PINNED);
+        assert_eq!(two.place(&view, &other, &none).await.unwrap(), "b");
+    }
+
+    #[tokio::test]
+    async fn a_dead_or_refusing_owner_loses_the_device_to_another_node() {
+        let mem = Arc::new(MemoryKv::default());
+        let p = Placements::new(mem.clone(), "/np");
+        let view = nodes(vec![
+            record("a", 1, 8, &["cisco_ios"]),
+            record("b", 2, 2, &["cisco_ios"]),
+        ]);
+        let r = request("192.0.2.1", "cisco_ios", PINNED);
+        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "a");
+        // The owner refused the job: excluded, its claim goes and the device moves.
+        let refused: HashSet<String> = ["a".to_string()].into();
+        assert_eq!(p.place(&view, &r, &refused).await.unwrap(), "b");
+        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "b");
+        // The owner's lease ends and it leaves the cluster: its claim is gone with the lease.
+        mem.revoke(2);
+        let view = nodes(vec![record("a", 1, 8, &["cisco_ios"])]);
+        p.retain_live(&view);
+        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "a");
+        // The same node back under a new lease: the cached placement is not trusted.
+        let view = nodes(vec![
+            record("a", 7, 8, &["cisco_ios"]),
+            record("c", 8, 9, &["cisco_ios"]),
+        ]);
+        mem.revoke(1);
+        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "c");
+    }
+
+    #[tokio::test]
+    async fn only_nodes_serving_the_device_type_are_chosen_and_refusals_say_why() {
+        let p = Placements::new(Arc::new(MemoryKv::default()), "/np");
+        let none = HashSet::new();
+        let empty = NodeMap::new();
+        let r = request("192.0.2.1", "cisco_ios", PINNED);
+        assert!(matches!(
+            p.place(&empty, &r, &none).await,
+            Err(ApiError::Unavailable(m)) if m.contains("no node agent is live")
+        ));
+        let view = nodes(vec![
+            record("junos-only", 1, 9, &["juniper_junos"]),
+            record("ios", 2, 1, &["cisco_ios", "cisco_xe"]),
+        ]);
+        assert_eq!(p.place(&view, &r, &none).await.unwrap(), "ios");
+        let fifo = request("192.0.2.9", "juniper_junos", api::Strategy::Fifo);
+        for _ in 0..10 {
+            assert_eq!(p.place(&view, &fifo, &none).await.unwrap(), "junos-only");
+        }
+        let unknown = request("192.0.2.3", "ios-xr", PINNED);
+        match p.place(&view, &unknown, &none).await {
+            Err(ApiError::InvalidArgument(m)) => assert_eq!(
+                m,
+                "connection.device_type \"ios-xr\" is served by no live node agent; served: cisco_ios, cisco_xe, juniper_junos"
+            ),
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+        // Full everywhere that serves the type.
+        let full = nodes(vec![record("ios", 2, 0, &["cisco_ios"])]);
+        assert!(matches!(
+            p.place(&full, &request("192.0.2.4", "cisco_ios", PINNED), &none)
+                .await,
+            Err(ApiError::ResourceExhausted(_))
+        ));
+    }
 
     fn node(id: &str, pinned: u32, max: u32) -> NodeView {
         NodeView {

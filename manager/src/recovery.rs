@@ -17,14 +17,14 @@ use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use netpulse_proto::api::{Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::ApiError;
 use crate::record::is_final;
-use crate::scheduler::{Active, Scheduler};
+use crate::scheduler::Scheduler;
+use crate::table::Active;
 use netpulse_model::JobRequest;
 
 fn managers_prefix(prefix: &str) -> String {
@@ -140,7 +140,9 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
         } else if alive.contains(&rec.manager_id) {
             if mine {
                 info!(job_id = %id, owner = %rec.manager_id, "another manager adopted this job; letting it go");
-                s.lock().jobs.remove(&id);
+                if s.lock().jobs.remove(&id).is_some() {
+                    s.tell(|l| l.released(&id));
+                }
             }
             continue;
         }
@@ -191,30 +193,18 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
     };
     let running = job.status() == JobStatus::Running;
     let node = (!rec.node_id.is_empty()).then_some(rec.node_id);
-    let (updates, _) = watch::channel(job.clone());
     // The queue timeout counts from the submit, not from the adoption.
     let age = Duration::from_millis((crate::record::now_ms() - job.created_unix_ms).max(0) as u64);
     let queue_deadline = Instant::now() + request.options.queue_timeout.saturating_sub(age);
     let mut dispatch = request.to_dispatch(id);
     dispatch.resume_only = running;
-    s.lock().jobs.insert(
-        id.to_string(),
-        Active {
-            job,
-            request,
-            wire,
-            node: None,
-            dispatching: false,
-            excluded: HashSet::new(),
-            resume_only: running,
-            queue_deadline,
-            updates,
-            running_recorded: running,
-            recorded: true,
-            swept: false,
-            _slot: s.slots.clone().try_acquire_owned().ok(),
-        },
-    );
+    let slot = s.slots.clone().try_acquire_owned().ok();
+    let (mut active, _) = Active::new(job, request, wire, None, queue_deadline, slot);
+    active.resume_only = running;
+    active.running_recorded = running;
+    active.recorded = true;
+    s.tell(|l| l.accepted(&active.job, true));
+    s.lock().jobs.insert(id.to_string(), active);
     let Some(node) = node else {
         return Ok(true); // pending: the sweep places it
     };

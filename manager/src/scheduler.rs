@@ -8,30 +8,33 @@
 //! or left the cluster) is pending: a sweep dispatches pending jobs again, expires jobs queued
 //! beyond their queue timeout, and fails running jobs whose node is gone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::Client;
 use netpulse_proto::agent::{
-    self, CancelJob, JobRejected, RejectCode, WorkerInfo, agent_message::Msg,
-    manager_message::Msg as Out,
+    CancelJob, JobRejected, RejectCode, agent_message::Msg, manager_message::Msg as Out,
 };
 use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::admin::ClusterOps;
 use crate::cluster::{Cluster, NodeEvent};
 use crate::error::ApiError;
-use crate::placement::{self, NodeView};
-use crate::record;
+use crate::listeners::{JobListener, Listeners};
+use crate::placement::Placements;
+use crate::queries::JobQueries;
+use crate::record::{self, is_final};
 use crate::store::{JobStore, Op};
-use netpulse_model::{ErrorKind, JobRequest, RequestLimits, Strategy};
+use crate::table::{Active, JobTable, Record, Sweep};
+use netpulse_model::{ErrorKind, JobRequest, RequestLimits};
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -44,69 +47,33 @@ pub struct SchedulerConfig {
     pub sweep_interval: Duration,
 }
 
-/// A job this manager drives.
-pub(crate) struct Active {
-    pub(crate) job: Job,
-    pub(crate) request: JobRequest,
-    /// The request as received (wait cleared), for the `active` record.
-    pub(crate) wire: ExecuteRequest,
-    /// Where it was dispatched; None while pending.
-    pub(crate) node: Option<String>,
-    /// A dispatch attempt is under way.
-    pub(crate) dispatching: bool,
-    /// Nodes that refused it or handed it back.
-    pub(crate) excluded: HashSet<String>,
-    /// Adopted while running: ask the node about it, never start it again.
-    pub(crate) resume_only: bool,
-    pub(crate) queue_deadline: Instant,
-    pub(crate) updates: watch::Sender<Job>,
-    /// The record in etcd says RUNNING (written by the sweep, so a fast job costs no write).
-    pub(crate) running_recorded: bool,
-    /// The job and its active entry are in etcd. A waiting submit's job is written by the
-    /// sweep if it is still unfinished then; one that ends sooner is written once, final.
-    pub(crate) recorded: bool,
-    /// A sweep has seen it: the next one writes it if it is still unfinished.
-    pub(crate) swept: bool,
-    /// Its place among `max_active_jobs` (adopted jobs take one only if one is free).
-    pub(crate) _slot: Option<OwnedSemaphorePermit>,
-}
-
-impl Active {
-    /// Shows the job's progress to anyone who looks, without waking the waiters: they wait
-    /// for its end (one task wake less per job).
-    fn quietly_update(&self) {
-        self.updates.send_if_modified(|j| {
-            j.clone_from(&self.job);
-            false
-        });
-    }
-}
-
-/// A device's node, valid while that node keeps the lease it had when it was read.
-#[derive(Clone, PartialEq, Eq)]
-struct Placed {
-    node_id: String,
-    lease_id: i64,
-}
-
-#[derive(Default)]
-pub(crate) struct State {
-    pub(crate) jobs: HashMap<String, Active>,
-    placements: HashMap<String, Placed>,
-}
-
 pub struct Scheduler {
     pub(crate) cfg: SchedulerConfig,
     pub(crate) etcd: Client,
     pub(crate) store: JobStore,
+    pub(crate) placements: Arc<Placements>,
     pub(crate) cluster: Arc<Cluster>,
-    pub(crate) state: Mutex<State>,
-    pub metrics: crate::metrics::Metrics,
-    pub(crate) tables: Mutex<HashMap<String, oneshot::Sender<Vec<WorkerInfo>>>>,
+    pub(crate) state: Mutex<JobTable>,
+    listeners: Listeners,
+    /// Cluster operations: the event loop hands them the agents' worker tables.
+    pub ops: Arc<ClusterOps>,
     pub(crate) tracker: TaskTracker,
+    /// Reads of job records (cancel of another replica's job waits on them).
+    pub queries: JobQueries,
     pub(crate) shutdown: CancellationToken,
     /// One permit per job this manager may drive (`max_active_jobs`).
     pub(crate) slots: Arc<Semaphore>,
+}
+
+/// What the scheduler works with, built by the server.
+pub struct Parts {
+    /// Told of every job this replica accepts, ends or lets go.
+    pub listeners: Listeners,
+    pub etcd: Client,
+    pub store: JobStore,
+    pub cluster: Arc<Cluster>,
+    pub placements: Arc<Placements>,
+    pub ops: Arc<ClusterOps>,
 }
 
 /// A submit's answer: the job and, for a new job this replica drives, its updates.
@@ -117,53 +84,41 @@ pub struct Submitted {
     pub wait_limit: Duration,
 }
 
+/// How long a cancel of another replica's job waits for that job to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
 /// Beyond the queue and execution timeouts, for the agent to report a timed-out job.
 const WAIT_MARGIN: Duration = Duration::from_secs(60);
-
-/// The nodes a job of `device_type` may go to.
-fn views(
-    nodes: &crate::cluster::Nodes,
-    excluded: &HashSet<String>,
-    device_type: &str,
-) -> Vec<NodeView> {
-    nodes
-        .values()
-        .filter(|n| {
-            !excluded.contains(&n.node_id) && n.device_types.iter().any(|t| t == device_type)
-        })
-        .map(|n| NodeView {
-            node_id: n.node_id.clone(),
-            lease_id: n.lease_id,
-            pinned_workers: n.pinned_workers,
-            max_pinned_workers: n.max_pinned_workers,
-            fifo_running: n.fifo_running,
-            max_fifo_concurrency: n.max_fifo_concurrency,
-            queued_jobs: n.queued_jobs,
-            draining: n.draining,
-        })
-        .collect()
-}
 
 impl Scheduler {
     /// Starts the event loop and the sweep; both stop with `shutdown`.
     pub fn start(
         cfg: SchedulerConfig,
-        etcd: Client,
-        store: JobStore,
-        cluster: Arc<Cluster>,
+        parts: Parts,
         events: mpsc::Receiver<NodeEvent>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
     ) -> Arc<Scheduler> {
         let cfg_slots = cfg.max_active_jobs;
+        let Parts {
+            listeners,
+            etcd,
+            store,
+            cluster,
+            placements,
+            ops,
+        } = parts;
+        let queries = JobQueries::new(store.clone(), tracker.clone(), shutdown.clone());
         let s = Arc::new(Scheduler {
+            queries,
+            placements,
             cfg,
             etcd,
             store,
             cluster,
-            state: Mutex::new(State::default()),
-            metrics: crate::metrics::Metrics::default(),
-            tables: Mutex::new(HashMap::new()),
+            state: Mutex::new(JobTable::default()),
+            listeners,
+            ops,
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             slots: Arc::new(Semaphore::new(cfg_slots)),
@@ -173,7 +128,13 @@ impl Scheduler {
         s
     }
 
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn tell(&self, event: impl Fn(&dyn JobListener)) {
+        for l in &self.listeners {
+            event(l.as_ref());
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, JobTable> {
         self.state.lock().expect("scheduler state lock")
     }
 
@@ -215,28 +176,20 @@ impl Scheduler {
         } else if !deferred {
             self.store.write(ops).await?;
         }
-        let (updates, rx) = watch::channel(job.clone());
         let dispatch = request.to_dispatch(&id);
         let wait_limit = request.options.queue_timeout + request.options.timeout + WAIT_MARGIN;
-        self.lock().jobs.insert(
-            id.clone(),
-            Active {
-                job: job.clone(),
-                queue_deadline: Instant::now() + request.options.queue_timeout,
-                request,
-                wire,
-                node: Some(node.clone()),
-                dispatching: false,
-                excluded: HashSet::new(),
-                resume_only: false,
-                updates,
-                running_recorded: false,
-                recorded: !deferred,
-                swept: false,
-                _slot: Some(slot),
-            },
+        let queue_deadline = Instant::now() + request.options.queue_timeout;
+        let (mut active, rx) = Active::new(
+            job.clone(),
+            request,
+            wire,
+            Some(node.clone()),
+            queue_deadline,
+            Some(slot),
         );
-        self.metrics.submitted(job.strategy());
+        active.recorded = !deferred;
+        self.lock().jobs.insert(id.clone(), active);
+        self.tell(|l| l.accepted(&job, false));
         debug!(job_id = %id, node_id = %node, "job dispatched");
         if let Err(e) = self.cluster.send(&node, Out::Dispatch(dispatch)) {
             warn!(job_id = %id, node_id = %node, error = %e, "dispatch failed; the job stays queued");
@@ -284,145 +237,22 @@ impl Scheduler {
         vec![self.store.job_op(job, None), active]
     }
 
-    /// The node for a job: the device's placement (claimed when it has none) or a fifo choice.
+    /// The node for a job (see [`Placements::place`]).
     pub(crate) async fn place(
         &self,
         r: &JobRequest,
         excluded: &HashSet<String>,
     ) -> Result<String, ApiError> {
-        let nodes = self.cluster.nodes();
-        if nodes.is_empty() {
-            return Err(ApiError::Unavailable(format!(
-                "no node agent is live (none registered under {}/nodes/ in etcd)",
-                self.cfg.prefix.trim_end_matches('/')
-            )));
-        }
-        let device_type = &r.connection.device_type;
-        if !nodes
-            .values()
-            .any(|n| n.device_types.iter().any(|t| t == device_type))
-        {
-            let served: std::collections::BTreeSet<&str> = nodes
-                .values()
-                .flat_map(|n| n.device_types.iter().map(String::as_str))
-                .collect();
-            return Err(ApiError::InvalidArgument(format!(
-                "connection.device_type {device_type:?} is served by no live node agent; served: {}",
-                served.into_iter().collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let open = views(&nodes, excluded, device_type);
-        if r.strategy == Strategy::Fifo {
-            return placement::choose_fifo(&open, |n| rand::random_range(0..n))
-                .map(|n| n.node_id.clone())
-                .ok_or_else(|| {
-                    ApiError::ResourceExhausted(format!(
-                        "no node can take a fifo job: {} live, all draining, refusing, or \
-                         without fifo capacity",
-                        nodes.len()
-                    ))
-                });
-        }
-        let device = r.connection.device.to_string();
-        let live = |p: &Placed| {
-            nodes
-                .get(&p.node_id)
-                .is_some_and(|n| n.lease_id == p.lease_id)
-                && !excluded.contains(&p.node_id)
-        };
-        if let Some(p) = self.lock().placements.get(&device)
-            && live(p)
-        {
-            return Ok(p.node_id.clone());
-        }
-        let key = placement::placement_key(&self.cfg.prefix, &device);
-        let mut etcd = self.etcd.clone();
-        let current = self.store.get_raw(&key).await?;
-        if let Some((owner, _)) = current {
-            let owner = String::from_utf8_lossy(&owner).into_owned();
-            match nodes.get(&owner) {
-                Some(n) if !excluded.contains(&owner) => {
-                    return Ok(self.cache(&device, &owner, n.lease_id));
-                }
-                // The owner refused the device or left: the placement goes, unless another
-                // replica changed it meanwhile.
-                _ => self.unplace(&device, &owner).await?,
-            }
-        }
-        let choice = placement::choose_pinned(&open, &device, excluded).ok_or_else(|| {
-            ApiError::ResourceExhausted(format!(
-                "no node can take device {device}: {} live, all full (max_pinned_workers), \
-                 draining or refusing",
-                nodes.len()
-            ))
-        })?;
-        let owner = placement::claim(
-            &mut etcd,
-            &self.cfg.prefix,
-            &device,
-            choice,
-            self.cfg.call_timeout,
-        )
-        .await?;
-        match nodes.get(&owner) {
-            Some(n) if !excluded.contains(&owner) => Ok(self.cache(&device, &owner, n.lease_id)),
-            _ => Err(ApiError::Unavailable(format!(
-                "device {device} is placed on node {owner}, which cannot take it now; retry"
-            ))),
-        }
-    }
-
-    fn cache(&self, device: &str, node_id: &str, lease_id: i64) -> String {
-        self.lock().placements.insert(
-            device.to_string(),
-            Placed {
-                node_id: node_id.to_string(),
-                lease_id,
-            },
-        );
-        node_id.to_string()
-    }
-
-    /// Removes the device's placement if it still names `node_id`.
-    pub(crate) async fn unplace(&self, device: &str, node_id: &str) -> Result<(), ApiError> {
-        {
-            let mut st = self.lock();
-            if st
-                .placements
-                .get(device)
-                .is_some_and(|p| p.node_id == node_id)
-            {
-                st.placements.remove(device);
-            }
-        }
-        let key = placement::placement_key(&self.cfg.prefix, device);
-        let txn = Txn::new()
-            .when([Compare::value(key.clone(), CompareOp::Equal, node_id)])
-            .and_then([TxnOp::delete(key, None)]);
-        let mut etcd = self.etcd.clone();
-        tokio::time::timeout(self.cfg.call_timeout, etcd.txn(txn))
+        self.placements
+            .place(&self.cluster.nodes(), r, excluded)
             .await
-            .map_err(|_| ApiError::Unavailable("etcd did not answer in time".into()))?
-            .map_err(|e| ApiError::Unavailable(format!("placement in etcd failed: {e}")))?;
-        Ok(())
     }
 
     /// Takes the job off `node`: it will be dispatched again by the sweep.
     fn make_pending(&self, id: &str, node: &str) {
-        let mut st = self.lock();
-        let Some(a) = st.jobs.get_mut(id) else { return };
-        if a.node.as_deref() != Some(node) {
-            return;
-        }
-        a.node = None;
-        a.excluded.insert(node.to_string());
-        let device = a.request.connection.device.to_string();
-        if st
-            .placements
-            .get(&device)
-            .is_some_and(|p| p.node_id == node)
-        {
-            st.placements.remove(&device);
+        let device = self.lock().take_off(id, node);
+        if let Some(device) = device {
+            self.placements.forget(&device, node);
         }
     }
 
@@ -496,7 +326,7 @@ impl Scheduler {
     /// Ends a job this manager drives: records it final (expiring after its result TTL),
     /// drops its `active` entry, then tells its watchers.
     pub(crate) fn finalize(self: &Arc<Self>, a: Active) {
-        self.metrics.finished(&a.job);
+        self.tell(|l| l.finished(&a.job));
         let id = a.job.id.clone();
         let mut ops = vec![
             self.store
@@ -521,6 +351,55 @@ impl Scheduler {
             self.tracker
                 .spawn(async move { then(store.write(ops).await) });
         }
+    }
+
+    /// Cancels a queued or running job. This replica's jobs end at once; another replica's
+    /// job is cancelled on its node and the answer waits (briefly) for its end.
+    pub async fn cancel_job(self: &Arc<Self>, id: &str) -> Result<Job, ApiError> {
+        crate::queries::check_id(id)?;
+        let mine = self.lock().jobs.get(id).map(|a| a.node.clone());
+        if let Some(node) = mine {
+            if let Some(node) = node {
+                let _ = self
+                    .cluster
+                    .send(&node, Out::Cancel(CancelJob { job_id: id.into() }));
+            }
+            let mut updates = self.lock().jobs.get(id).map(|a| a.updates.subscribe());
+            self.end(
+                id,
+                JobStatus::Canceled,
+                ErrorKind::Canceled,
+                "canceled by a client".into(),
+            );
+            if let Some(rx) = updates.as_mut() {
+                let _ = tokio::time::timeout(
+                    self.cfg.call_timeout,
+                    rx.wait_for(|j| is_final(j.status())),
+                )
+                .await;
+            }
+            return self.queries.get_job(id).await;
+        }
+        let job = self.queries.get_job(id).await?;
+        if is_final(job.status()) {
+            return Err(ApiError::FailedPrecondition(format!(
+                "job {id} has already ended ({})",
+                job.status().as_str_name()
+            )));
+        }
+        let active = self.store.get_raw(&self.store.active_key(id)).await?;
+        let node = active
+            .and_then(|(v, _)| ActiveJob::decode(v.as_slice()).ok())
+            .map(|a| a.node_id)
+            .unwrap_or_default();
+        if node.is_empty() {
+            return Err(ApiError::Unavailable(format!(
+                "job {id} is between nodes; retry the cancel"
+            )));
+        }
+        self.cluster
+            .send(&node, Out::Cancel(CancelJob { job_id: id.into() }))?;
+        self.queries.wait_final(job, CANCEL_WAIT).await
     }
 
     /// Writes a waiting submit's job now if the sweep has not yet (its caller is about to
@@ -569,17 +448,7 @@ impl Scheduler {
         let NodeEvent { node_id, msg } = ev;
         let Some(msg) = msg.msg else { return };
         match msg {
-            Msg::Started(s) => {
-                let mut st = self.lock();
-                let Some(a) = st.jobs.get_mut(&s.job_id) else {
-                    return;
-                };
-                if a.node.as_deref() != Some(node_id.as_str()) {
-                    return;
-                }
-                record::started(&mut a.job, &s.worker_id);
-                a.quietly_update();
-            }
+            Msg::Started(s) => self.lock().started(&node_id, &s.job_id, &s.worker_id),
             Msg::Finished(f) => {
                 let result = f.result.unwrap_or_default();
                 if result.not_started {
@@ -587,28 +456,16 @@ impl Scheduler {
                     self.make_pending(&f.job_id, &node_id);
                     return;
                 }
-                let a = {
-                    let mut st = self.lock();
-                    match st.jobs.get(&f.job_id) {
-                        Some(a) if a.node.as_deref() == Some(node_id.as_str()) => {
-                            st.jobs.remove(&f.job_id)
-                        }
-                        _ => None,
-                    }
-                };
-                let Some(mut a) = a else { return };
+                let taken = self.lock().take_finished(&node_id, &f.job_id);
+                let Some(mut a) = taken else { return };
                 record::finished(&mut a.job, &f.worker_id, result);
                 self.finalize(a);
             }
             Msg::Rejected(r) => self.on_rejected(&node_id, r),
-            Msg::Workers(t) => {
-                if let Some(reply) = self.tables.lock().expect("lock").remove(&t.request_id) {
-                    let _ = reply.send(t.workers);
-                }
-            }
+            Msg::Workers(t) => self.ops.on_worker_table(t),
             Msg::Fenced(f) => {
                 warn!(%node_id, reason = %f.reason, "node fenced; its placements will be redone");
-                self.lock().placements.retain(|_, p| p.node_id != node_id);
+                self.placements.forget_node(&node_id);
             }
             Msg::Welcome(_) => self.resync(&node_id),
             Msg::Worker(_) | Msg::Load(_) => {}
@@ -620,19 +477,7 @@ impl Scheduler {
     /// job id twice: it answers with the job's events or its recent result; a job that had
     /// started is only looked up (`resume_only`), and fails if the node no longer knows it.
     fn resync(self: &Arc<Self>, node_id: &str) {
-        let dispatches: Vec<_> = {
-            let mut st = self.lock();
-            st.jobs
-                .iter_mut()
-                .filter(|(_, a)| a.node.as_deref() == Some(node_id))
-                .map(|(id, a)| {
-                    a.resume_only |= a.job.status() == JobStatus::Running;
-                    let mut d = a.request.to_dispatch(id);
-                    d.resume_only = a.resume_only;
-                    d
-                })
-                .collect()
-        };
+        let dispatches = self.lock().resync(node_id);
         if !dispatches.is_empty() {
             info!(%node_id, jobs = dispatches.len(), "session to the node reopened; asking it about its jobs");
         }
@@ -644,13 +489,8 @@ impl Scheduler {
     }
 
     fn on_rejected(self: &Arc<Self>, node_id: &str, r: JobRejected) {
-        let (owned, resume) = match self.lock().jobs.get(&r.job_id) {
-            Some(a) if a.node.as_deref() == Some(node_id) => (true, a.resume_only),
-            _ => (false, false),
-        };
-        if !owned {
-            return;
-        }
+        let held = self.lock().held_by(&r.job_id, node_id);
+        let Some(resume) = held else { return };
         match r.code() {
             // Already there (a repeated dispatch): its events will follow.
             RejectCode::AlreadyExists => {}
@@ -667,7 +507,7 @@ impl Scheduler {
                     let node = node_id.to_string();
                     let id = r.job_id.clone();
                     self.tracker.spawn(async move {
-                        if let Err(e) = s.unplace(&device, &node).await {
+                        if let Err(e) = s.placements.unplace(&device, &node).await {
                             debug!(%device, error = %e, "removing a refused placement failed");
                         }
                         s.redispatch(id).await;
@@ -709,53 +549,23 @@ impl Scheduler {
     /// and dispatches pending jobs again.
     fn sweep(self: &Arc<Self>) {
         let nodes = self.cluster.nodes();
-        let now = Instant::now();
-        let mut expired = Vec::new();
-        let mut lost = Vec::new();
-        let mut pending = Vec::new();
-        {
-            let mut st = self.lock();
-            for (id, a) in st.jobs.iter_mut() {
-                let running = a.job.status() == JobStatus::Running;
-                // Only jobs unfinished for a whole interval are written: under load most end
-                // sooner, and writing them twice (unfinished, then final) would double
-                // etcd's work. Queued under the lock, so a final write (queued after the job
-                // leaves the table) always follows it.
-                let aged = std::mem::replace(&mut a.swept, true);
-                if aged && !a.recorded {
+        // Queued under the lock, so a final write (queued after the job leaves the table)
+        // always follows it.
+        let Sweep {
+            expired,
+            lost,
+            pending,
+        } = self.lock().sweep(Instant::now(), &nodes, |a, what| {
+            let ops = match what {
+                Record::Whole => {
                     let node = a.node.clone().unwrap_or_default();
-                    let ops = self.record_ops(a.job.clone(), &a.wire, &node);
-                    a.recorded = self.store.write_behind(ops);
-                    a.running_recorded = a.recorded && running;
-                } else if aged && running && !a.running_recorded {
-                    a.running_recorded = self
-                        .store
-                        .write_behind(vec![self.store.job_op(a.job.clone(), None)]);
+                    self.record_ops(a.job.clone(), &a.wire, &node)
                 }
-                if !running && now >= a.queue_deadline {
-                    expired.push((id.clone(), a.node.clone(), a.request.options.queue_timeout));
-                    continue;
-                }
-                match &a.node {
-                    Some(n) if !nodes.contains_key(n) => {
-                        if running || a.resume_only {
-                            lost.push((id.clone(), n.clone()));
-                        } else {
-                            a.excluded.insert(n.clone());
-                            a.node = None;
-                            pending.push(id.clone());
-                        }
-                    }
-                    None if !a.dispatching => pending.push(id.clone()),
-                    _ => {}
-                }
-            }
-            st.placements.retain(|_, p| {
-                nodes
-                    .get(&p.node_id)
-                    .is_some_and(|n| n.lease_id == p.lease_id)
-            });
-        }
+                Record::Running => vec![self.store.job_op(a.job.clone(), None)],
+            };
+            self.store.write_behind(ops)
+        });
+        self.placements.retain_live(&nodes);
         for (id, node, waited) in expired {
             if let Some(node) = node {
                 let _ = self
@@ -782,37 +592,6 @@ impl Scheduler {
         }
         for id in pending {
             self.tracker.spawn(self.clone().redispatch(id));
-        }
-    }
-
-    /// Asks a node for its worker table.
-    pub(crate) async fn worker_table(&self, node_id: &str) -> Result<Vec<WorkerInfo>, ApiError> {
-        let request_id = record::new_job_id();
-        let (tx, rx) = oneshot::channel();
-        self.tables
-            .lock()
-            .expect("lock")
-            .insert(request_id.clone(), tx);
-        let sent = self.cluster.send(
-            node_id,
-            Out::ListWorkers(agent::ListWorkers {
-                request_id: request_id.clone(),
-            }),
-        );
-        let answer = match sent {
-            Ok(()) => tokio::time::timeout(self.cfg.call_timeout, rx).await,
-            Err(e) => {
-                self.tables.lock().expect("lock").remove(&request_id);
-                return Err(e);
-            }
-        };
-        self.tables.lock().expect("lock").remove(&request_id);
-        match answer {
-            Ok(Ok(w)) => Ok(w),
-            _ => Err(ApiError::Unavailable(format!(
-                "node {node_id} did not list its workers within {:?}",
-                self.cfg.call_timeout
-            ))),
         }
     }
 }

@@ -14,10 +14,14 @@ use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
+use crate::admin::ClusterOps;
 use crate::auth::AuthLayer;
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
-use crate::scheduler::Scheduler;
+use crate::kv::EtcdKv;
+use crate::metrics::Metrics;
+use crate::placement::Placements;
+use crate::scheduler::{Parts, Scheduler};
 use crate::service::Api;
 use crate::shed::ShedLayer;
 use crate::store::JobStore;
@@ -44,11 +48,27 @@ pub async fn run(
         shutdown.clone(),
     );
     let store = JobStore::new(etcd.clone(), cfg.store.clone(), &tracker);
+    let call_timeout = cfg.scheduler.call_timeout;
+    let placements = Arc::new(Placements::new(
+        Arc::new(EtcdKv::new(etcd.clone(), call_timeout)),
+        &cfg.scheduler.prefix,
+    ));
+    let ops = Arc::new(ClusterOps::new(
+        cluster.clone(),
+        placements.clone(),
+        call_timeout,
+    ));
+    let metrics = Arc::new(Metrics::default());
     let scheduler = Scheduler::start(
         cfg.scheduler.clone(),
-        etcd,
-        store,
-        cluster,
+        Parts {
+            listeners: vec![metrics.clone()],
+            store: store.clone(),
+            cluster: cluster.clone(),
+            etcd,
+            placements,
+            ops,
+        },
         events_rx,
         &tracker,
         shutdown.clone(),
@@ -93,8 +113,8 @@ pub async fn run(
     if let Some(addr) = cfg.metrics_listen {
         let listener = TcpListener::bind(addr).await?;
         info!(listen = %listener.local_addr()?, "metrics served at /metrics");
-        let s = scheduler.clone();
-        let render: netpulse_telemetry::Render = Arc::new(move || s.metrics.render(&s));
+        let render: netpulse_telemetry::Render =
+            Arc::new(move || metrics.render(&cluster.nodes(), store.stats()));
         let stop = shutdown.clone();
         tracker.spawn(async move {
             if let Err(e) = netpulse_telemetry::serve_metrics(listener, render, stop).await {

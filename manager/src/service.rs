@@ -65,7 +65,12 @@ impl Api {
                 let job = rx.borrow().clone();
                 Ok(job)
             }
-            None => self.scheduler.wait_final(submitted.job, limit).await,
+            None => {
+                self.scheduler
+                    .queries
+                    .wait_final(submitted.job, limit)
+                    .await
+            }
         }
     }
 
@@ -176,7 +181,7 @@ impl JobService for Api {
         req: Request<ExecuteBulkRequest>,
     ) -> Result<Response<ExecuteBulkResponse>, Status> {
         let span = traced(&req, || tracing::info_span!("netpulse.execute_bulk"));
-        let bulk = self.scheduler.execute_bulk(req.into_inner());
+        let bulk = crate::bulk::execute_bulk(&self.scheduler, req.into_inner());
         let r = match span {
             Some(span) => bulk.instrument(span).await,
             None => bulk.await,
@@ -186,7 +191,7 @@ impl JobService for Api {
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
         Ok(Response::new(
-            self.scheduler.get_job(&req.into_inner().id).await?,
+            self.scheduler.queries.get_job(&req.into_inner().id).await?,
         ))
     }
 
@@ -197,7 +202,10 @@ impl JobService for Api {
         req: Request<WatchJobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
         let (tx, rx) = mpsc::channel(16);
-        self.scheduler.watch_job(&req.into_inner().id, tx).await?;
+        self.scheduler
+            .queries
+            .watch_job(&req.into_inner().id, tx)
+            .await?;
         let stream =
             tokio_stream::StreamExt::map(ReceiverStream::new(rx), |r| r.map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
@@ -208,7 +216,7 @@ impl JobService for Api {
         req: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
         Ok(Response::new(
-            self.scheduler.list_jobs(req.into_inner()).await?,
+            self.scheduler.queries.list_jobs(req.into_inner()).await?,
         ))
     }
 
@@ -226,7 +234,7 @@ impl ClusterService for Api {
         _req: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
         Ok(Response::new(ListNodesResponse {
-            nodes: self.scheduler.list_nodes(),
+            nodes: self.scheduler.ops.list_nodes(),
         }))
     }
 
@@ -235,7 +243,7 @@ impl ClusterService for Api {
         req: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
         let r = req.into_inner();
-        let workers = self.scheduler.list_workers(&r.node_id, &r.host).await?;
+        let workers = self.scheduler.ops.list_workers(&r.node_id, &r.host).await?;
         Ok(Response::new(ListWorkersResponse { workers }))
     }
 
@@ -245,6 +253,7 @@ impl ClusterService for Api {
     ) -> Result<Response<KillWorkerResponse>, Status> {
         let r = req.into_inner();
         self.scheduler
+            .ops
             .kill_worker(&r.worker_id, &r.host, r.port)
             .await?;
         Ok(Response::new(KillWorkerResponse { killed: true }))
@@ -254,7 +263,11 @@ impl ClusterService for Api {
         &self,
         req: Request<DrainNodeRequest>,
     ) -> Result<Response<DrainNodeResponse>, Status> {
-        let moved = self.scheduler.drain_node(&req.into_inner().node_id).await?;
+        let moved = self
+            .scheduler
+            .ops
+            .drain_node(&req.into_inner().node_id)
+            .await?;
         Ok(Response::new(DrainNodeResponse {
             devices_moved: moved,
         }))

@@ -1,0 +1,132 @@
+//! Bulk submits: one request template for many devices, each device a job of its own.
+
+use std::sync::Arc;
+
+use netpulse_proto::api::{BulkRejection, ExecuteBulkRequest, ExecuteBulkResponse};
+
+use crate::error::ApiError;
+use crate::scheduler::Scheduler;
+
+/// Most devices in one bulk request.
+pub const MAX_BULK_DEVICES: usize = 10_000;
+
+/// Submits one job per device; a device's refusal does not stop the others.
+pub async fn execute_bulk(
+    s: &Arc<Scheduler>,
+    req: ExecuteBulkRequest,
+) -> Result<ExecuteBulkResponse, ApiError> {
+    let template = req
+        .template
+        .ok_or_else(|| ApiError::InvalidArgument("template is required".into()))?;
+    if template.wait {
+        return Err(ApiError::InvalidArgument(
+            "bulk submits do not wait: set template.wait to false and watch the jobs".into(),
+        ));
+    }
+    if req.devices.is_empty() || req.devices.len() > MAX_BULK_DEVICES {
+        return Err(ApiError::InvalidArgument(format!(
+            "devices must hold 1..={MAX_BULK_DEVICES} entries, got {}",
+            req.devices.len()
+        )));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for (index, d) in req.devices.into_iter().enumerate() {
+        let mut r = template.clone();
+        let mut c = r.connection.take().unwrap_or_default();
+        if let Some(o) = d.connection {
+            merge(&mut c, o);
+        }
+        r.connection = Some(c);
+        if !d.commands.is_empty() || !d.config.is_empty() {
+            r.commands = d.commands;
+            r.config = d.config;
+        }
+        if !r.idempotency_key.is_empty() {
+            r.idempotency_key = format!("{}/{index}", r.idempotency_key);
+        }
+        let s = s.clone();
+        set.spawn(async move {
+            let host = r
+                .connection
+                .as_ref()
+                .map(|c| c.host.clone())
+                .unwrap_or_default();
+            (index, host, s.submit(r).await.map(|x| x.job))
+        });
+    }
+    let mut done = Vec::with_capacity(set.len());
+    while let Some(r) = set.join_next().await {
+        done.push(r.map_err(|e| ApiError::Internal(format!("a bulk submit task failed: {e}")))?);
+    }
+    done.sort_by_key(|(i, _, _)| *i);
+    let mut resp = ExecuteBulkResponse::default();
+    for (index, host, r) in done {
+        match r {
+            Ok(job) => resp.jobs.push(job),
+            Err(e) => resp.rejected.push(BulkRejection {
+                index: index as u32,
+                host,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok(resp)
+}
+
+/// Overrides the template's connection with the fields the device sets.
+fn merge(c: &mut netpulse_proto::api::Connection, o: netpulse_proto::api::Connection) {
+    let text = |t: &mut String, v: String| {
+        if !v.is_empty() {
+            *t = v
+        }
+    };
+    let num = |t: &mut u32, v: u32| {
+        if v != 0 {
+            *t = v
+        }
+    };
+    text(&mut c.host, o.host);
+    num(&mut c.port, o.port);
+    text(&mut c.username, o.username);
+    text(&mut c.password, o.password);
+    text(&mut c.device_type, o.device_type);
+    text(&mut c.secret, o.secret);
+    num(&mut c.keepalive_seconds, o.keepalive_seconds);
+    num(&mut c.connect_timeout_seconds, o.connect_timeout_seconds);
+    num(&mut c.command_timeout_seconds, o.command_timeout_seconds);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netpulse_proto::api::Connection;
+
+    #[test]
+    fn device_fields_override_the_template_only_where_set() {
+        let mut c = Connection {
+            host: "t".into(),
+            port: 22,
+            username: "admin".into(),
+            password: "p".into(),
+            device_type: "cisco_ios".into(),
+            ..Default::default()
+        };
+        merge(
+            &mut c,
+            Connection {
+                host: "192.0.2.7".into(),
+                port: 2222,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.username.as_str(),
+                c.device_type.as_str()
+            ),
+            ("192.0.2.7", 2222, "admin", "cisco_ios")
+        );
+    }
+}

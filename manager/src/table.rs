@@ -1,0 +1,362 @@
+//! The jobs this manager drives and how their state moves: which node holds each, which
+//! events count, when a job is pending, expired or lost. Pure state, no I/O: the scheduler
+//! does the writes and the sends these transitions call for, so the life-cycle rules get unit
+//! tests without etcd or agents.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use netpulse_model::JobRequest;
+use netpulse_proto::agent::Dispatch;
+use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
+
+use crate::placement::NodeMap;
+use crate::record;
+
+/// A job this manager drives.
+pub(crate) struct Active {
+    pub(crate) job: Job,
+    pub(crate) request: JobRequest,
+    /// The request as received (wait cleared), for the `active` record.
+    pub(crate) wire: ExecuteRequest,
+    /// Where it was dispatched; None while pending.
+    pub(crate) node: Option<String>,
+    /// A dispatch attempt is under way.
+    pub(crate) dispatching: bool,
+    /// Nodes that refused it or handed it back.
+    pub(crate) excluded: HashSet<String>,
+    /// Adopted while running: ask the node about it, never start it again.
+    pub(crate) resume_only: bool,
+    pub(crate) queue_deadline: Instant,
+    pub(crate) updates: watch::Sender<Job>,
+    /// The record in etcd says RUNNING (written by the sweep, so a fast job costs no write).
+    pub(crate) running_recorded: bool,
+    /// The job and its active entry are in etcd. A waiting submit's job is written by the
+    /// sweep if it is still unfinished then; one that ends sooner is written once, final.
+    pub(crate) recorded: bool,
+    /// A sweep has seen it: the next one writes it if it is still unfinished.
+    pub(crate) swept: bool,
+    /// Its place among `max_active_jobs` (adopted jobs take one only if one is free).
+    pub(crate) _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Active {
+    /// A job as accepted: on `node` (None: pending), not yet recorded unless `recorded`.
+    pub(crate) fn new(
+        job: Job,
+        request: JobRequest,
+        wire: ExecuteRequest,
+        node: Option<String>,
+        queue_deadline: Instant,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> (Active, watch::Receiver<Job>) {
+        let (updates, rx) = watch::channel(job.clone());
+        let a = Active {
+            job,
+            request,
+            wire,
+            node,
+            dispatching: false,
+            excluded: HashSet::new(),
+            resume_only: false,
+            queue_deadline,
+            updates,
+            running_recorded: false,
+            recorded: false,
+            swept: false,
+            _slot: slot,
+        };
+        (a, rx)
+    }
+
+    /// Shows the job's progress to anyone who looks, without waking the waiters: they wait
+    /// for its end (one task wake less per job).
+    pub(crate) fn quietly_update(&self) {
+        self.updates.send_if_modified(|j| {
+            j.clone_from(&self.job);
+            false
+        });
+    }
+
+    fn on(&self, node: &str) -> bool {
+        self.node.as_deref() == Some(node)
+    }
+}
+
+/// What the sweep wants written for a job it has seen for a whole interval.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Record {
+    /// The job and its active entry (never written yet).
+    Whole,
+    /// The job's RUNNING status.
+    Running,
+}
+
+/// What one sweep found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Sweep {
+    /// Queued beyond their queue timeout: (job, node, the timeout).
+    pub(crate) expired: Vec<(String, Option<String>, Duration)>,
+    /// Running (or asked about) on a node that left: (job, node).
+    pub(crate) lost: Vec<(String, String)>,
+    /// Without a node: to be dispatched again.
+    pub(crate) pending: Vec<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct JobTable {
+    pub(crate) jobs: HashMap<String, Active>,
+}
+
+impl JobTable {
+    /// The job started on `node`: it counts only from the node that holds it.
+    pub(crate) fn started(&mut self, node: &str, job_id: &str, worker_id: &str) {
+        if let Some(a) = self.jobs.get_mut(job_id).filter(|a| a.on(node)) {
+            record::started(&mut a.job, worker_id);
+            a.quietly_update();
+        }
+    }
+
+    /// The job ended on `node`: it leaves the table, for the scheduler to finalize.
+    pub(crate) fn take_finished(&mut self, node: &str, job_id: &str) -> Option<Active> {
+        match self.jobs.get(job_id) {
+            Some(a) if a.on(node) => self.jobs.remove(job_id),
+            _ => None,
+        }
+    }
+
+    /// Takes the job off `node` (it refused it or handed it back): pending, and `node` is
+    /// excluded. Returns the job's device when it was on that node.
+    pub(crate) fn take_off(&mut self, job_id: &str, node: &str) -> Option<String> {
+        let a = self.jobs.get_mut(job_id).filter(|a| a.on(node))?;
+        a.node = None;
+        a.excluded.insert(node.to_string());
+        Some(a.request.connection.device.to_string())
+    }
+
+    /// Whether `node` holds the job, and if so whether it is only asked about.
+    pub(crate) fn held_by(&self, job_id: &str, node: &str) -> Option<bool> {
+        self.jobs
+            .get(job_id)
+            .filter(|a| a.on(node))
+            .map(|a| a.resume_only)
+    }
+
+    /// A session to `node` (re)opened: its jobs are dispatched again; a running one only asked
+    /// about, since the agent never runs a job id twice.
+    pub(crate) fn resync(&mut self, node: &str) -> Vec<Dispatch> {
+        self.jobs
+            .iter_mut()
+            .filter(|(_, a)| a.on(node))
+            .map(|(id, a)| {
+                a.resume_only |= a.job.status() == JobStatus::Running;
+                let mut d = a.request.to_dispatch(id);
+                d.resume_only = a.resume_only;
+                d
+            })
+            .collect()
+    }
+
+    /// One sweep at `now` over the live `nodes`. `write` queues what a job seen for a whole
+    /// interval needs recorded and says whether it was queued (jobs that end sooner are
+    /// written once, final).
+    pub(crate) fn sweep(
+        &mut self,
+        now: Instant,
+        nodes: &NodeMap,
+        mut write: impl FnMut(&Active, Record) -> bool,
+    ) -> Sweep {
+        let mut found = Sweep::default();
+        for (id, a) in self.jobs.iter_mut() {
+            let running = a.job.status() == JobStatus::Running;
+            let aged = std::mem::replace(&mut a.swept, true);
+            if aged && !a.recorded {
+                a.recorded = write(a, Record::Whole);
+                a.running_recorded = a.recorded && running;
+            } else if aged && running && !a.running_recorded {
+                a.running_recorded = write(a, Record::Running);
+            }
+            if !running && now >= a.queue_deadline {
+                found
+                    .expired
+                    .push((id.clone(), a.node.clone(), a.request.options.queue_timeout));
+                continue;
+            }
+            match &a.node {
+                Some(n) if !nodes.contains_key(n) => {
+                    if running || a.resume_only {
+                        found.lost.push((id.clone(), n.clone()));
+                    } else {
+                        a.excluded.insert(n.clone());
+                        a.node = None;
+                        found.pending.push(id.clone());
+                    }
+                }
+                None if !a.dispatching => found.pending.push(id.clone()),
+                _ => {}
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netpulse_model::RequestLimits;
+    use netpulse_proto::api;
+    use netpulse_proto::records::NodeRecord;
+
+    fn request(host: &str) -> (JobRequest, ExecuteRequest) {
+        let wire = api::ExecuteRequest {
+            connection: Some(api::Connection {
+                host: host.into(),
+                username: "admin".into(),
+                password: "pw".into(),
+                device_type: "cisco_ios".into(),
+                ..Default::default()
+            }),
+            commands: vec!["show clock".into()],
+            queue_timeout_seconds: 5,
+            ..Default::default()
+        };
+        let r = JobRequest::from_wire(wire.clone(), &RequestLimits::default()).unwrap();
+        (r, wire)
+    }
+
+    fn table(jobs: &[(&str, Option<&str>)], now: Instant) -> JobTable {
+        let mut t = JobTable::default();
+        for (id, node) in jobs {
+            let (r, wire) = request("192.0.2.1");
+            let job = record::queued(id, &r, node.unwrap_or(""));
+            let deadline = now + r.options.queue_timeout;
+            let (a, _) = Active::new(job, r, wire, node.map(String::from), deadline, None);
+            t.jobs.insert(id.to_string(), a);
+        }
+        t
+    }
+
+    fn live(ids: &[&str]) -> NodeMap {
+        ids.iter()
+            .map(|id| {
+                let rec = NodeRecord {
+                    node_id: id.to_string(),
+                    address: String::new(),
+                    max_pinned_workers: 1,
+                    max_fifo_concurrency: 1,
+                    pinned_workers: 0,
+                    fifo_running: 0,
+                    queued_jobs: 0,
+                    draining: false,
+                    version: String::new(),
+                    started_unix_ms: 0,
+                    lease_id: 1,
+                    device_types: vec![],
+                };
+                (id.to_string(), rec)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_node_holding_a_job_moves_it() {
+        let mut t = table(&[("j1", Some("a"))], Instant::now());
+        t.started("b", "j1", "w-b");
+        assert_eq!(t.jobs["j1"].job.status(), JobStatus::Queued, "not b's job");
+        t.started("a", "j1", "w-a");
+        assert_eq!(t.jobs["j1"].job.status(), JobStatus::Running);
+        assert!(t.take_finished("b", "j1").is_none());
+        assert_eq!(t.held_by("j1", "a"), Some(false));
+        assert!(t.take_finished("a", "j1").is_some());
+        assert!(t.jobs.is_empty());
+    }
+
+    #[test]
+    fn a_job_taken_off_its_node_is_pending_and_that_node_excluded() {
+        let mut t = table(&[("j1", Some("a"))], Instant::now());
+        assert_eq!(t.take_off("j1", "b"), None, "b does not hold it");
+        assert_eq!(t.take_off("j1", "a").as_deref(), Some("192.0.2.1:22"));
+        let a = &t.jobs["j1"];
+        assert!(a.node.is_none() && a.excluded.contains("a"));
+        assert_eq!(t.held_by("j1", "a"), None);
+        let s = t.sweep(Instant::now(), &live(&["a", "b"]), |_, _| true);
+        assert_eq!(s.pending, vec!["j1".to_string()]);
+    }
+
+    #[test]
+    fn a_reopened_session_asks_about_running_jobs_and_redispatches_queued_ones() {
+        let mut t = table(
+            &[("run", Some("a")), ("wait", Some("a")), ("else", Some("b"))],
+            Instant::now(),
+        );
+        t.started("a", "run", "w");
+        let mut d = t.resync("a");
+        d.sort_by(|x, y| x.job_id.cmp(&y.job_id));
+        let asked: Vec<(&str, bool)> = d
+            .iter()
+            .map(|d| (d.job_id.as_str(), d.resume_only))
+            .collect();
+        assert_eq!(asked, vec![("run", true), ("wait", false)]);
+        assert_eq!(t.held_by("run", "a"), Some(true));
+    }
+
+    #[test]
+    fn the_sweep_expires_loses_and_re_places_and_records_only_aged_jobs() {
+        let now = Instant::now();
+        let mut t = table(
+            &[
+                ("late", Some("a")),
+                ("ran", Some("gone")),
+                ("moved", Some("gone")),
+                ("fresh", Some("a")),
+            ],
+            now,
+        );
+        t.started("gone", "ran", "w");
+        t.jobs.get_mut("late").unwrap().queue_deadline = now;
+        let mut writes = Vec::new();
+        // First sweep: nothing is old enough to write.
+        let first = t.sweep(now, &live(&["a"]), |a, r| {
+            writes.push((a.job.id.clone(), r));
+            true
+        });
+        assert!(writes.is_empty());
+        assert_eq!(
+            first.expired,
+            vec![(
+                "late".to_string(),
+                Some("a".to_string()),
+                Duration::from_secs(5)
+            )]
+        );
+        assert_eq!(first.lost, vec![("ran".to_string(), "gone".to_string())]);
+        assert_eq!(first.pending, vec!["moved".to_string()]);
+        assert!(t.jobs["moved"].excluded.contains("gone"));
+        // The manager ends what was expired and lost; the next sweep writes the aged ones.
+        t.jobs.remove("late");
+        t.jobs.remove("ran");
+        t.started("a", "fresh", "w");
+        t.sweep(now, &live(&["a"]), |a, r| {
+            writes.push((a.job.id.clone(), r));
+            true
+        });
+        writes.sort();
+        assert_eq!(
+            writes,
+            vec![
+                ("fresh".to_string(), Record::Whole),
+                ("moved".to_string(), Record::Whole)
+            ]
+        );
+        assert!(t.jobs["fresh"].running_recorded && !t.jobs["moved"].running_recorded);
+        // Recorded jobs are not written again.
+        writes.clear();
+        t.sweep(now, &live(&["a"]), |a, r| {
+            writes.push((a.job.id.clone(), r));
+            true
+        });
+        assert!(writes.is_empty(), "{writes:?}");
+    }
+}
