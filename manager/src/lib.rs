@@ -1,16 +1,21 @@
 //! The NetPulse manager: the public gRPC API, scheduling of jobs onto node agents, and
 //! durable job records in etcd.
 //!
-//! A request is validated (`request`) and handed to the `scheduler`, which chooses a node
-//! (`placement`: a pinned device's node is claimed in etcd; fifo jobs go to the less loaded
-//! of two nodes), writes the job (`store`: group-committed etcd transactions), and sends the
-//! dispatch over that node's session (`cluster`: one link per live agent, from an etcd
-//! watch). Agent events move the job to its final status (`record`). Any replica answers
-//! queries about any job (`jobs`, `admin`); each job is driven by the replica that accepted it,
-//! and `recovery` hands a dead replica's jobs to a live one. `service` adapts all of it to
-//! gRPC, `auth` checks bearer tokens, `server` assembles the server with health and
-//! reflection, `metrics` serves Prometheus metrics, and `error` maps errors to gRPC codes in
-//! one place.
+//! A request is validated into the shared job model (`netpulse-model`) and handed to the
+//! `scheduler`, which drives each job it accepts: it asks `placement` for a node (a pinned
+//! device's node is claimed through the `kv` trait, etcd in production and memory in tests;
+//! fifo jobs go to the less loaded of two nodes; only nodes serving the device type count),
+//! writes the job (`store`: group-committed etcd transactions), and sends the dispatch over
+//! that node's session (`cluster`: one link per live agent, from an etcd watch). The jobs it
+//! drives and the rules of their life cycle (which events count, when a job is pending,
+//! expired or lost) are the `table`, pure state with unit tests; the scheduler does the I/O
+//! its transitions call for, and `record` turns agent events into the public `Job`. Job
+//! `listeners` hear of every job accepted, ended or let go (`metrics` is one). Any replica
+//! answers reads about any job (`queries`); `bulk` fans a template out into submits; `admin`
+//! holds the cluster operations (nodes, workers, kill, drain); `recovery` hands a dead
+//! replica's jobs to a live one. `service` adapts all of it to gRPC, `auth` checks bearer
+//! tokens, `shed` limits requests in flight, `server` assembles the server with health and
+//! reflection, and `error` maps errors to gRPC codes in one place.
 
 pub mod admin;
 pub mod auth;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use etcd_client::Client;
 use netpulse_proto::agent::{
-    CancelJob, JobRejected, RejectCode, agent_message::Msg, manager_message::Msg as Out,
+    CancelJob, JobRejected, agent_message::Msg, manager_message::Msg as Out,
 };
 use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
@@ -33,7 +33,7 @@ use crate::placement::Placements;
 use crate::queries::JobQueries;
 use crate::record::{self, is_final};
 use crate::store::{JobStore, Op};
-use crate::table::{Active, JobTable, Record, Sweep};
+use crate::table::{Active, JobTable, Record, Refusal, Sweep};
 use netpulse_model::{ErrorKind, JobRequest, RequestLimits};
 
 #[derive(Clone, Debug)]
@@ -489,47 +489,22 @@ impl Scheduler {
     }
 
     fn on_rejected(self: &Arc<Self>, node_id: &str, r: JobRejected) {
-        let held = self.lock().held_by(&r.job_id, node_id);
-        let Some(resume) = held else { return };
-        match r.code() {
-            // Already there (a repeated dispatch): its events will follow.
-            RejectCode::AlreadyExists => {}
-            RejectCode::ResourceExhausted | RejectCode::Unavailable => {
+        let refusal = self.lock().rejected(node_id, &r);
+        match refusal {
+            Refusal::Nothing => {}
+            Refusal::Replace { device } => {
                 debug!(job_id = %r.job_id, %node_id, reason = %r.message, "node refused the job; placing it elsewhere");
-                let device = self
-                    .lock()
-                    .jobs
-                    .get(&r.job_id)
-                    .map(|a| a.request.connection.device.to_string());
-                self.make_pending(&r.job_id, node_id);
-                if let Some(device) = device {
-                    let s = self.clone();
-                    let node = node_id.to_string();
-                    let id = r.job_id.clone();
-                    self.tracker.spawn(async move {
-                        if let Err(e) = s.placements.unplace(&device, &node).await {
-                            debug!(%device, error = %e, "removing a refused placement failed");
-                        }
-                        s.redispatch(id).await;
-                    });
-                }
+                self.placements.forget(&device, node_id);
+                let s = self.clone();
+                let node = node_id.to_string();
+                self.tracker.spawn(async move {
+                    if let Err(e) = s.placements.unplace(&device, &node).await {
+                        debug!(%device, error = %e, "removing a refused placement failed");
+                    }
+                    s.redispatch(r.job_id).await;
+                });
             }
-            RejectCode::NotFound if resume => self.end(
-                &r.job_id,
-                JobStatus::Failed,
-                ErrorKind::NodeLost,
-                format!(
-                    "node {node_id} no longer knows the job (its agent restarted while the job \
-                     ran); it is not run again"
-                ),
-            ),
-            RejectCode::NotFound => {} // a cancel for a job the node no longer has
-            RejectCode::InvalidArgument | RejectCode::Unspecified => self.end(
-                &r.job_id,
-                JobStatus::Failed,
-                ErrorKind::InvalidArgument,
-                format!("node {node_id} refused the job: {}", r.message),
-            ),
+            Refusal::End(kind, why) => self.end(&r.job_id, JobStatus::Failed, kind, why),
         }
     }
 

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use netpulse_model::JobRequest;
-use netpulse_proto::agent::Dispatch;
+use netpulse_model::{ErrorKind, JobRequest};
+use netpulse_proto::agent::{Dispatch, JobRejected, RejectCode};
 use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -105,6 +105,18 @@ pub(crate) struct Sweep {
     pub(crate) pending: Vec<String>,
 }
 
+/// What a node's refusal of a job calls for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not this node's job, already there (its events follow), or a late answer to a cancel.
+    Nothing,
+    /// The node is full or unavailable: the job is pending again and the device's placement
+    /// on that node is to go.
+    Replace { device: String },
+    /// The job ends here with this reason.
+    End(ErrorKind, String),
+}
+
 #[derive(Default)]
 pub(crate) struct JobTable {
     pub(crate) jobs: HashMap<String, Active>,
@@ -142,6 +154,34 @@ impl JobTable {
             .get(job_id)
             .filter(|a| a.on(node))
             .map(|a| a.resume_only)
+    }
+
+    /// `node` refused the job (`JobRejected`).
+    pub(crate) fn rejected(&mut self, node: &str, r: &JobRejected) -> Refusal {
+        let Some(resume) = self.held_by(&r.job_id, node) else {
+            return Refusal::Nothing;
+        };
+        match r.code() {
+            RejectCode::AlreadyExists => Refusal::Nothing,
+            RejectCode::ResourceExhausted | RejectCode::Unavailable => {
+                match self.take_off(&r.job_id, node) {
+                    Some(device) => Refusal::Replace { device },
+                    None => Refusal::Nothing,
+                }
+            }
+            RejectCode::NotFound if resume => Refusal::End(
+                ErrorKind::NodeLost,
+                format!(
+                    "node {node} no longer knows the job (its agent restarted while the job \
+                     ran); it is not run again"
+                ),
+            ),
+            RejectCode::NotFound => Refusal::Nothing,
+            RejectCode::InvalidArgument | RejectCode::Unspecified => Refusal::End(
+                ErrorKind::InvalidArgument,
+                format!("node {node} refused the job: {}", r.message),
+            ),
+        }
     }
 
     /// A session to `node` (re)opened: its jobs are dispatched again; a running one only asked
@@ -283,6 +323,53 @@ mod tests {
         assert_eq!(t.held_by("j1", "a"), None);
         let s = t.sweep(Instant::now(), &live(&["a", "b"]), |_, _| true);
         assert_eq!(s.pending, vec!["j1".to_string()]);
+    }
+
+    fn refusal(id: &str, code: RejectCode) -> JobRejected {
+        JobRejected {
+            job_id: id.into(),
+            code: code as i32,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn refusals_replace_end_or_are_ignored_by_what_they_say() {
+        let mut t = table(
+            &[("j1", Some("a")), ("j2", Some("a")), ("j3", Some("a"))],
+            Instant::now(),
+        );
+        assert_eq!(
+            t.rejected("b", &refusal("j1", RejectCode::ResourceExhausted)),
+            Refusal::Nothing
+        );
+        assert_eq!(
+            t.rejected("a", &refusal("j1", RejectCode::AlreadyExists)),
+            Refusal::Nothing
+        );
+        assert_eq!(
+            t.rejected("a", &refusal("j1", RejectCode::ResourceExhausted)),
+            Refusal::Replace {
+                device: "192.0.2.1:22".into()
+            }
+        );
+        assert!(t.jobs["j1"].node.is_none() && t.jobs["j1"].excluded.contains("a"));
+        assert_eq!(
+            t.rejected("a", &refusal("j2", RejectCode::NotFound)),
+            Refusal::Nothing,
+            "a cancel's answer"
+        );
+        t.resync("a");
+        t.started("a", "j3", "w");
+        t.jobs.get_mut("j3").unwrap().resume_only = true;
+        assert!(matches!(
+            t.rejected("a", &refusal("j3", RejectCode::NotFound)),
+            Refusal::End(ErrorKind::NodeLost, _)
+        ));
+        assert!(matches!(
+            t.rejected("a", &refusal("j2", RejectCode::InvalidArgument)),
+            Refusal::End(ErrorKind::InvalidArgument, m) if m == "node a refused the job: m"
+        ));
     }
 
     #[test]
