@@ -25,7 +25,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::ctx::Ctx;
-use crate::process::{self, DRAIN_QUIET, TIMEOUT_MARGIN, WorkerProc, unix_ms};
+use crate::process::{self, TIMEOUT_MARGIN, unix_ms};
+use crate::supervise::{Ended, Step, Supervised};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Jobs handed to a worker at most (the running one included).
@@ -56,17 +57,13 @@ struct Sent {
 }
 
 struct Live {
-    child: Box<dyn WorkerProc>,
-    id: String,
+    w: Supervised,
     connected: bool,
     did_work: bool,
     /// In the order sent; the first is running.
     sent: VecDeque<Sent>,
     /// Jobs handed back unstarted by this (exiting) worker, requeued in their order.
     handed_back: usize,
-    spawned_at: Instant,
-    /// SIGKILL at this time unless the worker is gone (after SIGTERM).
-    kill_at: Option<Instant>,
     last_health: Option<wire::Health>,
     exit_reason: Option<String>,
 }
@@ -108,7 +105,7 @@ impl DeviceActor {
                     .filter(|r| !r.timed_out)
                     .and_then(|r| r.deadline)
             });
-            let kill_at = self.live.as_ref().and_then(|l| l.kill_at);
+            let kill_at = self.live.as_ref().and_then(|l| l.w.kill_at());
             let backoff = self
                 .backoff_until
                 .filter(|_| self.live.is_none() && !self.queue.is_empty());
@@ -127,42 +124,27 @@ impl DeviceActor {
                 _ = sleep_until(job_deadline) => self.on_timeout(),
                 _ = sleep_until(kill_at) => {
                     if let Some(l) = self.live.as_mut() {
-                        warn!(device = %self.key, worker_id = %l.id, "worker ignored SIGTERM; killing it");
-                        l.child.kill();
-                        l.kill_at = None;
+                        l.w.escalate();
                     }
                 }
                 _ = sleep_until(backoff) => self.backoff_until = None,
             }
         }
-        // The agent dropped us (shutdown): close the worker's stdin so it exits, then reap it.
+        // The agent dropped us (shutdown): close the worker's stdin so it exits, publish the
+        // results still on the way, then reap it.
         if let Some(mut l) = self.live.take() {
-            l.child.close_stdin();
-            // Results still on the way are published; then the worker is reaped.
-            let (code, how) = loop {
-                match tokio::time::timeout(self.ctx.workers.kill_grace, l.child.next_event()).await
-                {
-                    Ok(ChildEvent::Frame(f)) => {
-                        if let Some(Out::Result(r)) = f.frame {
-                            self.ctx.finish(&l.id, r);
-                        }
+            let ctx = self.ctx.clone();
+            let id = l.w.id.clone();
+            let end =
+                l.w.close(self.ctx.workers.kill_grace, |f| {
+                    if let Some(Out::Result(r)) = f.frame {
+                        ctx.finish(&id, r);
                     }
-                    Ok(ChildEvent::Exited(Ok(s))) => {
-                        for f in l.child.drain(DRAIN_QUIET).await {
-                            if let Some(Out::Result(r)) = f.frame {
-                                self.ctx.finish(&l.id, r);
-                            }
-                        }
-                        break process::describe(&s);
-                    }
-                    _ => break process::reap(l.child.as_mut(), self.ctx.workers.kill_grace).await,
-                }
-            };
-            info!(device = %self.key, worker_id = %l.id, %how, "worker stopped");
-            self.set_exited(code, "agent shutting down".into());
-            self.ctx
-                .metrics
-                .exited("pinned", code, l.spawned_at.elapsed());
+                })
+                .await;
+            info!(device = %self.key, worker_id = %id, how = %end.how, "worker stopped");
+            self.set_exited(end.code, "agent shutting down".into());
+            l.w.count_exit(&self.ctx, end.code);
         }
         self.ctx.table.remove(&self.key);
     }
@@ -186,27 +168,17 @@ impl DeviceActor {
 
     async fn start_work(&mut self) {
         if self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none() {
-            let first = self.queue.front().expect("non-empty").clone();
-            let id = self.ctx.next_worker_id();
-            match self.ctx.spawner.spawn(&id, &self.key) {
-                Ok(mut child) => {
-                    let init =
-                        process::init_frame(&self.ctx.workers, &first, WorkerMode::Pinned, &id);
-                    if let Err(e) = child.send(&init).await {
-                        warn!(device = %self.key, worker_id = %id, error = %e, "could not send init to the worker");
-                    }
-                    let pid = child.pid().unwrap_or_default();
-                    info!(device = %self.key, worker_id = %id, pid, "worker spawned");
-                    self.ctx.metrics.spawned("pinned");
+            let first = self.queue.front().expect("non-empty");
+            match Supervised::start(&self.ctx, &self.key, WorkerMode::Pinned, first).await {
+                Ok(w) => {
+                    info!(device = %self.key, worker_id = %w.id, pid = w.pid, "worker spawned");
+                    let (id, pid) = (w.id.clone(), w.pid);
                     self.live = Some(Live {
-                        child,
-                        id: id.clone(),
+                        w,
                         connected: false,
                         did_work: false,
                         sent: VecDeque::new(),
                         handed_back: 0,
-                        spawned_at: Instant::now(),
-                        kill_at: None,
                         last_health: None,
                         exit_reason: None,
                     });
@@ -240,7 +212,7 @@ impl DeviceActor {
         };
         if live.sent.len() > REFILL_AT
             || self.queue.is_empty()
-            || live.kill_at.is_some()
+            || live.w.kill_at().is_some()
             || live.exit_reason.is_some()
         {
             return;
@@ -248,7 +220,7 @@ impl DeviceActor {
         let n = (PIPELINE_DEPTH - live.sent.len()).min(self.queue.len());
         let batch: Vec<AgentJob> = self.queue.drain(..n).collect();
         let frames: Vec<_> = batch.iter().map(process::job_frame).collect();
-        if let Err(e) = live.child.send_all(&frames).await {
+        if let Err(e) = live.w.child.send_all(&frames).await {
             // The worker is going away; its exit path will start another for these jobs.
             warn!(device = %self.key, error = %e, "could not hand jobs to the worker");
             for d in batch.into_iter().rev() {
@@ -280,7 +252,7 @@ impl DeviceActor {
         front.deadline = Some(Instant::now() + front.job.timeout + TIMEOUT_MARGIN);
         let started = JobStarted {
             job_id: front.job.id.clone(),
-            worker_id: l.id.clone(),
+            worker_id: l.w.id.clone(),
         };
         self.ctx.events.publish(Msg::Started(started));
         self.update_row(|w| w.state = WorkerState::Busy as i32);
@@ -319,7 +291,7 @@ impl DeviceActor {
                 {
                     // Running: interrupted. Sent ahead: the worker drops it and answers
                     // "canceled, not started".
-                    let _ = l.child.send(&process::cancel_frame(job_id, false)).await;
+                    let _ = l.w.child.send(&process::cancel_frame(job_id, false)).await;
                     let _ = reply.send(true);
                 } else {
                     let _ = reply.send(false);
@@ -334,19 +306,18 @@ impl DeviceActor {
                 if let Some(l) = self.live.as_mut() {
                     for r in l.sent.iter_mut().skip(1) {
                         r.withdrawn = Some(reason.clone());
-                        let _ = l
-                            .child
-                            .send(&process::cancel_frame(r.job.id.clone(), true))
-                            .await;
+                        let _ =
+                            l.w.child
+                                .send(&process::cancel_frame(r.job.id.clone(), true))
+                                .await;
                     }
                 }
                 self.publish_row(|_| {});
             }
             DeviceCmd::Kill(reason) => {
                 if let Some(l) = self.live.as_mut() {
-                    info!(device = %self.key, worker_id = %l.id, %reason, "stopping worker");
-                    l.child.terminate();
-                    l.kill_at = Some(Instant::now() + self.ctx.workers.kill_grace);
+                    info!(device = %self.key, worker_id = %l.w.id, %reason, "stopping worker");
+                    l.w.terminate(self.ctx.workers.kill_grace);
                     l.exit_reason = Some(reason);
                     self.publish_row(|w| w.state = WorkerState::Exiting as i32);
                 }
@@ -357,29 +328,28 @@ impl DeviceActor {
     fn on_timeout(&mut self) {
         let Some(l) = self.live.as_mut() else { return };
         let Some(r) = l.sent.front_mut() else { return };
-        warn!(device = %self.key, worker_id = %l.id, job_id = %r.job.id, "job exceeded its execution timeout; killing the worker");
+        warn!(device = %self.key, worker_id = %l.w.id, job_id = %r.job.id, "job exceeded its execution timeout; killing the worker");
         r.timed_out = true;
-        l.child.kill();
+        l.w.child.kill();
     }
 
     async fn on_event(&mut self, ev: ChildEvent) {
-        match ev {
-            ChildEvent::Frame(f) => self.on_frame(f.frame),
-            ChildEvent::Closed => self.on_exit(None).await,
-            ChildEvent::Exited(status) => {
-                let l = self.live.as_mut().expect("a live worker");
-                for f in l.child.drain(DRAIN_QUIET).await {
+        let l = self
+            .live
+            .as_mut()
+            .expect("an event came from a live worker");
+        match l.w.step(ev, self.ctx.workers.kill_grace).await {
+            Step::Frame(f) => self.on_frame(f.frame),
+            Step::Ended(mut end) => {
+                if let Some(e) = &end.bad_frame {
+                    warn!(device = %self.key, worker_id = %l.w.id, error = %e, "worker wrote a bad frame; it was killed");
+                    l.exit_reason
+                        .get_or_insert_with(|| format!("bad frame from the worker: {e}"));
+                }
+                for f in std::mem::take(&mut end.frames) {
                     self.on_frame(f.frame);
                 }
-                self.on_exit(Some(status)).await
-            }
-            ChildEvent::Broken(e) => {
-                let l = self.live.as_mut().expect("a live worker");
-                warn!(device = %self.key, worker_id = %l.id, error = %e, "worker wrote a bad frame; killing it");
-                l.exit_reason
-                    .get_or_insert_with(|| format!("bad frame from the worker: {e}"));
-                l.child.kill();
-                self.on_exit(None).await
+                self.on_exit(end);
             }
         }
     }
@@ -401,7 +371,7 @@ impl DeviceActor {
                 });
             }
             Some(Out::Result(r)) => {
-                let id = l.id.clone();
+                let id = l.w.id.clone();
                 let Some(i) = l.sent.iter().position(|x| x.job.id == r.job_id) else {
                     // Not one this worker holds (already settled): published as it is.
                     self.ctx.finish(&id, r);
@@ -473,23 +443,18 @@ impl DeviceActor {
         }
     }
 
-    /// The worker's stdout closed or it exited: reap it and settle the job it was running.
-    async fn on_exit(&mut self, status: Option<std::io::Result<std::process::ExitStatus>>) {
+    /// The worker is gone and reaped: settle the job it was running and those it held.
+    fn on_exit(&mut self, end: Ended) {
         let mut l = self.live.take().expect("live worker");
-        let (code, how) = match status {
-            Some(Ok(s)) => process::describe(&s),
-            Some(Err(e)) => (-1, format!("waiting for the worker failed: {e}")),
-            None => process::reap(l.child.as_mut(), self.ctx.workers.kill_grace).await,
-        };
+        let (code, how) = (end.code, end.how);
         let reason = l.exit_reason.clone().unwrap_or_else(|| how.clone());
-        info!(device = %self.key, worker_id = %l.id, %how, %reason, "worker exited");
-        let lived = l.spawned_at.elapsed();
+        info!(device = %self.key, worker_id = %l.w.id, %how, %reason, "worker exited");
         let mut sent = std::mem::take(&mut l.sent);
         // A pinned worker exits 0 on its own only at its idle TTL, which it checks only with no
         // job in hand, and it hands back the jobs it had read: what is left was still unread in
         // its pipe. Otherwise the first job was running; the ones behind it never started.
         let first_unread =
-            code == 0 && l.kill_at.is_none() && sent.front().is_some_and(|r| !r.timed_out);
+            code == 0 && l.w.kill_at().is_none() && sent.front().is_some_and(|r| !r.timed_out);
         let running = if first_unread { None } else { sent.pop_front() };
         let mut requeued = 0;
         for x in sent {
@@ -524,7 +489,7 @@ impl DeviceActor {
                     false,
                 )
             };
-            self.ctx.finish(&l.id, r);
+            self.ctx.finish(&l.w.id, r);
         }
         // Back off when workers die without doing any work (crash loop, unreachable device).
         if l.did_work || l.exit_reason.is_some() && code == 0 {
@@ -539,8 +504,7 @@ impl DeviceActor {
             }
         }
         self.set_exited(code, reason);
-        // Counted after the table says so, so a scrape never sees the exit before the row.
-        self.ctx.metrics.exited("pinned", code, lived);
+        l.w.count_exit(&self.ctx, code);
     }
 
     fn set_exited(&self, code: i32, reason: String) {
@@ -560,7 +524,7 @@ fn handed_back(job_id: &str, reason: &str) -> wire::JobResult {
 
 async fn next_event(live: &mut Option<Live>) -> ChildEvent {
     match live {
-        Some(l) => l.child.next_event().await,
+        Some(l) => l.w.next_event().await,
         None => std::future::pending().await,
     }
 }

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use netpulse_model::AgentJob;
 use netpulse_proto::agent::{JobStarted, Strategy, WorkerState, agent_message::Msg};
-use netpulse_proto::worker::{ErrorKind, WorkerMode, worker_frame::Frame as Out};
+use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::ctx::Ctx;
-use crate::process::{self, DRAIN_QUIET, TIMEOUT_MARGIN, unix_ms};
-use pinned_worker::child::ChildEvent;
+use crate::process::{self, TIMEOUT_MARGIN, unix_ms};
+use crate::supervise::{Step, Supervised};
 
 pub enum FifoCmd {
     Enqueue(AgentJob),
@@ -82,13 +82,12 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
 }
 
 async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) -> String {
-    let id = ctx.next_worker_id();
     let device = d.device.to_string();
-    let mut child = match ctx.spawner.spawn(&id, &device) {
-        Ok(c) => c,
+    let mut w = match Supervised::start(&ctx, &device, WorkerMode::Oneshot, &d).await {
+        Ok(w) => w,
         Err(e) => {
             ctx.finish(
-                &id,
+                "",
                 process::failed(
                     &d.id,
                     ErrorKind::Internal,
@@ -99,31 +98,17 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
             return d.id;
         }
     };
-    let pid = child.pid().unwrap_or_default();
-    let spawned_at = Instant::now();
-    ctx.metrics.spawned("fifo");
-    ctx.table.update(&id, |w| {
-        w.worker_id = id.clone();
-        w.device = device.clone();
-        w.strategy = Strategy::Fifo as i32;
-        w.pid = pid;
-        w.state = WorkerState::Busy as i32;
-        w.spawned_unix_ms = unix_ms();
+    let id = w.id.clone();
+    ctx.table.update(&id, |row| {
+        row.worker_id = id.clone();
+        row.device = device.clone();
+        row.strategy = Strategy::Fifo as i32;
+        row.pid = w.pid;
+        row.state = WorkerState::Busy as i32;
+        row.spawned_unix_ms = unix_ms();
     });
     let deadline = Instant::now() + d.timeout + TIMEOUT_MARGIN;
-    let sent = async {
-        child
-            .send(&process::init_frame(
-                &ctx.workers,
-                &d,
-                WorkerMode::Oneshot,
-                &id,
-            ))
-            .await?;
-        child.send(&process::job_frame(&d)).await
-    }
-    .await;
-    if let Err(e) = sent {
+    if let Err(e) = w.child.send(&process::job_frame(&d)).await {
         warn!(worker_id = %id, error = %e, "could not hand the job to a one-shot worker");
     }
     ctx.events.publish(Msg::Started(JobStarted {
@@ -134,52 +119,42 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
     let mut timed_out = false;
     let mut exit_reason = None;
     let mut cancel_open = true;
-    let status = loop {
+    let mut on_frame = |f: Option<Out>, result: &mut Option<wire::JobResult>| match f {
+        Some(Out::Result(r)) if r.job_id == d.id && result.is_none() => *result = Some(r),
+        Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
+        Some(Out::Connected(c)) => ctx.metrics.connected("fifo", c.connect_us),
+        _ => {}
+    };
+    let end = loop {
         tokio::select! {
-            ev = child.next_event() => match ev {
-                ChildEvent::Frame(f) => match f.frame {
-                    Some(Out::Result(r)) if r.job_id == d.id => result = Some(r),
-                    Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
-                    Some(Out::Connected(c)) => ctx.metrics.connected("fifo", c.connect_us),
-                    _ => {}
-                },
-                ChildEvent::Closed => break None,
-                ChildEvent::Exited(s) => {
-                    for f in child.drain(DRAIN_QUIET).await {
-                        if let Some(Out::Result(r)) = f.frame.filter(|_| result.is_none()) {
-                            result = Some(r);
-                        }
-                    }
-                    break Some(s);
-                }
-                ChildEvent::Broken(e) => {
-                    warn!(worker_id = %id, error = %e, "one-shot worker wrote a bad frame; killing it");
-                    exit_reason = Some(format!("bad frame: {e}"));
-                    child.kill();
-                    break None;
-                }
+            ev = w.next_event() => match w.step(ev, ctx.workers.kill_grace).await {
+                Step::Frame(f) => on_frame(f.frame, &mut result),
+                Step::Ended(end) => break end,
             },
             _ = tokio::time::sleep_until(deadline), if !timed_out => {
                 warn!(worker_id = %id, job_id = %d.id, "job exceeded its execution timeout; killing the worker");
                 timed_out = true;
-                child.kill();
+                w.child.kill();
             }
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
                 if r.is_ok() {
-                    let _ = child.send(&process::cancel_frame(d.id.clone(), false)).await;
+                    let _ = w.child.send(&process::cancel_frame(d.id.clone(), false)).await;
                 }
             }
         }
     };
-    let (code, how) = match status {
-        Some(Ok(s)) => process::describe(&s),
-        Some(Err(e)) => (-1, format!("waiting for the worker failed: {e}")),
-        None => process::reap(child.as_mut(), ctx.workers.kill_grace).await,
-    };
+    for f in end.frames {
+        on_frame(f.frame, &mut result);
+    }
+    if let Some(e) = &end.bad_frame {
+        warn!(worker_id = %id, error = %e, "one-shot worker wrote a bad frame; it was killed");
+        exit_reason = Some(format!("bad frame: {e}"));
+    }
+    let (code, how) = (end.code, end.how);
     info!(worker_id = %id, %how, "one-shot worker exited");
     ctx.table.remove(&id);
-    ctx.metrics.exited("fifo", code, spawned_at.elapsed());
+    w.count_exit(&ctx, code);
     let r = match result {
         Some(r) => r,
         None if timed_out => process::failed(

@@ -7,7 +7,8 @@
 //! jobs go to their device's actor (`device`: one task that owns the device's queue and its
 //! `pinned-worker` process), fifo jobs to the fifo runner (`fifo`: one-shot workers, bounded
 //! concurrency); what they share is `ctx`. Each worker process is owned by exactly one task,
-//! which reads its frames until its stdout closes and then reaps it (`process`). The agent
+//! which reads its frames until its stdout closes and then reaps it, the same way for both
+//! strategies (`supervise`, over `process`). The agent
 //! never speaks SSH itself. [`run`] assembles all of it; `main` only parses the configuration
 //! and turns signals into its shutdown future.
 
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod process;
 pub mod registry;
 pub mod service;
+pub mod supervise;
 pub mod table;
 
 use std::sync::Arc;
