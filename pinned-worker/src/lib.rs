@@ -9,13 +9,15 @@
 //! - [`session`]: "send a line, read until the prompt", enable, configuration mode, keepalive.
 //! - [`ops`]: a job (commands, or configuration lines) run over a session, with per-command
 //!   results.
-//! - [`worker`]: the `pinned-worker` process: frames from the parent on stdin, results on
-//!   stdout, keepalive and idle TTL timers, exit codes ([`exit_code`]).
+//! - [`worker`]: the `pinned-worker` process: frames from the parent on stdin (read and
+//!   queued by `inbox`), results on stdout, keepalive and idle TTL timers, exit codes
+//!   ([`exit_code`]).
 
 pub mod child;
 pub mod dialect;
 pub mod error;
 pub mod exit_code;
+mod inbox;
 pub mod ops;
 pub mod options;
 pub mod session;

@@ -131,26 +131,8 @@ impl WorkerOptions {
     }
 
     fn device_for(init: &wire::Init, c: &wire::Connection) -> Result<DeviceTarget, SessionError> {
-        if c.host.trim().is_empty() {
-            return Err(invalid("connection.host must not be empty".into()));
-        }
-        let port = match c.port {
-            0 => 22,
-            p @ 1..=65535 => p as u16,
-            p => {
-                return Err(invalid(format!(
-                    "connection.port must be 1..=65535 (0 for 22), got {p}"
-                )));
-            }
-        };
-        if c.username.is_empty() {
-            return Err(invalid("connection.username must not be empty".into()));
-        }
-        if c.password.is_empty() && c.private_key_pem.is_empty() {
-            return Err(invalid(
-                "connection needs a password or a private_key_pem".into(),
-            ));
-        }
+        // The same rule as at the manager and the agent: host, port, user, password or key.
+        let conn = netpulse_model::Connection::try_from(c).map_err(|e| invalid(e.to_string()))?;
         let dialect = dialect::lookup(&c.device_type)?;
         let known_hosts = || -> Result<PathBuf, SessionError> {
             if init.known_hosts_path.is_empty() {
@@ -172,8 +154,8 @@ impl WorkerOptions {
         let ka = init.ssh_keepalive.unwrap_or_default();
         Ok(DeviceTarget {
             target: Target {
-                host: c.host.trim().to_string(),
-                port,
+                host: conn.device.host().to_string(),
+                port: conn.device.port(),
                 username: c.username.clone(),
                 password: c.password.clone(),
                 private_key_pem: c.private_key_pem.clone(),

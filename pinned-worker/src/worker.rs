@@ -1,16 +1,15 @@
 //! The `pinned-worker` process loop.
 //!
-//! A reader task turns stdin into frames on a bounded channel; the main task owns the session
-//! and does everything else, so a job and a keepalive can never touch the session at once.
+//! A reader task turns stdin into frames on a bounded channel (`inbox`); the main task owns the
+//! session and does everything else, so a job and a keepalive can never touch the session at once.
 //! While idle it waits on four things: a frame, the keepalive timer, the session itself (the
 //! device closing it is noticed at once) and the idle TTL. While busy (connecting, running a
 //! job, a keepalive) it still reads frames: jobs are queued in arrival order, a cancel for the
 //! running job interrupts it, EOF (the parent is gone) ends the process.
 
-use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netpulse_proto::frame::{self, FrameError};
+use netpulse_proto::frame;
 use netpulse_proto::worker::{
     self as wire, parent_frame::Frame as In, worker_frame::Frame as OutFrame,
 };
@@ -21,14 +20,13 @@ use tracing::{Instrument, debug, info, warn};
 
 use crate::error::SessionError;
 use crate::exit_code;
+use crate::inbox::{Inbound, Inbox, Interrupt, not_started, read_frames};
 use crate::ops;
 use crate::options::{DeviceTarget, Mode, WorkerOptions};
 use crate::session::DeviceSession;
 
 /// How long the parent has to send the init frame.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Jobs the worker accepts ahead of the running one; the parent sends a few ahead.
-const MAX_QUEUED_JOBS: usize = 1024;
 /// How long a keepalive RETURN may take to bring the prompt back. A live device answers in
 /// milliseconds; this bounds how long a frozen one goes unnoticed after the keepalive.
 const KEEPALIVE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,85 +43,6 @@ impl Exit {
         Exit {
             code,
             reason: reason.into(),
-        }
-    }
-}
-
-enum Inbound {
-    Frame(wire::ParentFrame),
-    Eof,
-    Broken(FrameError),
-}
-
-/// Something that stops the work at hand.
-enum Interrupt {
-    Cancel,
-    Eof,
-}
-
-struct Inbox {
-    rx: mpsc::Receiver<Inbound>,
-    queue: VecDeque<wire::Job>,
-    shutdown: bool,
-    eof: bool,
-    /// Results owed for jobs canceled while queued.
-    canceled: Vec<wire::JobResult>,
-}
-
-impl Inbox {
-    /// Takes the next inbound message; returns an interrupt for the work at hand, if any.
-    async fn next(&mut self, running: Option<&str>) -> Option<Interrupt> {
-        if self.eof {
-            return Some(std::future::pending().await);
-        }
-        let msg = self.rx.recv().await.unwrap_or(Inbound::Eof);
-        self.handle(msg, running)
-    }
-
-    fn handle(&mut self, msg: Inbound, running: Option<&str>) -> Option<Interrupt> {
-        match msg {
-            Inbound::Frame(f) => match f.frame {
-                Some(In::Job(job)) => {
-                    if self.queue.len() >= MAX_QUEUED_JOBS {
-                        self.canceled.push(not_started(
-                            &job.job_id,
-                            &format!("worker queue is full ({MAX_QUEUED_JOBS} jobs)"),
-                        ));
-                    } else {
-                        self.queue.push_back(job);
-                    }
-                    None
-                }
-                Some(In::Cancel(c)) => {
-                    if running == Some(c.job_id.as_str()) {
-                        return (!c.queued_only).then_some(Interrupt::Cancel);
-                    }
-                    if let Some(i) = self.queue.iter().position(|j| j.job_id == c.job_id) {
-                        self.queue.remove(i);
-                        let mut r = not_started(&c.job_id, "canceled while queued");
-                        r.error = Some(SessionError::Canceled.to_wire());
-                        self.canceled.push(r);
-                    }
-                    None
-                }
-                Some(In::Shutdown(_)) => {
-                    self.shutdown = true;
-                    None
-                }
-                Some(In::Init(_)) | None => {
-                    warn!("ignoring an unexpected frame (init may only come first)");
-                    None
-                }
-            },
-            Inbound::Eof => {
-                self.eof = true;
-                Some(Interrupt::Eof)
-            }
-            Inbound::Broken(e) => {
-                warn!(error = %e, "frame stream from the parent is broken");
-                self.eof = true;
-                Some(Interrupt::Eof)
-            }
         }
     }
 }
@@ -152,15 +71,6 @@ async fn guarded<T, W: AsyncWrite + Unpin>(
                 }
             }
         }
-    }
-}
-
-fn not_started(job_id: &str, why: &str) -> wire::JobResult {
-    wire::JobResult {
-        job_id: job_id.to_string(),
-        not_started: true,
-        error: Some(SessionError::SessionLost(format!("not started: {why}")).to_wire()),
-        ..Default::default()
     }
 }
 
@@ -211,13 +121,7 @@ where
         w: output,
         scratch: Vec::new(),
     };
-    let mut inbox = Inbox {
-        rx,
-        queue: VecDeque::new(),
-        shutdown: false,
-        eof: false,
-        canceled: Vec::new(),
-    };
+    let mut inbox = Inbox::new(rx);
     let exit = match tokio::time::timeout(INIT_TIMEOUT, inbox.rx.recv()).await {
         Ok(Some(Inbound::Frame(wire::ParentFrame {
             frame: Some(In::Init(init)),
@@ -283,21 +187,6 @@ async fn report<W: AsyncWrite + Unpin>(out: &mut Output<W>, exit: Exit) -> Exit 
         }))
         .await;
     exit
-}
-
-async fn read_frames<R: AsyncRead + Unpin>(mut input: R, tx: mpsc::Sender<Inbound>) {
-    let mut scratch = Vec::new();
-    loop {
-        let msg = match frame::read_frame::<wire::ParentFrame, _>(&mut input, &mut scratch).await {
-            Ok(Some(f)) => Inbound::Frame(f),
-            Ok(None) => Inbound::Eof,
-            Err(e) => Inbound::Broken(e),
-        };
-        let last = !matches!(msg, Inbound::Frame(_));
-        if tx.send(msg).await.is_err() || last {
-            return;
-        }
-    }
 }
 
 impl<W: AsyncWrite + Unpin> Worker<W> {
