@@ -36,3 +36,4 @@ pub mod service;
 pub mod shed;
 pub mod store;
 pub mod table;
+mod writer;
