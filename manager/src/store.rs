@@ -9,7 +9,7 @@
 //! end of its `result_ttl`, rounded up to the bucket width, so there is one lease per bucket,
 //! not one per job. Outputs are capped per job; beyond the cap they are cut and marked.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use netpulse_proto::api::Job;
@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
+use crate::writer::{Done, Guard, Write, WriterLimits, unavailable};
+pub use crate::writer::{OnCommit, Op, Stats};
 
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -42,76 +44,12 @@ impl Default for StoreConfig {
     }
 }
 
-/// One change in a write.
-#[derive(Clone, Debug)]
-pub enum Op {
-    /// `expires_in`: how long the key lives from now (on a shared bucket lease); None keeps it.
-    Put {
-        key: String,
-        value: Vec<u8>,
-        expires_in: Option<Duration>,
-    },
-    Delete {
-        key: String,
-    },
-}
-
-impl Op {
-    pub(crate) fn key(&self) -> &str {
-        match self {
-            Op::Put { key, .. } | Op::Delete { key } => key,
-        }
-    }
-}
-
-/// A create that happens only if `key` is absent; `key` then names `value`.
-pub(crate) struct Guard {
-    pub(crate) key: String,
-    pub(crate) value: String,
-    pub(crate) expires_in: Duration,
-    /// The value already there when the guard failed.
-    pub(crate) existing: oneshot::Sender<Option<String>>,
-}
-
-/// Called by the writer with the commit's outcome.
-pub type OnCommit = Box<dyn FnOnce(Result<(), ApiError>) + Send + Sync>;
-
-pub(crate) enum Done {
-    Reply(oneshot::Sender<Result<(), ApiError>>),
-    /// Runs on the writer task: no task to wake for the common "then tell the waiters".
-    Call(OnCommit),
-}
-
-pub(crate) struct Write {
-    pub(crate) ops: Vec<Op>,
-    pub(crate) guard: Option<Guard>,
-    pub(crate) done: Option<Done>,
-}
-
 #[derive(Clone)]
 pub struct JobStore {
     client: Client,
     cfg: StoreConfig,
     writes: mpsc::Sender<Write>,
     stats: std::sync::Arc<Stats>,
-}
-
-#[derive(Default)]
-pub struct Stats {
-    pub transactions: std::sync::atomic::AtomicU64,
-    pub puts: std::sync::atomic::AtomicU64,
-    /// The last write failed (etcd down or slow); cleared by the next one that commits.
-    pub failing: std::sync::atomic::AtomicBool,
-}
-
-pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Unavailable(format!("job store ({what}): {e}"))
-}
-
-pub(crate) fn now_unix() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 /// Cuts outputs beyond `max` bytes in total, at char boundaries; returns whether it cut.
@@ -141,9 +79,14 @@ impl JobStore {
     pub fn new(client: Client, cfg: StoreConfig, tracker: &TaskTracker) -> JobStore {
         let (tx, rx) = mpsc::channel(cfg.max_batch * 16);
         let stats = std::sync::Arc::new(Stats::default());
+        let limits = WriterLimits {
+            max_batch: cfg.max_batch,
+            lease_bucket: cfg.lease_bucket,
+            call_timeout: cfg.call_timeout,
+        };
         tracker.spawn(crate::writer::run(
             client.clone(),
-            cfg.clone(),
+            limits,
             rx,
             stats.clone(),
         ));

@@ -6,10 +6,85 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
-use tokio::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
-use crate::store::{Done, Op, Stats, StoreConfig, Write, now_unix, unavailable};
+
+/// What the writer needs of the store's configuration.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterLimits {
+    /// Most puts committed in one transaction.
+    pub(crate) max_batch: usize,
+    /// Final jobs whose results expire within the same bucket share a lease.
+    pub(crate) lease_bucket: Duration,
+    pub(crate) call_timeout: Duration,
+}
+
+/// One change in a write.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `expires_in`: how long the key lives from now (on a shared bucket lease); None keeps it.
+    Put {
+        key: String,
+        value: Vec<u8>,
+        expires_in: Option<Duration>,
+    },
+    Delete {
+        key: String,
+    },
+}
+
+impl Op {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+}
+
+/// A create that happens only if `key` is absent; `key` then names `value`.
+pub(crate) struct Guard {
+    pub(crate) key: String,
+    pub(crate) value: String,
+    pub(crate) expires_in: Duration,
+    /// The value already there when the guard failed.
+    pub(crate) existing: oneshot::Sender<Option<String>>,
+}
+
+/// Called by the writer with the commit's outcome.
+pub type OnCommit = Box<dyn FnOnce(Result<(), ApiError>) + Send + Sync>;
+
+pub(crate) enum Done {
+    Reply(oneshot::Sender<Result<(), ApiError>>),
+    /// Runs on the writer task: no task to wake for the common "then tell the waiters".
+    Call(OnCommit),
+}
+
+pub(crate) struct Write {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) guard: Option<Guard>,
+    pub(crate) done: Option<Done>,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub transactions: std::sync::atomic::AtomicU64,
+    pub puts: std::sync::atomic::AtomicU64,
+    /// The last write failed (etcd down or slow); cleared by the next one that commits.
+    pub failing: std::sync::atomic::AtomicBool,
+}
+
+pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("job store ({what}): {e}"))
+}
+
+fn now_unix() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
 
 /// Leases shared by keys that expire within the same bucket.
 struct Leases {
@@ -67,7 +142,7 @@ async fn commit_batch(
     batch: &[Write],
     client: &mut Client,
     leases: &mut Leases,
-    cfg: &StoreConfig,
+    cfg: &WriterLimits,
 ) -> Result<usize, ApiError> {
     let mut last: HashMap<&str, &Op> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
@@ -92,7 +167,7 @@ async fn commit_guarded(
     w: &mut Write,
     client: &mut Client,
     leases: &mut Leases,
-    cfg: &StoreConfig,
+    cfg: &WriterLimits,
 ) -> Result<usize, ApiError> {
     let g = w.guard.take().expect("guarded write");
     let lease = leases
@@ -133,7 +208,7 @@ async fn commit_guarded(
 
 pub(crate) async fn run(
     mut client: Client,
-    cfg: StoreConfig,
+    cfg: WriterLimits,
     mut rx: mpsc::Receiver<Write>,
     stats: std::sync::Arc<Stats>,
 ) {

@@ -3,8 +3,7 @@ use std::time::Duration;
 use netpulse_proto::{api, worker};
 
 use crate::device::DeviceKey;
-use crate::error::{ModelError, invalid};
-use crate::request::seconds;
+use crate::error::{ModelError, invalid, seconds};
 use crate::secret::Secret;
 
 /// Where a job runs and how to log in: the same rule for the public API and for the link

@@ -5,7 +5,7 @@ use netpulse_proto::api::{self, ExecuteRequest};
 use netpulse_proto::{agent, worker};
 
 use crate::connection::{Connection, SessionOptions};
-use crate::error::{ModelError, invalid};
+use crate::error::{ModelError, invalid, seconds};
 
 /// Request size limits (configurable on the manager).
 #[derive(Clone, Debug)]
@@ -117,17 +117,6 @@ pub struct JobRequest {
     pub idempotency_key: Option<String>,
     /// The submit's trace context, passed to the agent in every dispatch (empty: not traced).
     pub trace_context: HashMap<String, String>,
-}
-
-/// `0` means `default`; otherwise `1..=max` seconds.
-pub(crate) fn seconds(name: &str, v: u32, max: u32, default: u32) -> Result<Duration, ModelError> {
-    match v {
-        0 => Ok(Duration::from_secs(default as u64)),
-        v if v <= max => Ok(Duration::from_secs(v as u64)),
-        v => Err(invalid(format!(
-            "{name} must be 1..={max} (0 for {default}), got {v}"
-        ))),
-    }
 }
 
 fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<String>, ModelError> {
