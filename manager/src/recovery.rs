@@ -203,8 +203,16 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
     active.resume_only = running;
     active.running_recorded = running;
     active.recorded = true;
-    s.tell(|l| l.accepted(&active.job, true));
-    s.lock().jobs.insert(id.to_string(), active);
+    // A job of this replica's own that was being submitted while the scan read it (written,
+    // not yet in the table) is already driven: never replace it.
+    let job = active.job.clone();
+    match s.lock().jobs.entry(id.to_string()) {
+        std::collections::hash_map::Entry::Occupied(_) => return Ok(false),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(active);
+        }
+    }
+    s.tell(|l| l.accepted(&job, true));
     let Some(node) = node else {
         return Ok(true); // pending: the sweep places it
     };

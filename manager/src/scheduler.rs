@@ -188,7 +188,11 @@ impl Scheduler {
             Some(slot),
         );
         active.recorded = !deferred;
-        self.lock().jobs.insert(id.clone(), active);
+        // The adoption scan may have taken this replica's own job between its write and now
+        // (it reads the record): this entry, which the caller waits on, drives it.
+        if self.lock().jobs.insert(id.clone(), active).is_some() {
+            self.tell(|l| l.released(&id));
+        }
         self.tell(|l| l.accepted(&job, false));
         debug!(job_id = %id, node_id = %node, "job dispatched");
         if let Err(e) = self.cluster.send(&node, Out::Dispatch(dispatch)) {
