@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use netpulse_proto::api::{self, CommandResult, Job, JobError, JobStatus, Timings};
 use netpulse_proto::worker::{self as wire, CommandStatus};
 
-use netpulse_model::{ErrorKind, JobRequest};
+use netpulse_model::{ErrorKind, JobRequest, Outcome};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -68,6 +68,7 @@ fn command_status(s: CommandStatus) -> &'static str {
 
 /// Ends the job with the worker's (or agent's) result.
 pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
+    let outcome = Outcome::of(&r);
     let now = now_ms();
     if !worker_id.is_empty() {
         job.worker_id = worker_id.to_string();
@@ -89,26 +90,18 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
             duration_ms: c.duration_us / 1000,
         })
         .collect();
-    let kind = r.error.as_ref().map(|e| ErrorKind::from(e.kind()));
-    job.status = if r.ok {
-        JobStatus::Succeeded
-    } else if kind == Some(ErrorKind::Canceled) {
-        JobStatus::Canceled
-    } else {
-        JobStatus::Failed
-    } as i32;
-    job.error = match r.error {
-        Some(e) if !r.ok => Some(JobError {
-            kind: ErrorKind::from(e.kind()).name().into(),
-            message: e.message,
-        }),
-        // A device that rejected a command answers with no job-level error.
-        None if !r.ok => Some(JobError {
-            kind: ErrorKind::CommandRejected.name().into(),
-            message: "the device rejected a command; see results".into(),
-        }),
-        _ => None,
+    let (status, error) = match outcome {
+        Outcome::Succeeded => (JobStatus::Succeeded, None),
+        Outcome::Canceled { message } => {
+            (JobStatus::Canceled, Some((ErrorKind::Canceled, message)))
+        }
+        Outcome::Failed { kind, message } => (JobStatus::Failed, Some((kind, message))),
     };
+    job.status = status as i32;
+    job.error = error.map(|(kind, message)| JobError {
+        kind: kind.name().into(),
+        message,
+    });
     job.timings = Some(Timings {
         queued_ms: (job.started_unix_ms - job.created_unix_ms).max(0) as u64,
         connect_ms: r.connect_us / 1000,

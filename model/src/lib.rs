@@ -6,7 +6,7 @@
 //! what it holds and never checks or derives it again. The rules live here once: what a
 //! connection needs ([`Connection`]), how a device is keyed ([`DeviceKey`], `host:port`), the
 //! ranges and defaults of every duration ([`JobOptions`]), and the closed set of error kinds
-//! with their stable names ([`ErrorKind`]). Secrets are [`Secret`]s: `Debug` never shows
+//! with their stable names ([`ErrorKind`]), and how a worker's result reads ([`Outcome`]). Secrets are [`Secret`]s: `Debug` never shows
 //! them. Which device types exist is not a rule of the model: agents serve them and the
 //! manager checks a request against what the live agents serve.
 
@@ -15,6 +15,7 @@ mod device;
 mod dispatch;
 mod error;
 mod error_kind;
+mod outcome;
 mod request;
 mod secret;
 
@@ -23,5 +24,6 @@ pub use device::DeviceKey;
 pub use dispatch::AgentJob;
 pub use error::ModelError;
 pub use error_kind::ErrorKind;
+pub use outcome::Outcome;
 pub use request::{JobOptions, JobRequest, Operation, RequestLimits, Strategy};
 pub use secret::Secret;
