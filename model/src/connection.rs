@@ -43,17 +43,39 @@ impl Default for SessionOptions {
     }
 }
 
+/// The credential rule: a user, and a password or a private key.
+fn credentials(username: &str, no_password: bool, no_key: bool) -> Result<(), ModelError> {
+    if username.is_empty() {
+        return Err(invalid("connection.username must not be empty"));
+    }
+    if no_password && no_key {
+        return Err(invalid(
+            "connection.password must not be empty (between agent and worker a private_key_pem may stand in for it)",
+        ));
+    }
+    Ok(())
+}
+
 impl Connection {
     fn checked(self) -> Result<Self, ModelError> {
-        if self.username.is_empty() {
-            return Err(invalid("connection.username must not be empty"));
-        }
-        if self.password.is_empty() && self.private_key.is_empty() {
-            return Err(invalid(
-                "connection.password must not be empty (between agent and worker a private_key_pem may stand in for it)",
-            ));
-        }
+        credentials(
+            &self.username,
+            self.password.is_empty(),
+            self.private_key.is_empty(),
+        )?;
         Ok(self)
+    }
+
+    /// Checks a worker-wire connection by the same rule without copying it (the worker does
+    /// so for every job); returns its device.
+    pub fn check(c: &worker::Connection) -> Result<DeviceKey, ModelError> {
+        let device = DeviceKey::new("connection", &c.host, c.port)?;
+        credentials(
+            &c.username,
+            c.password.is_empty(),
+            c.private_key_pem.is_empty(),
+        )?;
+        Ok(device)
     }
 }
 

@@ -78,7 +78,8 @@ impl TryFrom<Dispatch> for AgentJob {
             )));
         }
         frame.job_id = d.job_id.clone();
-        frame.connection = Some(worker::Connection::from(&connection));
+        // The wire form as it came (checked above) travels on, uncopied.
+        frame.connection = d.connection;
         Ok(AgentJob {
             id: d.job_id,
             device: connection.device.clone(),

@@ -132,7 +132,7 @@ impl WorkerOptions {
 
     fn device_for(init: &wire::Init, c: &wire::Connection) -> Result<DeviceTarget, SessionError> {
         // The same rule as at the manager and the agent: host, port, user, password or key.
-        let conn = netpulse_model::Connection::try_from(c).map_err(|e| invalid(e.to_string()))?;
+        let device = netpulse_model::Connection::check(c).map_err(|e| invalid(e.to_string()))?;
         let dialect = dialect::lookup(&c.device_type)?;
         let known_hosts = || -> Result<PathBuf, SessionError> {
             if init.known_hosts_path.is_empty() {
@@ -154,8 +154,8 @@ impl WorkerOptions {
         let ka = init.ssh_keepalive.unwrap_or_default();
         Ok(DeviceTarget {
             target: Target {
-                host: conn.device.host().to_string(),
-                port: conn.device.port(),
+                host: device.host().to_string(),
+                port: device.port(),
                 username: c.username.clone(),
                 password: c.password.clone(),
                 private_key_pem: c.private_key_pem.clone(),
