@@ -41,7 +41,9 @@ impl NodeView {
     }
 }
 
-/// FNV-1a, 64 bit: stable across processes and versions.
+/// FNV-1a, 64 bit, then the splitmix64 finalizer: stable across processes and versions, and
+/// well mixed (FNV alone leaves similar keys such as `10.0.0.1:22`, `10.0.0.2:22` close in
+/// the high bits that decide a comparison, so ties went unevenly).
 fn fnv1a(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
@@ -50,7 +52,9 @@ fn fnv1a(parts: &[&str]) -> u64 {
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    h
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// The node a new pinned device should go to, or None when no live node has room.
@@ -122,6 +126,15 @@ pub struct Placements {
     kv: Arc<dyn Kv>,
     prefix: String,
     cache: Mutex<HashMap<String, Placed>>,
+    /// Devices this replica placed on each node since the node last reported its load, so a
+    /// burst of placements, which all see the same (possibly seconds old) load, spreads.
+    since_report: Mutex<HashMap<String, Unreported>>,
+}
+
+/// Placements on a node not yet in the load it reported (`pinned_workers` under `lease_id`).
+struct Unreported {
+    reported: (u32, i64),
+    count: u32,
 }
 
 impl Placements {
@@ -130,7 +143,38 @@ impl Placements {
             kv,
             prefix: prefix.to_string(),
             cache: Mutex::new(HashMap::new()),
+            since_report: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The views with this replica's unreported placements added to each node's load; a
+    /// node whose report changed starts counting again.
+    fn with_unreported(&self, mut open: Vec<NodeView>) -> Vec<NodeView> {
+        let mut since = self.since_report.lock().expect("placement counts lock");
+        for n in &mut open {
+            let reported = (n.pinned_workers, n.lease_id);
+            match since.get(&n.node_id) {
+                Some(u) if u.reported == reported => {
+                    n.pinned_workers = n.pinned_workers.saturating_add(u.count)
+                }
+                _ => {
+                    since.remove(&n.node_id);
+                }
+            }
+        }
+        open
+    }
+
+    fn count_placed(&self, node: &NodeView) {
+        self.since_report
+            .lock()
+            .expect("placement counts lock")
+            .entry(node.node_id.clone())
+            .or_insert(Unreported {
+                reported: (node.pinned_workers, node.lease_id),
+                count: 0,
+            })
+            .count += 1;
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Placed>> {
@@ -201,6 +245,7 @@ impl Placements {
                 _ => self.unplace(&device, &owner).await?,
             }
         }
+        let open = self.with_unreported(open);
         let choice = choose_pinned(&open, &device, excluded).ok_or_else(|| {
             ApiError::ResourceExhausted(format!(
                 "no node can take device {device}: {} live, all full (max_pinned_workers), \
@@ -214,6 +259,14 @@ impl Placements {
             .put_if_absent(&key, &choice.node_id, choice.lease_id)
             .await?;
         let owner = String::from_utf8_lossy(&owner).into_owned();
+        if owner == choice.node_id
+            && let Some(reported) = nodes.get(&owner)
+        {
+            // Counted against the load the node reported, not the one raised by the count.
+            let mut as_reported = choice.clone();
+            as_reported.pinned_workers = reported.pinned_workers;
+            self.count_placed(&as_reported);
+        }
         match nodes.get(&owner) {
             Some(n) if !excluded.contains(&owner) => Ok(self.remember(&device, &owner, n.lease_id)),
             _ => Err(ApiError::Unavailable(format!(
@@ -336,6 +389,56 @@ mod tests {
         // A new device sees the new loads.
         let other = request("192.0.2.2", "cisco_ios", PINNED);
         assert_eq!(two.place(&view, &other, &none).await.unwrap(), "b");
+    }
+
+    #[tokio::test]
+    async fn a_burst_over_equal_nodes_lands_evenly_and_a_new_report_resets_the_count() {
+        let p = Placements::new(Arc::new(MemoryKv::default()), "/np");
+        let ios = &["cisco_ios"];
+        let mut view = nodes(vec![
+            record("a", 1, 10, ios),
+            record("b", 2, 10, ios),
+            record("c", 3, 10, ios),
+        ]);
+        // Almost equal: without counting its own placements, a replica would send the whole
+        // burst to the freest node.
+        for (n, max) in view.values_mut().zip([1000, 999, 998]) {
+            n.max_pinned_workers = max;
+            n.pinned_workers = 0;
+        }
+        let mut landed: HashMap<String, usize> = HashMap::new();
+        for i in 0..300 {
+            let r = request(
+                &format!("10.0.{}.{}", i / 250, i % 250),
+                "cisco_ios",
+                PINNED,
+            );
+            let node = p.place(&view, &r, &HashSet::new()).await.unwrap();
+            *landed.entry(node).or_default() += 1;
+        }
+        for (node, n) in &landed {
+            assert!((90..=110).contains(n), "{node} got {n} of 300: {landed:?}");
+        }
+        // Node a reports the 100 it holds: the count starts again from its report.
+        view.get_mut("a").unwrap().pinned_workers = 100;
+        let r = request("10.9.9.9", "cisco_ios", PINNED);
+        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "a");
+        let since = p.since_report.lock().unwrap();
+        assert_eq!((since["a"].reported.0, since["a"].count), (100, 1));
+    }
+
+    #[test]
+    fn the_tie_break_spreads_similar_device_keys() {
+        let nodes = vec![node("a", 0, 10), node("b", 0, 10), node("c", 0, 10)];
+        let mut landed: HashMap<String, usize> = HashMap::new();
+        for i in 0..300 {
+            let d = format!("10.0.{}.{}:22", i / 250, i % 250);
+            let n = choose_pinned(&nodes, &d, &HashSet::new()).unwrap();
+            *landed.entry(n.node_id.clone()).or_default() += 1;
+        }
+        for (node, n) in &landed {
+            assert!((70..=130).contains(n), "{node} got {n} of 300: {landed:?}");
+        }
     }
 
     #[tokio::test]
