@@ -28,24 +28,15 @@ async fn connect_timeout_seconds_bounds_the_ssh_handshake() {
             held.push(s);
         }
     });
-    let mut jobs = c.jobs(0).await.unwrap();
     for (strategy, asked) in [(Strategy::Pinned, 1), (Strategy::Fifo, 2)] {
         let mut r = c.request(0, &["show clock"]);
         let conn = r.connection.as_mut().unwrap();
         conn.port = port as u32;
         conn.connect_timeout_seconds = asked;
         r.strategy = strategy as i32;
-        r.wait = true;
-        let started = Instant::now();
-        let job = tokio::time::timeout(Duration::from_secs(60), jobs.execute(c.authed(r)))
-            .await
-            .expect("an answer within 60 s")
-            .unwrap()
-            .into_inner();
-        let took = started.elapsed();
-        let error = job.error.clone().unwrap_or_default();
+        let (job, took) = run(&c, r).await;
         assert_eq!(
-            (job.status(), error.kind.as_str()),
+            (job.status(), kind(&job)),
             (JobStatus::Failed, "connect_timeout"),
             "{strategy:?}: {job:?}"
         );

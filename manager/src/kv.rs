@@ -41,12 +41,20 @@ impl EtcdKv {
         EtcdKv { client, timeout }
     }
 
-    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, ApiError> {
-        let mut c = self.client.clone();
-        tokio::time::timeout(self.timeout, c.txn(txn))
+    /// One etcd call, bounded by the timeout, its failure as `UNAVAILABLE`.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| ApiError::Unavailable("etcd did not answer in time".into()))?
             .map_err(|e| ApiError::Unavailable(format!("etcd: {e}")))
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, ApiError> {
+        let mut c = self.client.clone();
+        self.bounded(c.txn(txn)).await
     }
 }
 
@@ -54,10 +62,7 @@ impl Kv for EtcdKv {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, ApiError>> {
         Box::pin(async move {
             let mut c = self.client.clone();
-            let r = tokio::time::timeout(self.timeout, c.get(key, None))
-                .await
-                .map_err(|_| ApiError::Unavailable("etcd did not answer in time".into()))?
-                .map_err(|e| ApiError::Unavailable(format!("etcd: {e}")))?;
+            let r = self.bounded(c.get(key, None)).await?;
             Ok(r.kvs().first().map(|kv| kv.value().to_vec()))
         })
     }

@@ -165,7 +165,8 @@ impl Placements {
         open
     }
 
-    fn count_placed(&self, node: &NodeView) {
+    /// One more device placed on `node` since the load it reported.
+    fn count_placed(&self, node: &NodeRecord) {
         self.since_report
             .lock()
             .expect("placement counts lock")
@@ -262,10 +263,7 @@ impl Placements {
         if owner == choice.node_id
             && let Some(reported) = nodes.get(&owner)
         {
-            // Counted against the load the node reported, not the one raised by the count.
-            let mut as_reported = choice.clone();
-            as_reported.pinned_workers = reported.pinned_workers;
-            self.count_placed(&as_reported);
+            self.count_placed(reported);
         }
         match nodes.get(&owner) {
             Some(n) if !excluded.contains(&owner) => Ok(self.remember(&device, &owner, n.lease_id)),

@@ -32,15 +32,6 @@ pub enum Operation {
     Config { lines: Vec<String>, save: bool },
 }
 
-impl Operation {
-    pub fn lines(&self) -> &[String] {
-        match self {
-            Operation::Commands(c) => c,
-            Operation::Config { lines, .. } => lines,
-        }
-    }
-}
-
 impl From<&Operation> for worker::job::Operation {
     fn from(op: &Operation) -> Self {
         match op {
@@ -63,15 +54,6 @@ pub enum Strategy {
     Pinned,
     /// A fresh connection in a one-shot worker, in parallel with other fifo jobs.
     Fifo,
-}
-
-impl Strategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Pinned => "pinned",
-            Strategy::Fifo => "fifo",
-        }
-    }
 }
 
 impl From<Strategy> for api::Strategy {
