@@ -73,6 +73,26 @@ fn parse_devices(specs: &[String]) -> anyhow::Result<Vec<(Flavor, usize)>> {
         .collect()
 }
 
+/// Raises the soft descriptor limit to the hard one and checks that `devices` fit: each takes
+/// a listener and, while a client is logged in, a connection.
+fn descriptors_for(devices: usize) -> Result<(), String> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(|e| e.to_string())?;
+    }
+    let need = 2 * devices as u64 + 64;
+    if hard < need {
+        return Err(format!(
+            "{devices} devices need {need} file descriptors (a listener and a connection each), \
+             but the hard RLIMIT_NOFILE is {hard}: serve them from several devsim processes \
+             (at most {} each) or raise the limit",
+            hard.saturating_sub(64) / 2
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -89,6 +109,11 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
+    let count: usize = devices.iter().map(|(_, n)| n).sum();
+    if let Err(e) = descriptors_for(count) {
+        eprintln!("devsim: {e}");
+        std::process::exit(64);
+    }
     let key = match &args.host_key {
         Some(path) => devsim::server::load_or_create_host_key(path)?,
         None => devsim::server::random_host_key(),

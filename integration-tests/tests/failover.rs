@@ -72,6 +72,8 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     let mut c = TestCluster::start(Options {
         agents: 2,
         devsim: slow_devices("cisco_ios=1", 500),
+        // The dead node's running job fails once the node has been gone this long.
+        manager_args: vec!["--node-lost-grace-seconds".into(), "2".into()],
         ..Default::default()
     })
     .await
@@ -133,6 +135,7 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
     let e = failed.error.unwrap();
     assert_eq!(e.kind, "node_lost");
     assert!(e.message.contains(&dead), "{}", e.message);
+    assert!(e.message.contains("within 2s"), "{}", e.message);
     for id in &queued {
         let j = c.wait_job(0, id, Duration::from_secs(60), is_final).await;
         assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");

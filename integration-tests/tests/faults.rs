@@ -398,3 +398,112 @@ async fn bad_input_gets_the_right_code_every_time_and_the_server_keeps_serving()
     assert_eq!(run(&c, good).await.status(), JobStatus::Succeeded);
     c.assert_no_zombies().await;
 }
+
+/// A sample of an agent's metrics, 0 when absent.
+async fn agent_sample(c: &TestCluster, series: &str) -> f64 {
+    let addr = c.agents[0].metrics.as_deref().expect("metrics are on");
+    integration_tests::scrape(addr)
+        .await
+        .ok()
+        .and_then(|t| integration_tests::sample(&t, series))
+        .unwrap_or(0.0)
+}
+
+/// One job per device, five commands of 1.5 s each (they outlast the pauses below), all
+/// RUNNING when this returns.
+async fn start_long_jobs(c: &TestCluster) -> Vec<String> {
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut ids = Vec::new();
+    for d in 0..3 {
+        let r = c.request(d, &["show clock"; 5]);
+        ids.push(jobs.execute(c.authed(r)).await.unwrap().into_inner().id);
+    }
+    for id in &ids {
+        c.wait_job(0, id, LIMIT, |j| j.status() == JobStatus::Running)
+            .await;
+    }
+    ids
+}
+
+async fn wait_lease_lost(c: &TestCluster, times: f64) {
+    let deadline = Instant::now() + LIMIT;
+    while agent_sample(c, "netpulse_agent_lease_lost_total").await < times {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never noticed the lost lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn assert_succeeded(c: &TestCluster, ids: &[String]) {
+    for id in ids {
+        let j = c.wait_job(0, id, LIMIT, is_final).await;
+        assert_eq!(
+            j.status(),
+            JobStatus::Succeeded,
+            "{j:?}; logs in {}",
+            c.dir.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_running_through_a_lapsed_lease_finish_and_none_runs_twice() {
+    let mut c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=3".into(),
+            "--command-delay-ms".into(),
+            "1500".into(),
+        ],
+        metrics: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // etcd frozen past the agent's 3 s TTL: the agent fences itself and registers again when
+    // etcd is back, while its workers run on.
+    let ids = start_long_jobs(&c).await;
+    let etcd = c.etcd.child.id().expect("etcd runs");
+    signal(etcd, Signal::SIGSTOP);
+    wait_lease_lost(&c, 1.0).await;
+    signal(etcd, Signal::SIGCONT);
+    assert_succeeded(&c, &ids).await;
+    // The agent frozen past its TTL: etcd expires the lease and the node record goes, so the
+    // manager sees the node leave; it comes back within the grace.
+    let more = start_long_jobs(&c).await;
+    c.agents[0].signal(Signal::SIGSTOP);
+    let mut nodes = c.admin(0).await.unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let listed = nodes
+            .list_nodes(c.authed(ListNodesRequest::default()))
+            .await
+            .map(|r| r.into_inner().nodes.len());
+        if listed.is_ok_and(|n| n == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the node record never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The manager's sweep has seen the node gone with the jobs running.
+    while !c.logs().contains("they wait for it to register again") {
+        assert!(
+            Instant::now() < deadline,
+            "the manager never missed the node"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.agents[0].signal(Signal::SIGCONT);
+    wait_lease_lost(&c, 2.0).await;
+    assert_succeeded(&c, &more).await;
+    let ran = agent_sample(
+        &c,
+        "netpulse_agent_jobs_finished_total{strategy=\"pinned\",outcome=\"ok\"}",
+    )
+    .await;
+    assert_eq!(ran, 6.0, "each job ran once");
+    c.assert_no_zombies().await;
+    c.shutdown().await;
+}

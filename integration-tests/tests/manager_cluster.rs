@@ -51,6 +51,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
     let settings = WorkerSettings {
         bin: worker_bin(),
         log_filter: "info".into(),
+        log_json: true,
         host_key_policy: HostKeyPolicy::AcceptNew,
         known_hosts: dir.path().join("known_hosts"),
         kill_grace: Duration::from_secs(2),
@@ -60,6 +61,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         max_fifo_concurrency: 4,
         max_queued_per_device: 100,
         max_fifo_queued: 100,
+        max_concurrent_logins: 64,
     };
     let agent = Agent::new("node-1".into(), settings, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -78,6 +78,10 @@ pub struct ManagerConfig {
         default_value_t = 60
     )]
     pub result_lease_bucket_seconds: u64,
+    /// How long a running job waits for its node to register again after the node's lease
+    /// lapsed (a node busy or cut off from etcd for a moment) before it fails NODE_LOST.
+    #[arg(long, env = "NETPULSE_NODE_LOST_GRACE_SECONDS", default_value_t = 30)]
+    pub node_lost_grace_seconds: u64,
     /// Unfinished jobs one replica drives; beyond, submits get RESOURCE_EXHAUSTED.
     #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
     pub max_active_jobs: usize,
@@ -170,6 +174,12 @@ impl ManagerConfig {
             1,
             3600,
         )?;
+        range(
+            "node-lost-grace-seconds",
+            self.node_lost_grace_seconds,
+            0,
+            3600,
+        )?;
         range("max-lines", self.max_lines as u64, 1, 100_000)?;
         range("max-line-bytes", self.max_line_bytes as u64, 16, 1 << 20)?;
         range(
@@ -256,6 +266,7 @@ impl ManagerConfig {
     pub fn server(&self, manager_id: String, tokens: Vec<String>) -> ServerConfig {
         let call_timeout = Duration::from_secs(5);
         ServerConfig {
+            etcd_endpoints: self.etcd_endpoints.clone(),
             scheduler: SchedulerConfig {
                 prefix: self.etcd_prefix.clone(),
                 manager_id,
@@ -267,6 +278,7 @@ impl ManagerConfig {
                 max_active_jobs: self.max_active_jobs,
                 call_timeout,
                 sweep_interval: Duration::from_millis(500),
+                node_lost_grace: Duration::from_secs(self.node_lost_grace_seconds),
             },
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),
@@ -313,6 +325,8 @@ impl ManagerConfig {
 /// What `server::run` needs; tests build it directly.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// For the liveness thread's own etcd connection.
+    pub etcd_endpoints: Vec<String>,
     pub scheduler: SchedulerConfig,
     pub store: StoreConfig,
     pub lease_ttl: Duration,

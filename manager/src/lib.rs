@@ -12,7 +12,8 @@
 //! its transitions call for, and `record` turns agent events into the public `Job`. Job
 //! `listeners` hear of every job accepted, ended or let go (`metrics` is one). Any replica
 //! answers reads about any job (`queries`); `bulk` fans a template out into submits; `admin`
-//! holds the cluster operations (nodes, workers, kill, drain); `recovery` hands a dead
+//! holds the cluster operations (nodes, workers, kill, drain); `liveness` keeps this replica's
+//! etcd key alive from a thread of its own, and `recovery` hands a dead
 //! replica's jobs to a live one. `service` adapts all of it to gRPC, `auth` checks bearer
 //! tokens, `shed` limits requests in flight, `server` assembles the server with health and
 //! reflection, and `error` maps errors to gRPC codes in one place.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod kv;
 pub mod listeners;
+pub mod liveness;
 pub mod metrics;
 pub mod placement;
 pub mod queries;

@@ -1,6 +1,6 @@
 //! Manager liveness and the adoption of jobs whose manager is gone.
 //!
-//! Each manager keeps `<prefix>/managers/<id>` alive on its own lease. A periodic scan reads
+//! Each manager keeps `<prefix>/managers/<id>` alive on its own lease (`liveness`). A periodic scan reads
 //! `<prefix>/active/`; a job whose owner has no such key is adopted with a transaction that
 //! checks the entry did not change meanwhile, so exactly one replica takes it. An adopted job
 //! is dispatched again to the node it was on: the agent never runs a job id twice (it answers
@@ -8,15 +8,15 @@
 //! (`resume_only`); if its node is gone, it fails. A replica that finds one of its own jobs
 //! owned by another manager (its lease lapsed and the job was adopted) lets it go.
 
-use netpulse_model::ErrorKind;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use netpulse_proto::api::{Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -27,63 +27,29 @@ use crate::scheduler::Scheduler;
 use crate::table::Active;
 use netpulse_model::JobRequest;
 
-fn managers_prefix(prefix: &str) -> String {
+pub(crate) fn managers_prefix(prefix: &str) -> String {
     format!("{}/managers/", prefix.trim_end_matches('/'))
 }
 
-/// Keeps this manager's liveness key and adopts orphaned jobs, until `stop`. On stop the
-/// lease is revoked, so other replicas adopt this one's jobs at once.
-pub async fn run(s: Arc<Scheduler>, lease_ttl: Duration, stop: CancellationToken) {
-    let key = format!("{}{}", managers_prefix(&s.cfg.prefix), s.cfg.manager_id);
-    let mut etcd = s.etcd.clone();
-    let timeout = s.cfg.call_timeout;
-    let mut lease: Option<i64> = None;
-    let mut keeper = None;
-    let mut next_scan = Instant::now();
-    let mut tick = tokio::time::interval(lease_ttl / 3);
+/// Adopts orphaned jobs while this manager is registered (see `liveness`), until `stop`.
+pub async fn run(
+    s: Arc<Scheduler>,
+    lease: watch::Receiver<Option<i64>>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => return,
         }
-        if lease.is_none() {
-            let granted = async {
-                let g = etcd
-                    .lease_grant(lease_ttl.as_secs().max(1) as i64, None)
-                    .await?;
-                etcd.put(key.clone(), "", Some(PutOptions::new().with_lease(g.id())))
-                    .await?;
-                let (k, _) = etcd.lease_keep_alive(g.id()).await?;
-                Ok::<_, etcd_client::Error>((g.id(), k))
-            };
-            match tokio::time::timeout(timeout, granted).await {
-                Ok(Ok((id, k))) => {
-                    info!(manager_id = %s.cfg.manager_id, lease_id = id, "manager registered");
-                    lease = Some(id);
-                    keeper = Some(k);
-                }
-                Ok(Err(e)) => warn!(error = %e, "registering the manager failed; retrying"),
-                Err(_) => warn!("registering the manager timed out; retrying"),
-            }
-        } else if let Some(k) = keeper.as_mut() {
-            let alive = tokio::time::timeout(timeout, k.keep_alive()).await;
-            if !matches!(alive, Ok(Ok(()))) {
-                warn!("manager lease keep-alive failed; registering again");
-                lease = None;
-                keeper = None;
-                continue;
-            }
+        if lease.borrow().is_some()
+            && let Err(e) = adopt_orphans(&s).await
+        {
+            warn!(error = %e, "scanning for orphaned jobs failed");
         }
-        if lease.is_some() && Instant::now() >= next_scan {
-            if let Err(e) = adopt_orphans(&s).await {
-                warn!(error = %e, "scanning for orphaned jobs failed");
-            }
-            next_scan = Instant::now() + lease_ttl / 2;
-        }
-    }
-    if let Some(id) = lease {
-        let _ = tokio::time::timeout(timeout, etcd.lease_revoke(id)).await;
     }
 }
 
@@ -216,19 +182,12 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
     let Some(node) = node else {
         return Ok(true); // pending: the sweep places it
     };
-    if !s.cluster.nodes().contains_key(&node) {
-        if running {
-            s.end(
-                id,
-                JobStatus::Failed,
-                ErrorKind::NodeLost,
-                format!("node {node} left the cluster while the job ran; it is not run again"),
-            );
-        }
-        return Ok(true);
-    }
     if let Some(a) = s.lock().jobs.get_mut(id) {
         a.node = Some(node.clone());
+    }
+    if !s.cluster.nodes().contains_key(&node) {
+        // The sweep fails it if the node does not come back within the grace.
+        return Ok(true);
     }
     if let Err(e) = s.cluster.send(
         &node,

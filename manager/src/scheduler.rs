@@ -45,6 +45,9 @@ pub struct SchedulerConfig {
     pub max_active_jobs: usize,
     pub call_timeout: Duration,
     pub sweep_interval: Duration,
+    /// How long a running job waits for its node to come back after the node's record
+    /// disappeared (a lapsed lease) before it fails `NODE_LOST`.
+    pub node_lost_grace: Duration,
 }
 
 pub struct Scheduler {
@@ -533,17 +536,23 @@ impl Scheduler {
         let Sweep {
             expired,
             lost,
+            awaited,
             pending,
-        } = self.lock().sweep(Instant::now(), &nodes, |a, what| {
-            let ops = match what {
-                Record::Whole => {
-                    let node = a.node.clone().unwrap_or_default();
-                    self.record_ops(a.job.clone(), &a.wire, &node)
-                }
-                Record::Running => vec![self.store.job_op(a.job.clone(), None)],
-            };
-            self.store.write_behind(ops)
-        });
+        } = self.lock().sweep(
+            Instant::now(),
+            &nodes,
+            self.cfg.node_lost_grace,
+            |a, what| {
+                let ops = match what {
+                    Record::Whole => {
+                        let node = a.node.clone().unwrap_or_default();
+                        self.record_ops(a.job.clone(), &a.wire, &node)
+                    }
+                    Record::Running => vec![self.store.job_op(a.job.clone(), None)],
+                };
+                self.store.write_behind(ops)
+            },
+        );
         self.placements.retain_live(&nodes);
         for (id, node, waited) in expired {
             if let Some(node) = node {
@@ -561,12 +570,18 @@ impl Scheduler {
                 ),
             );
         }
+        for node in awaited {
+            warn!(%node, grace = ?self.cfg.node_lost_grace, "node left the cluster with jobs running; they wait for it to register again");
+        }
         for (id, node) in lost {
             self.end(
                 &id,
                 JobStatus::Failed,
                 ErrorKind::NodeLost,
-                format!("node {node} left the cluster (its lease ended) while the job ran; it is not run again"),
+                format!(
+                    "node {node} left the cluster (its lease ended) while the job ran and did not come back within {}s; it is not run again",
+                    self.cfg.node_lost_grace.as_secs()
+                ),
             );
         }
         for id in pending {

@@ -19,6 +19,7 @@ use crate::auth::AuthLayer;
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::kv::EtcdKv;
+use crate::liveness::LivenessConfig;
 use crate::metrics::Metrics;
 use crate::placement::Placements;
 use crate::scheduler::{Parts, Scheduler};
@@ -73,9 +74,24 @@ pub async fn run(
         &tracker,
         shutdown.clone(),
     );
+    let liveness_stop = CancellationToken::new();
+    let liveness = crate::liveness::start(
+        LivenessConfig {
+            endpoints: cfg.etcd_endpoints.clone(),
+            key: format!(
+                "{}{}",
+                crate::recovery::managers_prefix(&cfg.scheduler.prefix),
+                cfg.scheduler.manager_id
+            ),
+            ttl: cfg.lease_ttl,
+            call_timeout,
+        },
+        liveness_stop.clone(),
+    )?;
     tracker.spawn(crate::recovery::run(
         scheduler.clone(),
-        cfg.lease_ttl,
+        liveness.lease.clone(),
+        cfg.lease_ttl / 2,
         shutdown.clone(),
     ));
 
@@ -154,6 +170,14 @@ pub async fn run(
         .is_err()
     {
         warn!("some manager tasks did not stop within 10s");
+    }
+    // Last: other replicas adopt what is left as soon as the lease is revoked.
+    liveness_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), liveness.join())
+        .await
+        .is_err()
+    {
+        warn!("revoking the manager's lease did not finish within 10s");
     }
     info!("manager stopped");
     Ok(())

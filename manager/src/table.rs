@@ -101,6 +101,8 @@ pub(crate) struct Sweep {
     pub(crate) expired: Vec<(String, Option<String>, Duration)>,
     /// Running (or asked about) on a node that left: (job, node).
     pub(crate) lost: Vec<(String, String)>,
+    /// Nodes this sweep found gone with jobs running on them: those jobs wait for the node.
+    pub(crate) awaited: Vec<String>,
     /// Without a node: to be dispatched again.
     pub(crate) pending: Vec<String>,
 }
@@ -120,6 +122,8 @@ pub(crate) enum Refusal {
 #[derive(Default)]
 pub(crate) struct JobTable {
     pub(crate) jobs: HashMap<String, Active>,
+    /// Nodes that jobs are on but that are not live, since when (see `sweep`).
+    missing: HashMap<String, Instant>,
 }
 
 impl JobTable {
@@ -206,9 +210,11 @@ impl JobTable {
         &mut self,
         now: Instant,
         nodes: &NodeMap,
+        grace: Duration,
         mut write: impl FnMut(&Active, Record) -> bool,
     ) -> Sweep {
         let mut found = Sweep::default();
+        self.missing.retain(|n, _| !nodes.contains_key(n));
         for (id, a) in self.jobs.iter_mut() {
             let running = a.job.status() == JobStatus::Running;
             let aged = std::mem::replace(&mut a.swept, true);
@@ -227,7 +233,15 @@ impl JobTable {
             match &a.node {
                 Some(n) if !nodes.contains_key(n) => {
                     if running || a.resume_only {
-                        found.lost.push((id.clone(), n.clone()));
+                        // A lease that lapsed for a moment: the agent keeps running the job
+                        // and, registered again, reports it when the session reopens.
+                        let since = *self.missing.entry(n.clone()).or_insert_with(|| {
+                            found.awaited.push(n.clone());
+                            now
+                        });
+                        if now.duration_since(since) >= grace {
+                            found.lost.push((id.clone(), n.clone()));
+                        }
                     } else {
                         a.excluded.insert(n.clone());
                         a.node = None;
@@ -300,6 +314,33 @@ mod tests {
             .collect()
     }
 
+    /// No grace: a running job fails at the first sweep that misses its node.
+    const GRACE: Duration = Duration::ZERO;
+
+    #[test]
+    fn a_running_job_waits_out_the_grace_for_its_node_to_come_back() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(10);
+        let mut t = table(&[("ran", Some("a")), ("back", Some("b"))], now);
+        t.started("a", "ran", "w");
+        t.started("b", "back", "w");
+        let s = t.sweep(now, &live(&[]), grace, |_, _| true);
+        assert!(
+            s.lost.is_empty() && s.pending.is_empty(),
+            "within the grace"
+        );
+        let mut awaited = s.awaited;
+        awaited.sort();
+        assert_eq!(awaited, vec!["a".to_string(), "b".to_string()]);
+        // b registers again; a stays away past the grace.
+        let later = now + grace;
+        let s = t.sweep(later, &live(&["b"]), grace, |_, _| true);
+        assert_eq!(s.lost, vec![("ran".to_string(), "a".to_string())]);
+        // b's absence is forgotten: a later lapse gets a whole grace of its own.
+        let s = t.sweep(later + grace, &live(&[]), grace, |_, _| true);
+        assert!(s.lost.iter().all(|(id, _)| id != "back"), "{:?}", s.lost);
+    }
+
     #[test]
     fn only_the_node_holding_a_job_moves_it() {
         let mut t = table(&[("j1", Some("a"))], Instant::now());
@@ -321,7 +362,7 @@ mod tests {
         let a = &t.jobs["j1"];
         assert!(a.node.is_none() && a.excluded.contains("a"));
         assert_eq!(t.held_by("j1", "a"), None);
-        let s = t.sweep(Instant::now(), &live(&["a", "b"]), |_, _| true);
+        let s = t.sweep(Instant::now(), &live(&["a", "b"]), GRACE, |_, _| true);
         assert_eq!(s.pending, vec!["j1".to_string()]);
     }
 
@@ -405,7 +446,7 @@ mod tests {
         t.jobs.get_mut("late").unwrap().queue_deadline = now;
         let mut writes = Vec::new();
         // First sweep: nothing is old enough to write.
-        let first = t.sweep(now, &live(&["a"]), |a, r| {
+        let first = t.sweep(now, &live(&["a"]), GRACE, |a, r| {
             writes.push((a.job.id.clone(), r));
             true
         });
@@ -425,7 +466,7 @@ mod tests {
         t.jobs.remove("late");
         t.jobs.remove("ran");
         t.started("a", "fresh", "w");
-        t.sweep(now, &live(&["a"]), |a, r| {
+        t.sweep(now, &live(&["a"]), GRACE, |a, r| {
             writes.push((a.job.id.clone(), r));
             true
         });
@@ -440,7 +481,7 @@ mod tests {
         assert!(t.jobs["fresh"].running_recorded && !t.jobs["moved"].running_recorded);
         // Recorded jobs are not written again.
         writes.clear();
-        t.sweep(now, &live(&["a"]), |a, r| {
+        t.sweep(now, &live(&["a"]), GRACE, |a, r| {
             writes.push((a.job.id.clone(), r));
             true
         });

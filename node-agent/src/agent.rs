@@ -27,6 +27,8 @@ pub struct Limits {
     /// Jobs waiting per device, and fifo jobs waiting in all.
     pub max_queued_per_device: usize,
     pub max_fifo_queued: usize,
+    /// Pinned workers starting and logging in at once.
+    pub max_concurrent_logins: usize,
 }
 
 /// Whether the agent takes new jobs.
@@ -54,7 +56,6 @@ impl Agent {
         let tracker = TaskTracker::new();
         let spawner = Arc::new(ProcessSpawner {
             settings: workers.clone(),
-            tracker: tracker.clone(),
         });
         Self::with_spawner(node_id, workers, limits, spawner, tracker)
     }
@@ -66,7 +67,13 @@ impl Agent {
         spawner: Arc<dyn Spawner>,
         tracker: TaskTracker,
     ) -> Arc<Agent> {
-        let ctx = Arc::new(Ctx::new(node_id, workers, spawner, tracker));
+        let ctx = Arc::new(Ctx::new(
+            node_id,
+            workers,
+            spawner,
+            tracker,
+            limits.max_concurrent_logins,
+        ));
         let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
         ctx.tracker
             .spawn(fifo::run(ctx.clone(), fifo_rx, limits.max_fifo_concurrency));

@@ -60,6 +60,10 @@ pub struct AgentConfig {
     pub max_queued_per_device: usize,
     #[arg(long, env = "NETPULSE_MAX_FIFO_QUEUED", default_value_t = 10_000)]
     pub max_fifo_queued: usize,
+    /// Pinned workers starting and logging in at once; a bulk onto the node waits its turn
+    /// (its jobs stay queued) so that a connect storm does not starve the node or the devices.
+    #[arg(long, env = "NETPULSE_MAX_CONCURRENT_LOGINS", default_value_t = 64)]
+    pub max_concurrent_logins: usize,
     /// The pinned-worker binary; defaults to the one next to this binary.
     #[arg(long, env = "NETPULSE_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -172,6 +176,12 @@ impl AgentConfig {
         )?;
         range("max-fifo-queued", self.max_fifo_queued as u64, 1, 1_000_000)?;
         range(
+            "max-concurrent-logins",
+            self.max_concurrent_logins as u64,
+            1,
+            10_000,
+        )?;
+        range(
             "shutdown-grace-seconds",
             self.shutdown_grace_seconds,
             0,
@@ -203,6 +213,7 @@ impl AgentConfig {
             max_fifo_concurrency: self.max_fifo_concurrency,
             max_queued_per_device: self.max_queued_per_device,
             max_fifo_queued: self.max_fifo_queued,
+            max_concurrent_logins: self.max_concurrent_logins,
         }
     }
 
@@ -210,6 +221,7 @@ impl AgentConfig {
         WorkerSettings {
             bin: self.worker_bin(),
             log_filter: self.worker_log.clone(),
+            log_json: matches!(self.log_format, LogFormat::Json),
             host_key_policy: match self.host_key_policy {
                 HostKeys::AcceptNew => HostKeyPolicy::AcceptNew,
                 HostKeys::Strict => HostKeyPolicy::Strict,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use netpulse_proto::agent::{JobFinished, agent_message::Msg};
 use netpulse_proto::worker as wire;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +37,8 @@ pub struct Ctx {
     /// Cancelled at the end of shutdown: manager sessions close.
     pub sessions_stop: CancellationToken,
     pub metrics: crate::metrics::AgentMetrics,
+    /// Places for pinned workers being started and logging in: a connect storm is paced.
+    pub logins: Arc<Semaphore>,
 }
 
 const RECENT_FINISHED: usize = 10_000;
@@ -69,6 +71,7 @@ impl Ctx {
         workers: WorkerSettings,
         spawner: Arc<dyn Spawner>,
         tracker: TaskTracker,
+        max_logins: usize,
     ) -> Ctx {
         Ctx {
             node_id,
@@ -78,6 +81,7 @@ impl Ctx {
             table: WorkerTable::default(),
             tracker,
             fifo_queued: AtomicUsize::new(0),
+            logins: Arc::new(Semaphore::new(max_logins.max(1))),
             next_worker: AtomicU64::new(0),
             jobs: Mutex::new(HashMap::new()),
             recent: Mutex::new(RecentFinished::default()),

@@ -20,7 +20,7 @@ use netpulse_proto::agent::{
 };
 use netpulse_proto::worker::{self as wire, ErrorKind, WorkerMode, worker_frame::Frame as Out};
 use pinned_worker::child::ChildEvent;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -58,6 +58,8 @@ struct Sent {
 
 struct Live {
     w: Supervised,
+    /// A place among the logins in progress (`Ctx::logins`), until the first login is over.
+    login: Option<OwnedSemaphorePermit>,
     connected: bool,
     did_work: bool,
     /// In the order sent; the first is running.
@@ -76,6 +78,8 @@ pub struct DeviceActor {
     live: Option<Live>,
     crash_streak: u32,
     backoff_until: Option<Instant>,
+    /// A login place, taken before a worker is started.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl DeviceActor {
@@ -93,6 +97,7 @@ impl DeviceActor {
             live: None,
             crash_streak: 0,
             backoff_until: None,
+            permit: None,
         }
     }
 
@@ -109,6 +114,7 @@ impl DeviceActor {
             let backoff = self
                 .backoff_until
                 .filter(|_| self.live.is_none() && !self.queue.is_empty());
+            let wants_login = self.wants_worker() && self.permit.is_none();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
@@ -120,7 +126,11 @@ impl DeviceActor {
                     }
                     None => break,
                 },
-                ev = next_event(&mut self.live) => self.on_event(ev).await,
+                ev = next_event(&mut self.live) => {
+                    // Back-pressure: handling a frame publishes events.
+                    self.ctx.events.room().await;
+                    self.on_event(ev).await
+                }
                 _ = sleep_until(job_deadline) => self.on_timeout(),
                 _ = sleep_until(kill_at) => {
                     if let Some(l) = self.live.as_mut() {
@@ -128,6 +138,7 @@ impl DeviceActor {
                     }
                 }
                 _ = sleep_until(backoff) => self.backoff_until = None,
+                p = self.ctx.logins.clone().acquire_owned(), if wants_login => self.permit = p.ok(),
             }
         }
         // The agent dropped us (shutdown): close the worker's stdin so it exits, publish the
@@ -166,8 +177,17 @@ impl DeviceActor {
         })
     }
 
+    fn wants_worker(&self) -> bool {
+        self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none()
+    }
+
     async fn start_work(&mut self) {
-        if self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none() {
+        if self.wants_worker() && self.permit.is_none() {
+            // A bulk onto a new node starts its logins a bounded number at a time; without a
+            // place now, `run` waits for one.
+            self.permit = self.ctx.logins.clone().try_acquire_owned().ok();
+        }
+        if self.wants_worker() && self.permit.is_some() {
             let first = self.queue.front().expect("non-empty");
             match Supervised::start(&self.ctx, &self.key, WorkerMode::Pinned, first).await {
                 Ok(w) => {
@@ -175,6 +195,7 @@ impl DeviceActor {
                     let (id, pid) = (w.id.clone(), w.pid);
                     self.live = Some(Live {
                         w,
+                        login: self.permit.take(),
                         connected: false,
                         did_work: false,
                         sent: VecDeque::new(),
@@ -193,6 +214,7 @@ impl DeviceActor {
                     });
                 }
                 Err(e) => {
+                    self.permit = None;
                     // Nothing can run here; fail the queue rather than spin.
                     warn!(device = %self.key, error = %e, "cannot start a worker");
                     for d in std::mem::take(&mut self.queue) {
@@ -360,6 +382,7 @@ impl DeviceActor {
             Some(Out::Connected(c)) => {
                 self.ctx.metrics.connected("pinned", c.connect_us);
                 l.connected = true;
+                l.login = None;
                 let state = if !l.sent.is_empty() {
                     WorkerState::Busy
                 } else {
@@ -371,6 +394,8 @@ impl DeviceActor {
                 });
             }
             Some(Out::Result(r)) => {
+                // Connected or not, the first login is over.
+                l.login = None;
                 let id = l.w.id.clone();
                 let Some(i) = l.sent.iter().position(|x| x.job.id == r.job_id) else {
                     // Not one this worker holds (already settled): published as it is.

@@ -22,6 +22,7 @@ pub mod fifo;
 pub mod metrics;
 pub mod process;
 pub mod registry;
+pub mod resources;
 pub mod service;
 pub mod supervise;
 pub mod table;
@@ -55,10 +56,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let opts = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(5));
-    let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
     let agent = Agent::new(cfg.node_id.clone(), cfg.workers(), cfg.limits());
     // No job before the node is registered.
     agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
@@ -86,12 +83,21 @@ pub async fn run(
         }
         None => None,
     };
-    let registry = tokio::spawn(registry::run(
-        etcd,
+    let registry = match registry::start(
+        cfg.etcd_endpoints.clone(),
         cfg.registry(),
         agent.clone(),
         registry_stop.clone(),
-    ));
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            serve_stop.cancel();
+            metrics_stop.cancel();
+            return Err(e.into());
+        }
+    };
     info!(node_id = %cfg.node_id, listen = %cfg.listen, "node agent started");
     shutdown.await;
     let left = agent
@@ -104,7 +110,7 @@ pub async fn run(
         );
     }
     registry_stop.cancel();
-    let _ = registry.await;
+    registry.join().await;
     serve_stop.cancel();
     let _ = server.await;
     metrics_stop.cancel();

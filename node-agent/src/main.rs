@@ -38,6 +38,20 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    let workers = (cfg.max_pinned_workers + cfg.max_fifo_concurrency) as u64;
+    match node_agent::resources::prepare(workers) {
+        Ok(h) => info!(
+            nofile = h.nofile,
+            nproc = h.nproc,
+            workers,
+            "resource limits"
+        ),
+        Err(e) => {
+            error!(error = %e, "not starting: this node cannot hold its workers");
+            eprintln!("node-agent: {e}");
+            return ExitCode::from(64);
+        }
+    }
     let rt = match netpulse_proto::runtime::build(cfg.runtime_threads) {
         Ok(rt) => rt,
         Err(e) => {

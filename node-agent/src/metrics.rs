@@ -39,6 +39,8 @@ pub struct AgentMetrics {
     queued: Family<Labels, Gauge>,
     queued_total: Gauge,
     workers: Family<Labels, Gauge>,
+    lease_keepalive: Histogram,
+    lease_lost: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -112,8 +114,22 @@ impl Default for AgentMetrics {
             "Worker processes alive, by strategy",
             workers.clone(),
         );
+        let lease_keepalive = netpulse_telemetry::seconds_histogram();
+        r.register(
+            "lease_keepalive_seconds",
+            "Round trip of the etcd lease keep-alive (its own thread; the lease lapses after the TTL without one)",
+            lease_keepalive.clone(),
+        );
+        let lease_lost = Counter::default();
+        r.register(
+            "lease_lost",
+            "Times the node's lease was lost and the node fenced itself until registered again",
+            lease_lost.clone(),
+        );
         AgentMetrics {
             registry: r,
+            lease_keepalive,
+            lease_lost,
             jobs,
             reused,
             connect,
@@ -170,6 +186,14 @@ impl AgentMetrics {
         } else {
             self.keepalive_failures.inc();
         }
+    }
+
+    pub fn lease_keepalive(&self, rtt: Duration) {
+        self.lease_keepalive.observe(rtt.as_secs_f64());
+    }
+
+    pub fn lease_lost(&self) {
+        self.lease_lost.inc();
     }
 
     pub fn spawned(&self, strategy: &'static str) {

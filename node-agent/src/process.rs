@@ -9,9 +9,7 @@ use netpulse_model::AgentJob;
 use netpulse_proto::frame::FrameError;
 use netpulse_proto::worker::{self as wire, ErrorKind, HostKeyPolicy, WorkerMode};
 use pinned_worker::child::{ChildEvent, WorkerChild};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Added to a job's execution timeout before the agent kills its worker, so the worker's own
 /// timeouts fire first when they can.
@@ -25,6 +23,8 @@ pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
 pub struct WorkerSettings {
     pub bin: PathBuf,
     pub log_filter: String,
+    /// Workers log JSON lines (else the human format), like the agent.
+    pub log_json: bool,
     pub host_key_policy: HostKeyPolicy,
     pub known_hosts: PathBuf,
     /// Between SIGTERM and SIGKILL, and for a worker to exit after its stdout closed.
@@ -106,44 +106,28 @@ impl WorkerProc for WorkerChild {
 /// Starts real `pinned-worker` processes.
 pub struct ProcessSpawner {
     pub settings: WorkerSettings,
-    pub tracker: TaskTracker,
 }
 
 impl Spawner for ProcessSpawner {
     fn spawn(&self, worker_id: &str, device: &str) -> std::io::Result<Box<dyn WorkerProc>> {
-        Ok(Box::new(spawn(
-            &self.settings,
-            worker_id,
-            device,
-            &self.tracker,
-        )?))
+        Ok(Box::new(spawn(&self.settings, worker_id, device)?))
     }
 }
 
-fn spawn(
-    settings: &WorkerSettings,
-    worker_id: &str,
-    device: &str,
-    tracker: &TaskTracker,
-) -> std::io::Result<WorkerChild> {
+fn spawn(settings: &WorkerSettings, worker_id: &str, device: &str) -> std::io::Result<WorkerChild> {
     let args = [
         "--log-format",
-        "json",
+        if settings.log_json { "json" } else { "pretty" },
         "--log",
         settings.log_filter.as_str(),
+        "--worker-id",
+        worker_id,
+        "--device",
+        device,
     ];
-    let mut child = WorkerChild::spawn(&settings.bin, &args, &[], Stdio::piped())?;
-    if let Some(stderr) = child.take_stderr() {
-        let (worker_id, device) = (worker_id.to_string(), device.to_string());
-        // Ends when the worker's stderr closes, i.e. when it exits.
-        tracker.spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                info!(target: "worker", %worker_id, %device, "{line}");
-            }
-        });
-    }
-    Ok(child)
+    // Workers write their logs, each line naming the worker, to the agent's own stderr: a
+    // pipe per worker would cost the agent a descriptor and a task per worker.
+    WorkerChild::spawn(&settings.bin, &args, &[], Stdio::inherit())
 }
 
 pub fn init_frame(

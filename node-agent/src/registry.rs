@@ -7,6 +7,10 @@
 //! managers, and only then registers again under a new lease: it never serves on a lease the
 //! cluster believes dead. The load in the record is refreshed in place, at most every
 //! `load_interval`. On shutdown the lease is revoked so the cluster learns at once.
+//!
+//! All of it runs on a thread of its own ([`start`]), with its own runtime and its own etcd
+//! connection: a node busy starting thousands of workers must not miss a keep-alive, because
+//! a lapsed lease fences the node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,12 +125,16 @@ impl Registrar {
                 _ = shutdown.cancelled() => return None,
                 _ = tick.tick() => {}
             }
+            let sent = Instant::now();
             let beat = async {
                 keeper.keep_alive().await?;
                 stream.message().await
             };
             match tokio::time::timeout(self.cfg.call_timeout, beat).await {
-                Ok(Ok(Some(resp))) if resp.ttl() > 0 => last_ok = Instant::now(),
+                Ok(Ok(Some(resp))) if resp.ttl() > 0 => {
+                    self.agent.ctx.metrics.lease_keepalive(sent.elapsed());
+                    last_ok = Instant::now();
+                }
                 Ok(Ok(_)) => return Some(RegError::LeaseGone(lease)),
                 Ok(Err(e)) => warn!(error = %e, "lease keep-alive failed"),
                 Err(_) => warn!(timeout = ?self.cfg.call_timeout, "lease keep-alive timed out"),
@@ -146,12 +154,71 @@ impl Registrar {
     }
 
     async fn fence(&self, why: String) {
+        self.agent.ctx.metrics.lease_lost();
         warn!(reason = %why, "fencing: not taking jobs until registered again");
         self.agent.fence(why.clone()).await;
         self.agent
             .ctx
             .events
             .publish(Msg::Fenced(Fenced { reason: why }));
+    }
+}
+
+/// The registry's thread: connected to etcd, registering, until its `shutdown`.
+pub struct Registry {
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Registry {
+    /// Waits until the thread has revoked the lease (after its `shutdown`) and ended.
+    pub async fn join(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Connects etcd and starts registering on a thread of its own. Fails when etcd cannot be
+/// connected at start.
+pub async fn start(
+    endpoints: Vec<String>,
+    cfg: RegistryConfig,
+    agent: Arc<Agent>,
+    shutdown: CancellationToken,
+) -> Result<Registry, etcd_client::Error> {
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(etcd_client::Error::IoError)?;
+    std::thread::Builder::new()
+        .name("etcd-lease".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let opts = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(5));
+                // The client's connection tasks live on this thread's runtime.
+                let client = match Client::connect(&endpoints, Some(opts)).await {
+                    Ok(c) => {
+                        let _ = connected_tx.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = connected_tx.send(Err(e));
+                        return;
+                    }
+                };
+                run(client, cfg, agent, shutdown).await;
+            });
+            let _ = done_tx.send(());
+        })
+        .map_err(etcd_client::Error::IoError)?;
+    match connected.await {
+        Ok(Ok(())) => Ok(Registry { done }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(etcd_client::Error::IoError(std::io::Error::other(
+            "the etcd lease thread ended before connecting",
+        ))),
     }
 }
 

@@ -104,7 +104,11 @@ impl AgentService for AgentGrpc {
                     _ = tx.closed() => break,
                 };
                 match msg {
-                    Ok(Some(m)) => handle(&agent, &tx, m).await,
+                    Ok(Some(m)) => {
+                        // A manager's burst waits while the event streams are full.
+                        agent.ctx.events.room().await;
+                        handle(&agent, &tx, m).await
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         debug!(session = id, error = %e, "manager stream ended");

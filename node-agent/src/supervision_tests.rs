@@ -128,6 +128,7 @@ fn setup(ignore_term: bool) -> Setup {
     let settings = WorkerSettings {
         bin: "/nonexistent".into(),
         log_filter: "info".into(),
+        log_json: true,
         host_key_policy: wire::HostKeyPolicy::InsecureAcceptAny,
         known_hosts: "/nonexistent".into(),
         kill_grace: Duration::from_secs(5),
@@ -137,6 +138,7 @@ fn setup(ignore_term: bool) -> Setup {
         max_fifo_concurrency: 2,
         max_queued_per_device: 100,
         max_fifo_queued: 100,
+        max_concurrent_logins: 64,
     };
     let agent = Agent::with_spawner(
         "n".into(),

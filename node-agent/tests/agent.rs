@@ -31,6 +31,7 @@ fn limits(max_pinned: usize, max_fifo: usize) -> Limits {
         max_fifo_concurrency: max_fifo,
         max_queued_per_device: 100,
         max_fifo_queued: 100,
+        max_concurrent_logins: 64,
     }
 }
 
@@ -48,6 +49,7 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
     let settings = WorkerSettings {
         bin,
         log_filter: "info".into(),
+        log_json: true,
         host_key_policy: HostKeyPolicy::AcceptNew,
         known_hosts: dir.path().join("known_hosts"),
         kill_grace: Duration::from_secs(2),

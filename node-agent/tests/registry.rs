@@ -35,6 +35,7 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
     let settings = WorkerSettings {
         bin,
         log_filter: "info".into(),
+        log_json: true,
         host_key_policy: HostKeyPolicy::InsecureAcceptAny,
         known_hosts: PathBuf::from("/nonexistent"),
         kill_grace: Duration::from_secs(1),
@@ -47,6 +48,7 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
             max_fifo_concurrency: 3,
             max_queued_per_device: 10,
             max_fifo_queued: 10,
+            max_concurrent_logins: 64,
         },
     )
 }

@@ -1,7 +1,8 @@
 //! The parent side of the frame protocol: spawn a `pinned-worker` process and exchange frames
-//! with it. The child gets a cleared environment plus an explicit one, stdin/stdout as the
-//! frame pipes, and is killed if the handle is dropped. `recv` is cancel-safe, so a parent can
-//! `select!` on it.
+//! with it. The child gets a cleared environment plus an explicit one, one end of a Unix
+//! socket pair as both its stdin and its stdout (the parent holds one descriptor per worker
+//! for frames both ways, which matters at ten thousand workers), and is killed if the handle is
+//! dropped. `recv` is cancel-safe, so a parent can `select!` on it.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -9,7 +10,9 @@ use std::process::{ExitStatus, Stdio};
 use netpulse_proto::frame::{self, FrameError, FrameReader};
 use netpulse_proto::worker::{ParentFrame, WorkerFrame};
 use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::process::{Child, ChildStderr, Command};
 
 /// What happened next to a worker process.
 #[derive(Debug)]
@@ -25,8 +28,9 @@ pub enum ChildEvent {
 
 pub struct WorkerChild {
     child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: FrameReader<ChildStdout>,
+    /// Frames to the worker; dropping it shuts the socket down for writing (EOF on its stdin).
+    stdin: Option<OwnedWriteHalf>,
+    stdout: FrameReader<OwnedReadHalf>,
     stderr: Option<ChildStderr>,
     wbuf: Vec<u8>,
 }
@@ -40,17 +44,22 @@ impl WorkerChild {
         env: &[(&str, &str)],
         stderr: Stdio,
     ) -> std::io::Result<WorkerChild> {
+        // Both ends are close-on-exec; the child gets its end as fds 0 and 1 only.
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let theirs = std::os::fd::OwnedFd::from(theirs);
         let mut cmd = Command::new(bin);
         cmd.args(args)
             .env_clear()
             .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdin(Stdio::from(theirs.try_clone()?))
+            .stdout(Stdio::from(theirs))
             .stderr(stderr)
             .kill_on_drop(true);
         let mut child = cmd.spawn()?;
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
+        // The command holds the child's end until dropped: a worker's exit must close it.
+        drop(cmd);
+        ours.set_nonblocking(true)?;
+        let (stdout, stdin) = UnixStream::from_std(ours)?.into_split();
         let stderr = child.stderr.take();
         Ok(WorkerChild {
             child,

@@ -9,19 +9,23 @@ use tokio::net::unix::pipe;
 
 const USAGE: &str = "pinned-worker: one device session, driven by frames on stdin/stdout
 
-Usage: pinned-worker [--log-format json|pretty] [--log FILTER]
+Usage: pinned-worker [--log-format json|pretty] [--log FILTER] [--worker-id ID] [--device HOST:PORT]
 
-  --log-format  log format on stderr: json (structured lines for the parent, the default)
-                or pretty [env: NETPULSE_LOG_FORMAT]
+  --log-format  log format on stderr: json (structured lines, the default) or pretty
+                [env: NETPULSE_LOG_FORMAT]
   --log         log filter, e.g. info (the default) or pinned_worker=debug [env: NETPULSE_LOG]
+  --worker-id   named in every log line (the parent's stderr is shared by all its workers)
+  --device      named in every log line
 ";
 
-/// The two flags, parsed by hand: a command-line parser would add ~0.4 MB of code to every
+/// The flags, parsed by hand: a command-line parser would add ~0.4 MB of code to every
 /// worker process, and a worker's RSS is mostly its binary.
 #[derive(Debug)]
 struct Args {
     log_format: String,
     log: String,
+    worker_id: String,
+    device: String,
 }
 
 impl Args {
@@ -30,6 +34,8 @@ impl Args {
         let mut a = Args {
             log_format: env("NETPULSE_LOG_FORMAT", "json"),
             log: env("NETPULSE_LOG", "info"),
+            worker_id: String::new(),
+            device: String::new(),
         };
         while let Some(flag) = argv.next() {
             let (name, inline) = match flag.split_once('=') {
@@ -42,6 +48,8 @@ impl Args {
             let slot = match name.as_str() {
                 "--log-format" => &mut a.log_format,
                 "--log" => &mut a.log,
+                "--worker-id" => &mut a.worker_id,
+                "--device" => &mut a.device,
                 other => return Err(format!("unknown argument {other:?}")),
             };
             *slot = match inline.or_else(|| argv.next()) {
@@ -59,12 +67,25 @@ impl Args {
     }
 }
 
-/// stdin/stdout as non-blocking pipes when they are pipes (no blocking-pool thread hop per
-/// frame); the plain tokio handles otherwise.
+/// stdin/stdout as non-blocking sockets or pipes when they are (no blocking-pool thread hop
+/// per frame); the plain tokio handles otherwise. The node agent passes one socket as both.
 fn stdio() -> (
     Box<dyn AsyncRead + Unpin + Send>,
     Box<dyn AsyncWrite + Unpin + Send>,
 ) {
+    let socket = |fd: std::os::fd::BorrowedFd<'_>| {
+        let s = std::os::unix::net::UnixStream::from(fd.try_clone_to_owned().ok()?);
+        // Not a socket: the peer address cannot be read.
+        s.peer_addr().ok()?;
+        s.set_nonblocking(true).ok()?;
+        tokio::net::UnixStream::from_std(s).ok()
+    };
+    if let (Some(r), Some(w)) = (
+        socket(std::io::stdin().as_fd()),
+        socket(std::io::stdout().as_fd()),
+    ) {
+        return (Box::new(r), Box::new(w));
+    }
     let input: Box<dyn AsyncRead + Unpin + Send> = match std::io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -102,7 +123,11 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
     if args.log_format == "json" {
-        builder.json().flatten_event(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_span_list(false)
+            .init();
     } else {
         builder.init();
     }
@@ -117,10 +142,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(pinned_worker::exit_code::INTERNAL as u8);
         }
     };
-    let code = rt.block_on(async {
-        let (input, output) = stdio();
-        pinned_worker::worker::run(input, output).await
-    });
+    let span = if args.worker_id.is_empty() && args.device.is_empty() {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!("worker", worker_id = %args.worker_id, device = %args.device)
+    };
+    let code = rt.block_on(tracing::Instrument::instrument(
+        async {
+            let (input, output) = stdio();
+            pinned_worker::worker::run(input, output).await
+        },
+        span,
+    ));
     std::process::ExitCode::from(code as u8)
 }
 
@@ -134,8 +167,9 @@ mod tests {
 
     #[test]
     fn flags_parse_and_bad_ones_say_what_is_allowed() {
-        let a = parse(&["--log-format", "pretty", "--log=debug"]).unwrap();
+        let a = parse(&["--log-format", "pretty", "--log=debug", "--worker-id", "w1"]).unwrap();
         assert_eq!((a.log_format.as_str(), a.log.as_str()), ("pretty", "debug"));
+        assert_eq!((a.worker_id.as_str(), a.device.as_str()), ("w1", ""));
         assert!(
             parse(&["--log-format", "xml"])
                 .unwrap_err()

@@ -31,6 +31,23 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// milliseconds; this bounds how long a frozen one goes unnoticed after the keepalive.
 const KEEPALIVE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The keepalive period, 10% either way at random: thousands of sessions opened by one bulk
+/// would otherwise keep their keepalives in step, a burst on the node every period.
+/// (The clock's nanoseconds and the pid, mixed, are random enough for this, without a random
+/// number crate in every worker's binary.)
+fn spread(period: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32);
+    // splitmix64's finalizer.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    let unit = (x >> 11) as f64 / (1u64 << 53) as f64;
+    period.mul_f64(0.9 + 0.2 * unit)
+}
+
 /// Why the process ends: its exit code and the reason sent in the last frame.
 #[derive(Debug)]
 pub struct Exit {
@@ -212,7 +229,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             }
         }
         let mut idle_deadline = Instant::now() + self.opts.idle_ttl;
-        let mut next_keepalive = Instant::now() + self.opts.keepalive;
+        let mut next_keepalive = Instant::now() + spread(self.opts.keepalive);
         loop {
             if let Err(e) = self.flush_canceled().await {
                 return e;
@@ -225,7 +242,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
                     return Exit::new(exit_code::OK, "one-shot job done");
                 }
                 idle_deadline = Instant::now() + self.opts.idle_ttl;
-                next_keepalive = Instant::now() + self.opts.keepalive;
+                next_keepalive = Instant::now() + spread(self.opts.keepalive);
                 continue;
             }
             if self.inbox.shutdown {
@@ -246,7 +263,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
                     if let Err(e) = self.keepalive().await {
                         return e;
                     }
-                    next_keepalive = Instant::now() + self.opts.keepalive;
+                    next_keepalive = Instant::now() + spread(self.opts.keepalive);
                 }
                 r = idle_event(&mut self.session), if has_session => {
                     if let Err(e) = r {
@@ -498,5 +515,25 @@ async fn idle_event(session: &mut Option<DeviceSession>) -> Result<(), SessionEr
     match session {
         Some(s) => s.idle_event().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_periods_spread_within_ten_percent() {
+        let p = Duration::from_secs(60);
+        let got: Vec<Duration> = (0..200).map(|_| spread(p)).collect();
+        assert!(
+            got.iter()
+                .all(|d| *d >= p.mul_f64(0.9) && *d <= p.mul_f64(1.1))
+        );
+        let (lo, hi) = (got.iter().min().unwrap(), got.iter().max().unwrap());
+        assert!(
+            *hi - *lo > Duration::from_secs(1),
+            "not spread: {lo:?}..{hi:?}"
+        );
     }
 }

@@ -4,10 +4,11 @@
 //! realistic-login devices, the same command the traditional way (a fresh SSH connection per
 //! command, client-side) and on a reused session without the cluster (the floor), throughput
 //! with 1, 10 and 100 devices (a waiting `Execute` per job, and pinned jobs over one
-//! `ExecuteStream` too), the memory and idle CPU of 1,000 pinned workers on one agent,
-//! and failure detection times.
+//! `ExecuteStream` too), failure detection times, and the scale section (`scale`: thousands of
+//! pinned devices on one agent).
 //!
-//! Run: `cargo build --release --workspace --bins && target/release/bench-report`
+//! Run: `cargo build --release --workspace --bins && target/release/bench-report`; the scale
+//! runs alone: `target/release/bench-report --scale-only --scale-devices 1000,3000,10000`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ use pinned_worker::dialect;
 use pinned_worker::session::DeviceSession;
 use tonic::transport::Channel;
 
+mod scale;
+
 #[derive(Parser, Debug)]
 struct Args {
     /// Reused pinned jobs measured (after a warm-up of 10%).
@@ -31,9 +34,13 @@ struct Args {
     /// Seconds each throughput run lasts.
     #[arg(long, default_value_t = 3)]
     seconds: u64,
-    /// Pinned devices for the scale run (0 skips it).
-    #[arg(long, default_value_t = 1000)]
-    scale_devices: usize,
+    /// Pinned devices on one agent for the scale runs, comma-separated (0 skips them); a count
+    /// above what the descriptor limit lets one agent hold runs at that limit, and says so.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    scale_devices: Vec<usize>,
+    /// Only the scale runs (report written to `<out>-scale.md` and `.json`).
+    #[arg(long)]
+    scale_only: bool,
     /// Login delay of the realistic devices.
     #[arg(long, default_value_t = 2000)]
     login_delay_ms: u64,
@@ -426,113 +433,6 @@ async fn workers(c: &TestCluster) -> anyhow::Result<Vec<Worker>> {
         .workers)
 }
 
-async fn scale(r: &mut Report, c: &TestCluster, n: usize) -> anyhow::Result<()> {
-    let sim = Devsim::start(
-        &workspace_bin("devsim"),
-        &["--devices".into(), format!("cisco_ios={n}")],
-    )
-    .await?;
-    let mut template = request(&sim.devices[3], Strategy::Pinned);
-    template.connection.as_mut().unwrap().keepalive_seconds = 10;
-    let bulk = ExecuteBulkRequest {
-        template: Some(template),
-        devices: sim
-            .devices
-            .iter()
-            .map(|d| DeviceOverride {
-                connection: Some(Connection {
-                    port: d.port as u32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-    };
-    let t = Instant::now();
-    let resp = c.jobs(0).await?.execute_bulk(bulk).await?.into_inner();
-    ensure!(
-        resp.rejected.is_empty(),
-        "bulk refused: {:?}",
-        &resp.rejected[..resp.rejected.len().min(3)]
-    );
-    for j in &resp.jobs {
-        let done = c
-            .wait_job(0, &j.id, LIMIT, integration_tests::cluster::is_final)
-            .await;
-        ensure!(
-            done.status() == JobStatus::Succeeded,
-            "scale job failed: {done:?}"
-        );
-    }
-    let connected_in = t.elapsed();
-    let ws: Vec<Worker> = workers(c)
-        .await?
-        .into_iter()
-        .filter(|w| w.state != "exited" && w.pid > 0)
-        .collect();
-    ensure!(ws.len() >= n, "{} live workers, expected {n}", ws.len());
-    let mut rss: Vec<u64> = ws
-        .iter()
-        .map(|w| proc_kib(w.pid, "status", "VmRSS:"))
-        .collect();
-    let mut pss: Vec<u64> = ws
-        .iter()
-        .map(|w| proc_kib(w.pid, "smaps_rollup", "Pss:"))
-        .collect();
-    rss.sort_unstable();
-    pss.sort_unstable();
-    let agent = c.agents[0].pid() as u64;
-    let agent_rss = proc_kib(agent, "status", "VmRSS:");
-    let pids: Vec<u64> = ws.iter().map(|w| w.pid).chain([agent]).collect();
-    let before: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let window = Duration::from_secs(20);
-    tokio::time::sleep(window).await; // an idle window: only keepalives run
-    let after: u64 = pids.iter().map(|p| cpu_ticks(*p)).sum();
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
-    let cpu_pct = (after - before) as f64 / ticks / window.as_secs_f64() * 100.0;
-    let keepalives = n as f64 * window.as_secs_f64() / 10.0;
-    let mib = |k: u64| k as f64 / 1024.0;
-    r.line(format!(
-        "{n} pinned devices on one agent, connected in {:.1} s (one bulk request); keepalive every 10 s.\n",
-        connected_in.as_secs_f64()
-    ));
-    r.line("| what | value |\n|---|---|");
-    r.line(format!(
-        "| worker RSS, median / max | {:.2} / {:.2} MiB |",
-        mib(rss[rss.len() / 2]),
-        mib(rss[rss.len() - 1])
-    ));
-    r.line(format!(
-        "| worker PSS (shared pages split), median | {:.2} MiB |",
-        mib(pss[pss.len() / 2])
-    ));
-    r.line(format!("| agent RSS | {:.1} MiB |", mib(agent_rss)));
-    r.line(format!(
-        "| idle CPU, agent + workers | {cpu_pct:.1}% of one core ({:.0} µs per keepalive) |",
-        (after - before) as f64 / ticks * 1e6 / keepalives
-    ));
-    r.value(
-        "scale",
-        serde_json::json!({
-            "devices": n, "connect_all_s": connected_in.as_secs_f64(),
-            "worker_rss_median_mib": mib(rss[rss.len() / 2]), "worker_rss_max_mib": mib(rss[rss.len() - 1]),
-            "worker_pss_median_mib": mib(pss[pss.len() / 2]), "agent_rss_mib": mib(agent_rss),
-            "idle_cpu_percent_of_one_core": cpu_pct, "keepalive_seconds": 10
-        }),
-    );
-    // Stop them before the next section (each device's worker stops on its own when killed).
-    let mut admin = c.admin(0).await?;
-    for w in &ws {
-        let _ = admin
-            .kill_worker(KillWorkerRequest {
-                worker_id: w.worker_id.clone(),
-                ..Default::default()
-            })
-            .await;
-    }
-    Ok(())
-}
-
 async fn gone_after(pid: u64, from: Instant) -> Duration {
     while std::path::Path::new(&format!("/proc/{pid}")).exists() && from.elapsed() < LIMIT {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -607,9 +507,12 @@ async fn report(args: Args) -> anyhow::Result<()> {
     // 1,000 workers and their devices need more descriptors than the usual soft limit.
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)?;
+    let scale_max = args.scale_devices.iter().copied().max().unwrap_or(0);
+    let capacity = scale::agent_capacity(32) as usize;
     let c = TestCluster::start(Options {
         devsim: vec!["--devices".into(), "cisco_ios=100".into()],
-        max_pinned_workers: args.scale_devices + 200,
+        max_pinned_workers: (scale_max + 200).min(capacity),
+        metrics: true,
         // Starting 1,000 workers at once keeps the agent busy: the production lease TTL.
         agent_lease_ttl_seconds: 10,
         manager_log: "info".into(),
@@ -627,6 +530,27 @@ async fn report(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let fast = c.devsim.devices.clone();
+    if args.scale_only {
+        let mut r = Report::default();
+        r.line(format!(
+            "# NetPulse scale report
+
+{} on {} cores; etcd, one manager and one node agent on loopback; zero-delay devsim `cisco_ios` devices; `show clock`.",
+            chrono_free_date(),
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ));
+        scale_runs(&mut r, &c, &args.scale_devices, capacity).await?;
+        return write(
+            &r,
+            &args.out.with_file_name(format!(
+                "{}-scale",
+                args.out
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("report")
+            )),
+        );
+    }
     if let Some(n) = args.throughput_only {
         let devices = &fast[..n.clamp(1, fast.len())];
         connect_all(&c, devices).await?;
@@ -742,10 +666,7 @@ async fn report(args: Args) -> anyhow::Result<()> {
 
     r.line("\n## Failure detection\n");
     detection(&mut r, &c, &fast[..1], &slow).await?;
-    if args.scale_devices > 0 {
-        r.line("\n## Scale\n");
-        scale(&mut r, &c, args.scale_devices).await?;
-    }
+    scale_runs(&mut r, &c, &args.scale_devices, capacity).await?;
 
     let median = r
         .json
@@ -778,8 +699,9 @@ async fn report(args: Args) -> anyhow::Result<()> {
         .join(", ");
     let rss = r
         .json
-        .get("scale")
-        .and_then(|s| s["worker_rss_median_mib"].as_f64())
+        .iter()
+        .find(|(k, _)| k.starts_with("scale."))
+        .and_then(|(_, s)| s["worker_rss_median_mib"].as_f64())
         .unwrap_or(f64::NAN);
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
     r.line("\n## Targets\n\n| target | measured | |\n|---|---|---|");
@@ -801,15 +723,46 @@ async fn report(args: Args) -> anyhow::Result<()> {
         mark(rss <= 8.0)
     ));
 
-    if let Some(dir) = args.out.parent() {
+    write(&r, &args.out)
+}
+
+fn write(r: &Report, out: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(args.out.with_extension("md"), &r.md)?;
+    std::fs::write(out.with_extension("md"), &r.md)?;
     std::fs::write(
-        args.out.with_extension("json"),
+        out.with_extension("json"),
         serde_json::to_string_pretty(&r.json)?,
     )?;
-    eprintln!("wrote {}.md and .json", args.out.display());
+    eprintln!("wrote {}.md and .json", out.display());
+    Ok(())
+}
+
+/// The scale section at each count, clamped to what one agent can hold here.
+async fn scale_runs(
+    r: &mut Report,
+    c: &TestCluster,
+    counts: &[usize],
+    capacity: usize,
+) -> anyhow::Result<()> {
+    let counts: Vec<usize> = counts.iter().copied().filter(|n| *n > 0).collect();
+    if counts.is_empty() {
+        return Ok(());
+    }
+    r.line("\n## Scale\n");
+    // Room for the workers other sections leave running.
+    let most = capacity.saturating_sub(200);
+    for n in counts {
+        let ran = n.min(most);
+        if ran < n {
+            r.line(format!(
+                "{n} devices asked; {ran} run: this machine's hard RLIMIT_NOFILE ({}) lets one agent hold {capacity} workers at 2 descriptors each (raising it needs CAP_SYS_RESOURCE).",
+                nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?.1
+            ));
+        }
+        scale::scale(r, c, ran).await?;
+    }
     Ok(())
 }
 
