@@ -493,6 +493,26 @@ impl TestCluster {
     }
 }
 
+/// One bulk of `template`, one job per device (each device's port over the template's).
+pub fn bulk_request(
+    template: api::ExecuteRequest,
+    devices: &[SimDevice],
+) -> api::ExecuteBulkRequest {
+    api::ExecuteBulkRequest {
+        template: Some(template),
+        devices: devices
+            .iter()
+            .map(|d| api::DeviceOverride {
+                connection: Some(api::Connection {
+                    port: d.port as u32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM. A binary that runs a cluster selects on it around its work,
 /// so that an interrupt drops the cluster (its processes are killed on drop) instead of
 /// leaving them running.

@@ -156,7 +156,7 @@ async fn a_dead_nodes_queued_jobs_move_and_its_running_job_fails_with_the_reason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_nodes_and_no_nodes_are_refused_at_once_with_the_reason() {
+async fn a_full_node_of_busy_workers_makes_jobs_wait_with_the_reason_and_no_node_refuses() {
     let mut c = TestCluster::start(Options {
         max_pinned_workers: 1,
         devsim: vec!["--devices".into(), "cisco_ios=2".into()],
@@ -165,10 +165,14 @@ async fn full_nodes_and_no_nodes_are_refused_at_once_with_the_reason() {
     .await
     .unwrap();
     let mut jobs = c.jobs(0).await.unwrap();
-    let mut first = c.request(0, &["show clock"]);
-    first.wait = true;
-    let j = jobs.execute(c.authed(first)).await.unwrap().into_inner();
-    assert_eq!(j.status(), JobStatus::Succeeded);
+    // The node's one pinned place is busy.
+    let mut hang = c.request(0, &["debug hang"]);
+    hang.timeout_seconds = 300;
+    let busy = jobs.execute(c.authed(hang)).await.unwrap().into_inner();
+    c.wait_job(0, &busy.id, Duration::from_secs(30), |j| {
+        j.status() == JobStatus::Running
+    })
+    .await;
     // The node's record shows its one pinned device (load is published every 2 s).
     let mut admin = c.admin(0).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -185,16 +189,32 @@ async fn full_nodes_and_no_nodes_are_refused_at_once_with_the_reason() {
         assert!(Instant::now() < deadline, "load never published: {nodes:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let e = jobs
-        .execute(c.authed(c.request(1, &["show clock"])))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+    // Another device waits for a place within its queue timeout, and says why.
+    let mut other = c.request(1, &["show clock"]);
+    other.queue_timeout_seconds = 2;
+    let waiting = jobs.execute(c.authed(other)).await.unwrap().into_inner();
+    assert_eq!(waiting.status(), JobStatus::Queued);
     assert!(
-        e.message().contains("max_pinned_workers"),
-        "{}",
-        e.message()
+        waiting.queued_reason.contains("max_pinned_workers"),
+        "{waiting:?}"
     );
+    let expired = c
+        .wait_job(0, &waiting.id, Duration::from_secs(20), is_final)
+        .await;
+    assert_eq!(expired.status(), JobStatus::Expired, "{expired:?}");
+    let e = expired.error.unwrap();
+    assert!(
+        e.message.contains("queue_timeout_seconds (2s)")
+            && e.message.contains("it waited because")
+            && e.message.contains("busy pinned workers"),
+        "{}",
+        e.message
+    );
+    jobs.cancel_job(c.authed(CancelJobRequest {
+        id: busy.id.clone(),
+    }))
+    .await
+    .unwrap();
 
     c.agents[0].kill9().await;
     c.wait_nodes(0, 0).await.unwrap();

@@ -30,15 +30,26 @@ pub trait Kv: Send + Sync {
     -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
-/// etcd, every call bounded by `timeout`.
+/// Placement calls in flight to etcd at once: a bulk of ten thousand new devices would
+/// otherwise put ten thousand claims in etcd's queue at once, and etcd refuses requests
+/// ("too many requests") once it is 5,000 entries behind.
+const IN_FLIGHT: usize = 256;
+
+/// etcd, every call bounded by `timeout` (waiting for a place among the calls in flight
+/// included).
 pub struct EtcdKv {
     client: Client,
     timeout: Duration,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl EtcdKv {
     pub fn new(client: Client, timeout: Duration) -> Self {
-        EtcdKv { client, timeout }
+        EtcdKv {
+            client,
+            timeout,
+            in_flight: tokio::sync::Semaphore::new(IN_FLIGHT),
+        }
     }
 
     /// One etcd call, bounded by the timeout, its failure as `UNAVAILABLE`.
@@ -46,6 +57,10 @@ impl EtcdKv {
         &self,
         call: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, ApiError> {
+        let call = async {
+            let _place = self.in_flight.acquire().await;
+            call.await
+        };
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| ApiError::Unavailable("etcd did not answer in time".into()))?

@@ -9,7 +9,8 @@
 //! that node's session (`cluster`: one link per live agent, from an etcd watch). The jobs it
 //! drives and the rules of their life cycle (which events count, when a job is pending,
 //! expired or lost) are the `table`, pure state with unit tests; the scheduler does the I/O
-//! its transitions call for, and `record` turns agent events into the public `Job`. Job
+//! its transitions call for (`sweep` acts on what the periodic sweep finds), and `record` turns
+//! agent events into the public `Job`. Job
 //! `listeners` hear of every job accepted, ended or let go (`metrics` is one). Any replica
 //! answers reads about any job (`queries`); `bulk` fans a template out into submits; `admin`
 //! holds the cluster operations (nodes, workers, kill, drain); `liveness` keeps this replica's
@@ -37,5 +38,6 @@ pub mod server;
 pub mod service;
 pub mod shed;
 pub mod store;
+mod sweep;
 pub mod table;
 mod writer;

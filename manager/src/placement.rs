@@ -27,11 +27,19 @@ pub struct NodeView {
     pub max_fifo_concurrency: u32,
     pub queued_jobs: u32,
     pub draining: bool,
+    /// Idle pinned workers: places the node gives up for a new device when it has no free one.
+    pub idle_pinned_workers: u32,
 }
 
 impl NodeView {
     fn free_pinned(&self) -> u32 {
         self.max_pinned_workers.saturating_sub(self.pinned_workers)
+    }
+    /// Free places and places an idle worker would give up.
+    fn room(&self) -> u32 {
+        self.max_pinned_workers
+            .saturating_add(self.idle_pinned_workers)
+            .saturating_sub(self.pinned_workers)
     }
     fn fifo_load(&self) -> (u32, u32) {
         (
@@ -57,7 +65,8 @@ fn fnv1a(parts: &[&str]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The node a new pinned device should go to, or None when no live node has room.
+/// The node a new pinned device should go to, or None when no live node has room. Free places
+/// first; then a full node with idle workers (it gives the least recently used one up).
 pub fn choose_pinned<'a>(
     nodes: &'a [NodeView],
     device: &str,
@@ -65,8 +74,8 @@ pub fn choose_pinned<'a>(
 ) -> Option<&'a NodeView> {
     nodes
         .iter()
-        .filter(|n| !n.draining && n.free_pinned() > 0 && !exclude.contains(&n.node_id))
-        .max_by_key(|n| (n.free_pinned(), fnv1a(&[&n.node_id, device])))
+        .filter(|n| !n.draining && n.room() > 0 && !exclude.contains(&n.node_id))
+        .max_by_key(|n| (n.free_pinned(), n.room(), fnv1a(&[&n.node_id, device])))
 }
 
 /// Power of two choices among nodes with free fifo capacity; `pick` gives random indices.
@@ -116,6 +125,7 @@ fn views(nodes: &NodeMap, excluded: &HashSet<String>, device_type: &str) -> Vec<
             max_fifo_concurrency: n.max_fifo_concurrency,
             queued_jobs: n.queued_jobs,
             draining: n.draining,
+            idle_pinned_workers: n.idle_pinned_workers,
         })
         .collect()
 }
@@ -147,35 +157,36 @@ impl Placements {
         }
     }
 
-    /// The views with this replica's unreported placements added to each node's load; a
-    /// node whose report changed starts counting again.
+    /// The views with this replica's unreported placements added to each node's load. A new
+    /// report takes in as many of them as its count grew by (a report written mid-burst
+    /// holds only the devices that had reached the node by then); a new lease starts over.
     fn with_unreported(&self, mut open: Vec<NodeView>) -> Vec<NodeView> {
         let mut since = self.since_report.lock().expect("placement counts lock");
         for n in &mut open {
-            let reported = (n.pinned_workers, n.lease_id);
-            match since.get(&n.node_id) {
-                Some(u) if u.reported == reported => {
-                    n.pinned_workers = n.pinned_workers.saturating_add(u.count)
-                }
-                _ => {
-                    since.remove(&n.node_id);
-                }
+            let Some(u) = since.get_mut(&n.node_id) else {
+                continue;
+            };
+            if u.reported.1 != n.lease_id {
+                since.remove(&n.node_id);
+                continue;
             }
+            let grew = n.pinned_workers.saturating_sub(u.reported.0);
+            u.count = u.count.saturating_sub(grew);
+            u.reported.0 = n.pinned_workers;
+            n.pinned_workers = n.pinned_workers.saturating_add(u.count);
         }
         open
     }
 
-    /// One more device placed on `node` since the load it reported.
-    fn count_placed(&self, node: &NodeRecord) {
-        self.since_report
-            .lock()
-            .expect("placement counts lock")
-            .entry(node.node_id.clone())
-            .or_insert(Unreported {
-                reported: (node.pinned_workers, node.lease_id),
-                count: 0,
-            })
-            .count += 1;
+    /// `delta` devices more placed on `node` since the load it reported (-1: a claim that
+    /// did not go through).
+    fn count_placed(&self, node: &NodeRecord, delta: i32) {
+        let mut since = self.since_report.lock().expect("placement counts lock");
+        let u = since.entry(node.node_id.clone()).or_insert(Unreported {
+            reported: (node.pinned_workers, node.lease_id),
+            count: 0,
+        });
+        u.count = u.count.saturating_add_signed(delta);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Placed>> {
@@ -249,22 +260,29 @@ impl Placements {
         let open = self.with_unreported(open);
         let choice = choose_pinned(&open, &device, excluded).ok_or_else(|| {
             ApiError::ResourceExhausted(format!(
-                "no node can take device {device}: {} live, all full (max_pinned_workers), \
-                 draining or refusing",
+                "no node can take device {device}: {} live, all full of busy pinned workers \
+                 (max_pinned_workers), draining or refusing",
                 nodes.len()
             ))
         })?;
+        // Counted before the claim's round trip: the placements of a burst run concurrently,
+        // and each must see the ones chosen before it.
+        let chosen = choice.node_id.clone();
+        if let Some(reported) = nodes.get(&chosen) {
+            self.count_placed(reported, 1);
+        }
         // Concurrent replicas agree on one owner: the first claim wins, on its node's lease.
-        let owner = self
+        let claimed = self
             .kv
             .put_if_absent(&key, &choice.node_id, choice.lease_id)
-            .await?;
-        let owner = String::from_utf8_lossy(&owner).into_owned();
-        if owner == choice.node_id
-            && let Some(reported) = nodes.get(&owner)
+            .await;
+        let owner = claimed.map(|o| String::from_utf8_lossy(&o).into_owned());
+        if owner.as_ref().ok() != Some(&chosen)
+            && let Some(reported) = nodes.get(&chosen)
         {
-            self.count_placed(reported);
+            self.count_placed(reported, -1);
         }
+        let owner = owner?;
         match nodes.get(&owner) {
             Some(n) if !excluded.contains(&owner) => Ok(self.remember(&device, &owner, n.lease_id)),
             _ => Err(ApiError::Unavailable(format!(
@@ -333,6 +351,7 @@ mod tests {
             pinned_workers: 10 - free,
             fifo_running: 0,
             queued_jobs: 0,
+            idle_pinned_workers: 0,
             draining: false,
             version: "test".into(),
             started_unix_ms: 0,
@@ -390,7 +409,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_burst_over_equal_nodes_lands_evenly_and_a_new_report_resets_the_count() {
+    async fn a_burst_over_equal_nodes_lands_evenly_and_a_report_takes_in_what_it_holds() {
         let p = Placements::new(Arc::new(MemoryKv::default()), "/np");
         let ios = &["cisco_ios"];
         let mut view = nodes(vec![
@@ -417,12 +436,23 @@ mod tests {
         for (node, n) in &landed {
             assert!((90..=110).contains(n), "{node} got {n} of 300: {landed:?}");
         }
-        // Node a reports the 100 it holds: the count starts again from its report.
-        view.get_mut("a").unwrap().pinned_workers = 100;
-        let r = request("10.9.9.9", "cisco_ios", PINNED);
-        assert_eq!(p.place(&view, &r, &HashSet::new()).await.unwrap(), "a");
-        let since = p.since_report.lock().unwrap();
-        assert_eq!((since["a"].reported.0, since["a"].count), (100, 1));
+        // Node a reports mid-burst, holding 50 of its devices by then: the rest stay counted.
+        let held = landed["a"] as u32;
+        view.get_mut("a").unwrap().pinned_workers = 50;
+        let seen = |view: &NodeMap| {
+            let open = views(view, &HashSet::new(), "cisco_ios");
+            p.with_unreported(open)
+                .into_iter()
+                .find(|n| n.node_id == "a")
+                .unwrap()
+                .pinned_workers
+        };
+        assert_eq!(seen(&view), held);
+        assert_eq!(p.since_report.lock().unwrap()["a"].count, held - 50);
+        // A node registered again (a new lease) starts over from its report.
+        view.get_mut("a").unwrap().lease_id = 99;
+        assert_eq!(seen(&view), 50);
+        assert!(!p.since_report.lock().unwrap().contains_key("a"));
     }
 
     #[test]
@@ -513,7 +543,28 @@ mod tests {
             max_fifo_concurrency: 4,
             queued_jobs: 0,
             draining: false,
+            idle_pinned_workers: 0,
         }
+    }
+
+    #[test]
+    fn a_full_node_with_idle_workers_takes_a_device_only_when_no_node_has_a_free_place() {
+        let mut full = node("a", 10, 10);
+        full.idle_pinned_workers = 3;
+        let busy = node("b", 10, 10);
+        let free = node("c", 9, 10);
+        let none = HashSet::new();
+        let pick = |nodes: &[NodeView]| {
+            choose_pinned(nodes, "192.0.2.1:22", &none).map(|n| n.node_id.clone())
+        };
+        assert_eq!(
+            pick(&[full.clone(), busy.clone(), free]).as_deref(),
+            Some("c")
+        );
+        assert_eq!(pick(&[full.clone(), busy.clone()]).as_deref(), Some("a"));
+        // Three unreported placements used its idle workers up.
+        full.pinned_workers = 13;
+        assert_eq!(pick(&[full, busy]), None);
     }
 
     #[test]

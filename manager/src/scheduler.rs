@@ -33,8 +33,8 @@ use crate::placement::Placements;
 use crate::queries::JobQueries;
 use crate::record::{self, is_final};
 use crate::store::{JobStore, Op};
-use crate::table::{Active, JobTable, Record, Refusal, Sweep};
-use netpulse_model::{ErrorKind, JobRequest, RequestLimits};
+use crate::table::{Active, JobTable, Refusal};
+use netpulse_model::{ErrorKind, JobRequest, RequestLimits, Strategy};
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -158,9 +158,18 @@ impl Scheduler {
             ))
         })?;
         let id = record::new_job_id();
-        let node = self.place(&request, &HashSet::new()).await?;
-        let job = record::queued(&id, &request, &node);
-        let ops = self.record_ops(job.clone(), &wire, &node);
+        // Every node full of busy pinned workers: the job waits for a place (the sweep tries
+        // again), within its queue timeout, and says why. Anything else is refused now.
+        let (node, waits_because) = match self.place(&request, &HashSet::new()).await {
+            Ok(node) => (Some(node), None),
+            Err(ApiError::ResourceExhausted(why)) if request.strategy == Strategy::Pinned => {
+                (None, Some(why))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut job = record::queued(&id, &request, node.as_deref().unwrap_or(""));
+        job.queued_reason = waits_because.unwrap_or_default();
+        let ops = self.record_ops(job.clone(), &wire, node.as_deref().unwrap_or(""));
         // A waiting caller learns the job id only from the final answer, written before it is
         // sent; so its first record may wait for the sweep, and a fast job costs one write.
         // A retried waiting submit can run twice if this manager dies meanwhile (the caller
@@ -186,7 +195,7 @@ impl Scheduler {
             job.clone(),
             request,
             wire,
-            Some(node.clone()),
+            node.clone(),
             queue_deadline,
             Some(slot),
         );
@@ -197,10 +206,15 @@ impl Scheduler {
             self.tell(|l| l.released(&id));
         }
         self.tell(|l| l.accepted(&job, false));
-        debug!(job_id = %id, node_id = %node, "job dispatched");
-        if let Err(e) = self.cluster.send(&node, Out::Dispatch(dispatch)) {
-            warn!(job_id = %id, node_id = %node, error = %e, "dispatch failed; the job stays queued");
-            self.make_pending(&id, &node);
+        match &node {
+            Some(node) => {
+                debug!(job_id = %id, node_id = %node, "job dispatched");
+                if let Err(e) = self.cluster.send(node, Out::Dispatch(dispatch)) {
+                    warn!(job_id = %id, node_id = %node, error = %e, "dispatch failed; the job stays queued");
+                    self.make_pending(&id, node);
+                }
+            }
+            None => debug!(job_id = %id, reason = %job.queued_reason, "job waits for a place"),
         }
         Ok(Submitted {
             job,
@@ -230,7 +244,7 @@ impl Scheduler {
     }
 
     /// The writes that record an unfinished job: its record and its active entry.
-    fn record_ops(&self, job: Job, wire: &ExecuteRequest, node: &str) -> Vec<Op> {
+    pub(crate) fn record_ops(&self, job: Job, wire: &ExecuteRequest, node: &str) -> Vec<Op> {
         let active = Op::Put {
             key: self.store.active_key(&job.id),
             value: ActiveJob {
@@ -265,7 +279,7 @@ impl Scheduler {
 
     /// Dispatches a pending job again: a new node, recorded before the dispatch is sent, so an
     /// adopting manager asks the right node.
-    async fn redispatch(self: Arc<Self>, id: String) {
+    pub(crate) async fn redispatch(self: Arc<Self>, id: String) {
         let taken = {
             let mut st = self.lock();
             match st.jobs.get_mut(&id) {
@@ -292,6 +306,11 @@ impl Scheduler {
                 if let Some(a) = self.lock().jobs.get_mut(&id) {
                     a.dispatching = false;
                     a.excluded.clear();
+                    // The job says why it waits (and, if it expires, why it never ran).
+                    if a.job.queued_reason.is_empty() {
+                        a.job.queued_reason = e.to_string();
+                        a.quietly_update();
+                    }
                 }
                 return;
             }
@@ -512,80 +531,6 @@ impl Scheduler {
                 });
             }
             Refusal::End(kind, why) => self.end(&r.job_id, JobStatus::Failed, kind, why),
-        }
-    }
-
-    async fn sweep_loop(self: Arc<Self>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.cfg.sweep_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => self.sweep(),
-                _ = stop.cancelled() => return,
-            }
-        }
-    }
-
-    /// Records jobs that have been running since the last sweep as RUNNING (jobs that end
-    /// sooner are written once, final), expires jobs queued too long, fails running jobs whose node left,
-    /// and dispatches pending jobs again.
-    fn sweep(self: &Arc<Self>) {
-        let nodes = self.cluster.nodes();
-        // Queued under the lock, so a final write (queued after the job leaves the table)
-        // always follows it.
-        let Sweep {
-            expired,
-            lost,
-            awaited,
-            pending,
-        } = self.lock().sweep(
-            Instant::now(),
-            &nodes,
-            self.cfg.node_lost_grace,
-            |a, what| {
-                let ops = match what {
-                    Record::Whole => {
-                        let node = a.node.clone().unwrap_or_default();
-                        self.record_ops(a.job.clone(), &a.wire, &node)
-                    }
-                    Record::Running => vec![self.store.job_op(a.job.clone(), None)],
-                };
-                self.store.write_behind(ops)
-            },
-        );
-        self.placements.retain_live(&nodes);
-        for (id, node, waited) in expired {
-            if let Some(node) = node {
-                let _ = self
-                    .cluster
-                    .send(&node, Out::Cancel(CancelJob { job_id: id.clone() }));
-            }
-            self.end(
-                &id,
-                JobStatus::Expired,
-                ErrorKind::QueueTimeout,
-                format!(
-                    "the job did not start within queue_timeout_seconds ({}s)",
-                    waited.as_secs()
-                ),
-            );
-        }
-        for node in awaited {
-            warn!(%node, grace = ?self.cfg.node_lost_grace, "node left the cluster with jobs running; they wait for it to register again");
-        }
-        for (id, node) in lost {
-            self.end(
-                &id,
-                JobStatus::Failed,
-                ErrorKind::NodeLost,
-                format!(
-                    "node {node} left the cluster (its lease ended) while the job ran and did not come back within {}s; it is not run again",
-                    self.cfg.node_lost_grace.as_secs()
-                ),
-            );
-        }
-        for id in pending {
-            self.tracker.spawn(self.clone().redispatch(id));
         }
     }
 }

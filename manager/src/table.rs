@@ -303,6 +303,7 @@ mod tests {
                     pinned_workers: 0,
                     fifo_running: 0,
                     queued_jobs: 0,
+                    idle_pinned_workers: 0,
                     draining: false,
                     version: String::new(),
                     started_unix_ms: 0,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use netpulse_model::{AgentJob, Strategy};
-use netpulse_proto::agent::{Dispatch, Load, WorkerInfo, agent_message::Msg};
+use netpulse_proto::agent::{Dispatch, Load, WorkerInfo, WorkerState, agent_message::Msg};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -72,6 +72,7 @@ impl Agent {
             workers,
             spawner,
             tracker,
+            limits.max_pinned_workers,
             limits.max_concurrent_logins,
         ));
         let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
@@ -108,6 +109,7 @@ impl Agent {
             fifo_running: t.fifo_running() as u32,
             max_fifo_concurrency: self.limits.max_fifo_concurrency as u32,
             queued_jobs: (t.queued() + self.ctx.fifo_queued.load(Ordering::Relaxed)) as u32,
+            idle_pinned_workers: t.pinned_idle() as u32,
             // Shutting down drains too: managers stop placing here before the refusals.
             draining: matches!(
                 self.admission(),
@@ -211,6 +213,7 @@ impl Agent {
 
     fn dispatch_pinned(&self, key: &str, mut d: AgentJob) -> Result<(), AgentError> {
         let mut devices = self.devices.lock().expect("lock");
+        self.make_room(key, &devices)?;
         if let Some(tx) = devices.get(key) {
             let queued = self
                 .ctx
@@ -239,14 +242,6 @@ impl Agent {
                 }
             }
         }
-        let in_use = self.ctx.table.pinned_in_use();
-        // A pinned device's row is keyed by the device, and kept after its worker exits.
-        let known = self.ctx.table.get(key).is_some();
-        if !known && in_use >= self.limits.max_pinned_workers {
-            return Err(AgentError::ResourceExhausted(format!(
-                "node holds {in_use} pinned devices, its max_pinned_workers; place {key} elsewhere"
-            )));
-        }
         let (tx, rx) = mpsc::channel(self.limits.max_queued_per_device.max(1));
         let actor = DeviceActor::new(key.to_string(), self.ctx.clone(), rx);
         // The actor ends when its channel closes (shutdown): it closes its worker and reaps it.
@@ -256,6 +251,38 @@ impl Agent {
         // Counted now, under the lock, so the next capacity check sees this device.
         self.ctx.table.update(key, |w| w.queued_jobs += 1);
         devices.insert(key.to_string(), tx);
+        Ok(())
+    }
+
+    /// A device without a place gets one: a free one, or, on a full node, the place of the
+    /// least recently used idle worker, which is told to exit (its device's actor waits for
+    /// the place, `Ctx::pinned_slots`, until it has). Refused only when every worker is busy.
+    fn make_room(
+        &self,
+        key: &str,
+        devices: &HashMap<String, mpsc::Sender<DeviceCmd>>,
+    ) -> Result<(), AgentError> {
+        let t = &self.ctx.table;
+        let holds_place = t.get(key).is_some_and(|w| {
+            !matches!(w.state(), WorkerState::Exited | WorkerState::Exiting) || w.queued_jobs > 0
+        });
+        let in_use = t.pinned_in_use();
+        if holds_place || in_use < self.limits.max_pinned_workers {
+            return Ok(());
+        }
+        let Some(victim) = t.take_lru_idle() else {
+            return Err(AgentError::ResourceExhausted(format!(
+                "node holds {in_use} pinned devices, its max_pinned_workers, all of them busy; \
+                 place {key} elsewhere or wait for one to finish"
+            )));
+        };
+        info!(device = %victim, for_device = %key, "node full: the least recently used idle worker gives its place up");
+        self.ctx.metrics.evicted();
+        if let Some(tx) = devices.get(&victim) {
+            let _ = tx.try_send(DeviceCmd::Retire(format!(
+                "gave its place to {key} (least recently used idle worker on a full node)"
+            )));
+        }
         Ok(())
     }
 

@@ -39,6 +39,9 @@ pub struct Ctx {
     pub metrics: crate::metrics::AgentMetrics,
     /// Places for pinned workers being started and logging in: a connect storm is paced.
     pub logins: Arc<Semaphore>,
+    /// One per pinned worker process (`max_pinned_workers`): held from before a worker starts
+    /// until it is reaped, so a device that took the place of an exiting worker waits for it.
+    pub pinned_slots: Arc<Semaphore>,
 }
 
 const RECENT_FINISHED: usize = 10_000;
@@ -71,6 +74,7 @@ impl Ctx {
         workers: WorkerSettings,
         spawner: Arc<dyn Spawner>,
         tracker: TaskTracker,
+        max_pinned: usize,
         max_logins: usize,
     ) -> Ctx {
         Ctx {
@@ -82,6 +86,7 @@ impl Ctx {
             tracker,
             fifo_queued: AtomicUsize::new(0),
             logins: Arc::new(Semaphore::new(max_logins.max(1))),
+            pinned_slots: Arc::new(Semaphore::new(max_pinned)),
             next_worker: AtomicU64::new(0),
             jobs: Mutex::new(HashMap::new()),
             recent: Mutex::new(RecentFinished::default()),

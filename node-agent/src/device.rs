@@ -42,6 +42,8 @@ pub enum DeviceCmd {
     Kill(String),
     /// Hand back every job that has not started (the node was fenced): they may run elsewhere.
     DropQueued(String),
+    /// Give the place up (a full node needs it for another device), if still idle.
+    Retire(String),
 }
 
 /// A job handed to the worker: running if first in [`Live::sent`], not started otherwise.
@@ -60,6 +62,8 @@ struct Live {
     w: Supervised,
     /// A place among the logins in progress (`Ctx::logins`), until the first login is over.
     login: Option<OwnedSemaphorePermit>,
+    /// Its place among the node's pinned workers (`Ctx::pinned_slots`), until it is reaped.
+    _slot: OwnedSemaphorePermit,
     connected: bool,
     did_work: bool,
     /// In the order sent; the first is running.
@@ -78,7 +82,8 @@ pub struct DeviceActor {
     live: Option<Live>,
     crash_streak: u32,
     backoff_until: Option<Instant>,
-    /// A login place, taken before a worker is started.
+    /// A pinned place and a login place, taken in that order before a worker is started.
+    slot: Option<OwnedSemaphorePermit>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -97,6 +102,7 @@ impl DeviceActor {
             live: None,
             crash_streak: 0,
             backoff_until: None,
+            slot: None,
             permit: None,
         }
     }
@@ -114,7 +120,8 @@ impl DeviceActor {
             let backoff = self
                 .backoff_until
                 .filter(|_| self.live.is_none() && !self.queue.is_empty());
-            let wants_login = self.wants_worker() && self.permit.is_none();
+            let wants_slot = self.wants_worker() && self.slot.is_none();
+            let wants_login = self.wants_worker() && self.slot.is_some() && self.permit.is_none();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
@@ -131,13 +138,14 @@ impl DeviceActor {
                     self.ctx.events.room().await;
                     self.on_event(ev).await
                 }
-                _ = sleep_until(job_deadline) => self.on_timeout(),
-                _ = sleep_until(kill_at) => {
+                _ = process::sleep_until(job_deadline) => self.on_timeout(),
+                _ = process::sleep_until(kill_at) => {
                     if let Some(l) = self.live.as_mut() {
                         l.w.escalate();
                     }
                 }
-                _ = sleep_until(backoff) => self.backoff_until = None,
+                _ = process::sleep_until(backoff) => self.backoff_until = None,
+                p = self.ctx.pinned_slots.clone().acquire_owned(), if wants_slot => self.slot = p.ok(),
                 p = self.ctx.logins.clone().acquire_owned(), if wants_login => self.permit = p.ok(),
             }
         }
@@ -181,13 +189,27 @@ impl DeviceActor {
         self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none()
     }
 
-    async fn start_work(&mut self) {
-        if self.wants_worker() && self.permit.is_none() {
-            // A bulk onto a new node starts its logins a bounded number at a time; without a
-            // place now, `run` waits for one.
-            self.permit = self.ctx.logins.clone().try_acquire_owned().ok();
+    /// A pinned place and a login place when a worker is wanted and both are free now (else
+    /// `run` waits for them: a bulk onto a new node logs in a bounded number at a time).
+    fn take_places(&mut self) -> Option<OwnedSemaphorePermit> {
+        if !self.wants_worker() {
+            // Nothing to start (any more): the places go back for other devices.
+            (self.slot, self.permit) = (None, None);
+            return None;
         }
-        if self.wants_worker() && self.permit.is_some() {
+        let try_take = |s: &Arc<tokio::sync::Semaphore>| s.clone().try_acquire_owned().ok();
+        self.slot = self
+            .slot
+            .take()
+            .or_else(|| try_take(&self.ctx.pinned_slots));
+        if self.slot.is_some() && self.permit.is_none() {
+            self.permit = try_take(&self.ctx.logins);
+        }
+        self.slot.take_if(|_| self.permit.is_some())
+    }
+
+    async fn start_work(&mut self) {
+        if let Some(slot) = self.take_places() {
             let first = self.queue.front().expect("non-empty");
             match Supervised::start(&self.ctx, &self.key, WorkerMode::Pinned, first).await {
                 Ok(w) => {
@@ -196,6 +218,7 @@ impl DeviceActor {
                     self.live = Some(Live {
                         w,
                         login: self.permit.take(),
+                        _slot: slot,
                         connected: false,
                         did_work: false,
                         sent: VecDeque::new(),
@@ -214,7 +237,7 @@ impl DeviceActor {
                     });
                 }
                 Err(e) => {
-                    self.permit = None;
+                    (self.slot, self.permit) = (None, None);
                     // Nothing can run here; fail the queue rather than spin.
                     warn!(device = %self.key, error = %e, "cannot start a worker");
                     for d in std::mem::take(&mut self.queue) {
@@ -321,7 +344,7 @@ impl DeviceActor {
             }
             DeviceCmd::DropQueued(reason) => {
                 for d in std::mem::take(&mut self.queue) {
-                    self.ctx.finish("", handed_back(&d.id, &reason));
+                    self.ctx.finish("", process::handed_back(&d.id, &reason));
                 }
                 // Jobs sent ahead are taken back unless the worker has started them meanwhile;
                 // its answer says which (see `on_frame`).
@@ -336,6 +359,26 @@ impl DeviceActor {
                 }
                 self.publish_row(|_| {});
             }
+            DeviceCmd::Retire(reason) => match self.live.as_mut() {
+                Some(l)
+                    if l.sent.is_empty() && self.queue.is_empty() && l.exit_reason.is_none() =>
+                {
+                    info!(device = %self.key, worker_id = %l.w.id, %reason, "retiring an idle worker");
+                    l.w.retire(self.ctx.workers.kill_grace);
+                    l.exit_reason = Some(reason);
+                    self.publish_row(|w| w.state = WorkerState::Exiting as i32);
+                }
+                // Work came meanwhile, or it is gone already: the row says what it is again.
+                l => {
+                    let state = match l {
+                        Some(l) if l.exit_reason.is_some() => WorkerState::Exiting,
+                        Some(l) if !l.sent.is_empty() => WorkerState::Busy,
+                        Some(_) => WorkerState::Ready,
+                        None => WorkerState::Exited,
+                    };
+                    self.update_row(|w| w.state = state as i32);
+                }
+            },
             DeviceCmd::Kill(reason) => {
                 if let Some(l) = self.live.as_mut() {
                     info!(device = %self.key, worker_id = %l.w.id, %reason, "stopping worker");
@@ -391,6 +434,7 @@ impl DeviceActor {
                 self.publish_row(|w| {
                     w.state = state as i32;
                     w.connected_unix_ms = unix_ms();
+                    w.last_job_unix_ms = w.connected_unix_ms;
                 });
             }
             Some(Out::Result(r)) => {
@@ -415,7 +459,9 @@ impl DeviceActor {
                         .get_or_insert_with(|| "exiting; handed a job back".into());
                     info!(device = %self.key, job_id = %sent.job.id, "worker handed the job back unstarted; queueing it again");
                     match sent.withdrawn {
-                        Some(reason) => self.ctx.finish("", handed_back(&sent.job.id, &reason)),
+                        Some(reason) => self
+                            .ctx
+                            .finish("", process::handed_back(&sent.job.id, &reason)),
                         None => {
                             let at = l.handed_back.min(self.queue.len());
                             l.handed_back += 1;
@@ -431,15 +477,16 @@ impl DeviceActor {
                 let reused = r.session_reused;
                 match sent.withdrawn {
                     // Taken back before it started: it may run elsewhere.
-                    Some(reason) if r.not_started => {
-                        self.ctx.finish("", handed_back(&sent.job.id, &reason))
-                    }
+                    Some(reason) if r.not_started => self
+                        .ctx
+                        .finish("", process::handed_back(&sent.job.id, &reason)),
                     _ => self.ctx.finish(&id, r),
                 }
                 self.update_row(|w| {
                     if first {
                         w.jobs_done += 1;
                         w.session_reuses += reused as u64;
+                        w.last_job_unix_ms = unix_ms();
                     }
                 });
                 if first {
@@ -484,7 +531,9 @@ impl DeviceActor {
         let mut requeued = 0;
         for x in sent {
             match x.withdrawn {
-                Some(reason) => self.ctx.finish("", handed_back(&x.job.id, &reason)),
+                Some(reason) => self
+                    .ctx
+                    .finish("", process::handed_back(&x.job.id, &reason)),
                 None => {
                     info!(device = %self.key, job_id = %x.job.id, "the worker exited before starting the job; queueing it again");
                     let at = (l.handed_back + requeued).min(self.queue.len());
@@ -542,21 +591,9 @@ impl DeviceActor {
     }
 }
 
-/// The end of a job that never started here and may run elsewhere.
-fn handed_back(job_id: &str, reason: &str) -> wire::JobResult {
-    process::failed(job_id, ErrorKind::NodeUnavailable, reason.to_string(), true)
-}
-
 async fn next_event(live: &mut Option<Live>) -> ChildEvent {
     match live {
         Some(l) => l.w.next_event().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

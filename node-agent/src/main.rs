@@ -38,12 +38,16 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let workers = (cfg.max_pinned_workers + cfg.max_fifo_concurrency) as u64;
-    match node_agent::resources::prepare(workers) {
+    let (pinned, fifo) = (
+        cfg.max_pinned_workers as u64,
+        cfg.max_fifo_concurrency as u64,
+    );
+    match node_agent::resources::prepare(pinned, fifo) {
         Ok(h) => info!(
             nofile = h.nofile,
             nproc = h.nproc,
-            workers,
+            pinned,
+            fifo,
             "resource limits"
         ),
         Err(e) => {

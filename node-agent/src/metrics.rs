@@ -41,6 +41,7 @@ pub struct AgentMetrics {
     workers: Family<Labels, Gauge>,
     lease_keepalive: Histogram,
     lease_lost: Counter,
+    evictions: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -126,8 +127,15 @@ impl Default for AgentMetrics {
             "Times the node's lease was lost and the node fenced itself until registered again",
             lease_lost.clone(),
         );
+        let evictions = Counter::default();
+        r.register(
+            "pinned_evictions",
+            "Idle pinned workers that gave their place to a new device on a full node (least recently used first)",
+            evictions.clone(),
+        );
         AgentMetrics {
             registry: r,
+            evictions,
             lease_keepalive,
             lease_lost,
             jobs,
@@ -190,6 +198,10 @@ impl AgentMetrics {
 
     pub fn lease_keepalive(&self, rtt: Duration) {
         self.lease_keepalive.observe(rtt.as_secs_f64());
+    }
+
+    pub fn evicted(&self) {
+        self.evictions.inc();
     }
 
     pub fn lease_lost(&self) {

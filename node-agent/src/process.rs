@@ -190,6 +190,19 @@ pub fn failed(
     }
 }
 
+/// The end of a job that never started here and may run elsewhere.
+pub fn handed_back(job_id: &str, reason: &str) -> wire::JobResult {
+    failed(job_id, ErrorKind::NodeUnavailable, reason.to_string(), true)
+}
+
+/// Sleeps until `at`, or forever when there is no deadline (a `select!` branch that is off).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub fn describe(status: &ExitStatus) -> (i32, String) {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {

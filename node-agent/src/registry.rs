@@ -75,6 +75,7 @@ impl Registrar {
             pinned_workers: load.pinned_workers,
             fifo_running: load.fifo_running,
             queued_jobs: load.queued_jobs,
+            idle_pinned_workers: load.idle_pinned_workers,
             draining: load.draining,
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_unix_ms: self.started_unix_ms,

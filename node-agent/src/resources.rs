@@ -21,8 +21,12 @@ pub struct Headroom {
     pub nproc: u64,
 }
 
-/// Raises the soft limits and checks that `workers` worker processes fit.
-pub fn prepare(workers: u64) -> Result<Headroom, String> {
+/// Raises the soft limits and checks that `pinned` pinned and `fifo` one-shot worker processes
+/// fit.
+pub fn prepare(pinned: u64, fifo: u64) -> Result<Headroom, String> {
+    let workers = pinned + fifo;
+    // What to lower --max-pinned-workers to, when `limit` holds `total` workers.
+    let pinned_fit = |total: u64| total.saturating_sub(fifo).min(pinned);
     let nofile = raise(Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE")?;
     let need = FDS_RESERVED + FDS_PER_WORKER * workers;
     if nofile < need {
@@ -31,7 +35,7 @@ pub fn prepare(workers: u64) -> Result<Headroom, String> {
              descriptors ({FDS_PER_WORKER} per worker and {FDS_RESERVED} more), but the hard \
              RLIMIT_NOFILE is {nofile}: raise it (ulimit -Hn, systemd's LimitNOFILE, the \
              container runtime's nofile) or lower --max-pinned-workers to at most {}",
-            fit(nofile, FDS_RESERVED, FDS_PER_WORKER, workers)
+            pinned_fit(fit(nofile, FDS_RESERVED, FDS_PER_WORKER, workers))
         ));
     }
     let nproc = raise(Resource::RLIMIT_NPROC, "RLIMIT_NPROC")?;
@@ -42,7 +46,7 @@ pub fn prepare(workers: u64) -> Result<Headroom, String> {
             "{workers} workers need {tasks} processes, but the hard RLIMIT_NPROC is {nproc}: \
              raise it (ulimit -Hu, systemd's LimitNPROC, the container's pids limit) or lower \
              --max-pinned-workers to at most {}",
-            fit(nproc, TASKS_RESERVED, 1, workers)
+            pinned_fit(fit(nproc, TASKS_RESERVED, 1, workers))
         ));
     }
     for (file, what) in [
@@ -59,7 +63,7 @@ pub fn prepare(workers: u64) -> Result<Headroom, String> {
             return Err(format!(
                 "{workers} workers need {tasks} processes, but {what} is {max}: raise it \
                  (sysctl) or lower --max-pinned-workers to at most {}",
-                fit(max, TASKS_RESERVED, 1, workers)
+                pinned_fit(fit(max, TASKS_RESERVED, 1, workers))
             ));
         }
     }
@@ -91,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_soft_limit_is_raised_and_what_fits_is_computed() {
-        let h = prepare(1).expect("one worker fits anywhere");
+        let h = prepare(1, 1).expect("two workers fit anywhere");
         let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         assert_eq!(soft, hard);
         assert_eq!(

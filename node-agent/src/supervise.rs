@@ -138,6 +138,13 @@ impl Supervised {
     }
 
     /// SIGTERM now, SIGKILL at [`Supervised::kill_at`] unless it is gone by then.
+    /// Closes the worker's stdin, so it ends its session and exits on its own, cleanly; it is
+    /// killed if it has not within `grace`.
+    pub fn retire(&mut self, grace: Duration) {
+        self.child.close_stdin();
+        self.kill_at = Some(Instant::now() + grace);
+    }
+
     pub fn terminate(&mut self, grace: Duration) {
         self.child.terminate();
         self.kill_at = Some(Instant::now() + grace);

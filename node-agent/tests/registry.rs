@@ -284,6 +284,57 @@ fn bad_configuration_exits_64_with_a_message() {
     assert_eq!(out.status.code(), Some(64));
 }
 
+#[test]
+fn a_node_whose_workers_cannot_fit_in_the_descriptor_limit_refuses_to_start() {
+    // A hard limit of 512 descriptors holds (512 - 256) / 2 = 128 workers, 96 of them pinned
+    // next to the 32 fifo places.
+    let agent = env!("CARGO_BIN_EXE_node-agent");
+    let start = |pinned: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -Sn 64 && ulimit -Hn 512 && exec \"$0\" --node-id n1 --worker-bin /bin/true \
+                 --etcd-endpoints http://127.0.0.1:9 --log-format json --max-pinned-workers {pinned}"
+            ))
+            .arg(agent)
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = start("1000").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("need 2320 file descriptors")
+            && err.contains("hard RLIMIT_NOFILE is 512")
+            && err.contains("lower --max-pinned-workers to at most 96"),
+        "{err}"
+    );
+    // 96 pinned fit: the soft limit is raised and the agent starts (and keeps trying to reach
+    // etcd, which is not there).
+    let mut child = start("96");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Whatever happens below, the agent is stopped within 30 s (until it is reaped, its pid
+    // cannot name another process).
+    let (done, watchdog) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if watchdog.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let limits = lines
+        .map_while(Result::ok)
+        .find(|l| l.contains("resource limits"));
+    let _ = child.kill();
+    let _ = done.send(());
+    let _ = child.wait();
+    let limits = limits.expect("the agent logged its limits");
+    assert!(limits.contains("\"nofile\":512"), "{limits}");
+}
+
 #[tokio::test]
 async fn the_load_in_the_record_follows_the_agent() {
     let etcd = start_etcd().await;

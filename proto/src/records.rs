@@ -13,6 +13,10 @@ pub struct NodeRecord {
     pub pinned_workers: u32,
     pub fifo_running: u32,
     pub queued_jobs: u32,
+    /// Connected pinned workers with nothing to do: a node without free places still takes a
+    /// new device by giving up the least recently used of them.
+    #[serde(default)]
+    pub idle_pinned_workers: u32,
     /// The node takes no new jobs (a manager asked it to drain).
     #[serde(default)]
     pub draining: bool,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use integration_tests::cluster::{TestCluster, workspace_bin};
+use integration_tests::cluster::{TestCluster, bulk_request, workspace_bin};
 use integration_tests::{Devsim, SimDevice, summarize};
 use netpulse_proto::api::*;
 
@@ -80,19 +80,7 @@ async fn bulk(
     let mut template = request(&devices[0], Strategy::Pinned);
     template.connection.as_mut().unwrap().keepalive_seconds = keepalive_seconds;
     template.queue_timeout_seconds = SETTLE.as_secs() as u32;
-    let bulk = ExecuteBulkRequest {
-        template: Some(template),
-        devices: devices
-            .iter()
-            .map(|d| DeviceOverride {
-                connection: Some(Connection {
-                    port: d.port as u32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-    };
+    let bulk = bulk_request(template, devices);
     let t = Instant::now();
     let resp = c.jobs(0).await?.execute_bulk(bulk).await?.into_inner();
     ensure!(
