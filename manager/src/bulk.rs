@@ -9,6 +9,10 @@ use crate::scheduler::Scheduler;
 
 /// Most devices in one bulk request.
 pub const MAX_BULK_DEVICES: usize = 10_000;
+/// Submits of one bulk in flight at once: ten thousand at once would put ten thousand
+/// placement claims and record writes in etcd's and the store's queues together, and the last
+/// of them would time out (etcd answers "too many requests", the store "not keeping up").
+const IN_FLIGHT: usize = 256;
 
 /// Submits one job per device; a device's refusal does not stop the others.
 pub async fn execute_bulk(
@@ -29,8 +33,16 @@ pub async fn execute_bulk(
             req.devices.len()
         )));
     }
+    let failed =
+        |e: tokio::task::JoinError| ApiError::Internal(format!("a bulk submit task failed: {e}"));
     let mut set = tokio::task::JoinSet::new();
+    let mut done = Vec::with_capacity(req.devices.len());
     for (index, d) in req.devices.into_iter().enumerate() {
+        if set.len() >= IN_FLIGHT
+            && let Some(r) = set.join_next().await
+        {
+            done.push(r.map_err(failed)?);
+        }
         let mut r = template.clone();
         let mut c = r.connection.take().unwrap_or_default();
         if let Some(o) = d.connection {
@@ -54,9 +66,8 @@ pub async fn execute_bulk(
             (index, host, s.submit(r).await.map(|x| x.job))
         });
     }
-    let mut done = Vec::with_capacity(set.len());
     while let Some(r) = set.join_next().await {
-        done.push(r.map_err(|e| ApiError::Internal(format!("a bulk submit task failed: {e}")))?);
+        done.push(r.map_err(failed)?);
     }
     done.sort_by_key(|(i, _, _)| *i);
     let mut resp = ExecuteBulkResponse::default();

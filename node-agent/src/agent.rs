@@ -225,14 +225,14 @@ impl Agent {
                     "{key} has {queued} jobs queued, the limit"
                 )));
             }
-            match tx.try_send(DeviceCmd::Enqueue(d)) {
+            match tx.try_send(DeviceCmd::Enqueue(Box::new(d))) {
                 Ok(()) => {
                     self.ctx.table.update(key, |w| w.queued_jobs += 1);
                     return Ok(());
                 }
                 // Its actor is gone; start a new one below.
                 Err(mpsc::error::TrySendError::Closed(DeviceCmd::Enqueue(back))) => {
-                    d = back;
+                    d = *back;
                     devices.remove(key);
                 }
                 Err(_) => {
@@ -246,7 +246,7 @@ impl Agent {
         let actor = DeviceActor::new(key.to_string(), self.ctx.clone(), rx);
         // The actor ends when its channel closes (shutdown): it closes its worker and reaps it.
         self.ctx.tracker.spawn(actor.run());
-        tx.try_send(DeviceCmd::Enqueue(d))
+        tx.try_send(DeviceCmd::Enqueue(Box::new(d)))
             .expect("new channel has room");
         // Counted now, under the lock, so the next capacity check sees this device.
         self.ctx.table.update(key, |w| w.queued_jobs += 1);

@@ -36,7 +36,8 @@ pub const PIPELINE_DEPTH: usize = 4;
 const REFILL_AT: usize = 1;
 
 pub enum DeviceCmd {
-    Enqueue(AgentJob),
+    /// Boxed: a channel's slots are as large as its largest command, and every device has one.
+    Enqueue(Box<AgentJob>),
     /// Replies whether the job was found (queued or running).
     Cancel(String, oneshot::Sender<bool>),
     Kill(String),
@@ -109,6 +110,8 @@ impl DeviceActor {
 
     pub async fn run(mut self) {
         loop {
+            // Back-pressure (`EventBus::room`) before each step that publishes events.
+            self.ctx.events.room().await;
             self.start_work().await;
             let job_deadline = self.live.as_ref().and_then(|l| {
                 l.sent
@@ -134,7 +137,6 @@ impl DeviceActor {
                     None => break,
                 },
                 ev = next_event(&mut self.live) => {
-                    // Back-pressure: handling a frame publishes events.
                     self.ctx.events.room().await;
                     self.on_event(ev).await
                 }
@@ -189,8 +191,7 @@ impl DeviceActor {
         self.live.is_none() && !self.queue.is_empty() && self.backoff_until.is_none()
     }
 
-    /// A pinned place and a login place when a worker is wanted and both are free now (else
-    /// `run` waits for them: a bulk onto a new node logs in a bounded number at a time).
+    /// Both places (pinned, login) when a worker is wanted and both are free; else `run` waits.
     fn take_places(&mut self) -> Option<OwnedSemaphorePermit> {
         if !self.wants_worker() {
             // Nothing to start (any more): the places go back for other devices.
@@ -314,7 +315,7 @@ impl DeviceActor {
 
     async fn on_cmd(&mut self, cmd: DeviceCmd) {
         match cmd {
-            DeviceCmd::Enqueue(d) => self.queue.push_back(d), // the agent counted it
+            DeviceCmd::Enqueue(d) => self.queue.push_back(*d), // the agent counted it
             DeviceCmd::Cancel(job_id, reply) => {
                 if let Some(i) = self.queue.iter().position(|d| d.id == job_id) {
                     self.queue.remove(i);
@@ -375,8 +376,8 @@ impl DeviceActor {
                         Some(l) if !l.sent.is_empty() => WorkerState::Busy,
                         Some(_) => WorkerState::Ready,
                         None => WorkerState::Exited,
-                    };
-                    self.update_row(|w| w.state = state as i32);
+                    } as i32;
+                    self.update_row(|w| w.state = state);
                 }
             },
             DeviceCmd::Kill(reason) => {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use netpulse_proto::agent::{AgentMessage, agent_message::Msg};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::warn;
 
@@ -23,18 +24,35 @@ pub const HEADROOM: usize = 64;
 /// A session that frees no room for this long is not reading: it is closed.
 pub const STALLED: Duration = Duration::from_secs(30);
 
+/// A session's channel, and the switch that ends the session when it is closed here: its
+/// stream must then end (the manager reconnects and asks about its jobs again), not go on
+/// silently without the events it missed.
+#[derive(Clone)]
+struct Sub {
+    id: u64,
+    tx: SessionTx,
+    closed: CancellationToken,
+}
+
 #[derive(Default)]
 pub struct EventBus {
-    subs: Mutex<Vec<(u64, SessionTx)>>,
+    subs: Mutex<Vec<Sub>>,
 }
 
 impl EventBus {
-    pub fn subscribe(&self, id: u64, tx: SessionTx) {
-        self.subs.lock().expect("lock").push((id, tx));
+    /// Adds a session; the token is cancelled when the bus closes it (it stopped reading).
+    pub fn subscribe(&self, id: u64, tx: SessionTx) -> CancellationToken {
+        let closed = CancellationToken::new();
+        self.subs.lock().expect("lock").push(Sub {
+            id,
+            tx,
+            closed: closed.clone(),
+        });
+        closed
     }
 
     pub fn unsubscribe(&self, id: u64) {
-        self.subs.lock().expect("lock").retain(|(i, _)| *i != id);
+        self.subs.lock().expect("lock").retain(|s| s.id != id);
     }
 
     pub fn sessions(&self) -> usize {
@@ -44,31 +62,25 @@ impl EventBus {
     /// Waits until every session has [`HEADROOM`] free places (at once when they have), closing
     /// a session that frees none within [`STALLED`].
     pub async fn room(&self) {
-        let tight: Vec<(u64, SessionTx)> = self
+        let tight: Vec<Sub> = self
             .subs
             .lock()
             .expect("lock")
             .iter()
-            .filter(|(_, tx)| tx.capacity() < HEADROOM)
+            .filter(|s| s.tx.capacity() < HEADROOM)
             .cloned()
             .collect();
-        for (id, tx) in tight {
+        for s in tight {
             // The permits are returned when dropped: this only waits for the room.
-            if tokio::time::timeout(STALLED, tx.reserve_many(HEADROOM))
+            if tokio::time::timeout(STALLED, s.tx.reserve_many(HEADROOM))
                 .await
                 .is_err()
             {
-                warn!(session = id, stalled = ?STALLED, "manager session is not reading its events; closing it");
-                self.close(id, &tx);
+                warn!(session = s.id, stalled = ?STALLED, "manager session is not reading its events; closing it");
+                self.unsubscribe(s.id);
+                s.closed.cancel();
             }
         }
-    }
-
-    fn close(&self, id: u64, tx: &SessionTx) {
-        self.unsubscribe(id);
-        let _ = tx.try_send(Err(Status::resource_exhausted(
-            "event stream stalled; reconnect",
-        )));
     }
 
     pub fn publish(&self, msg: Msg) {
@@ -76,17 +88,15 @@ impl EventBus {
         self.subs
             .lock()
             .expect("lock")
-            .retain(|(id, tx)| match tx.try_send(Ok(msg.clone())) {
+            .retain(|s| match s.tx.try_send(Ok(msg.clone())) {
                 Ok(()) => true,
                 // Producers wait for room first; this is a publisher that did not.
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     warn!(
-                        session = id,
+                        session = s.id,
                         "manager session's event buffer overflowed; closing it"
                     );
-                    let _ = tx.try_send(Err(Status::resource_exhausted(
-                        "event stream fell behind; reconnect",
-                    )));
+                    s.closed.cancel();
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -103,7 +113,7 @@ mod tests {
     async fn producers_wait_for_room_and_a_stalled_session_is_closed() {
         let bus = EventBus::default();
         let (tx, mut rx) = mpsc::channel(HEADROOM + 1);
-        bus.subscribe(1, tx);
+        let closed = bus.subscribe(1, tx);
         for _ in 0..2 {
             bus.publish(Msg::Fenced(Fenced { reason: "x".into() }));
         }
@@ -123,6 +133,7 @@ mod tests {
         bus.publish(Msg::Fenced(Fenced { reason: "x".into() }));
         bus.room().await;
         assert_eq!(bus.sessions(), 0, "the stalled session is closed");
+        assert!(closed.is_cancelled(), "and its stream is told to end");
     }
 
     #[tokio::test]
@@ -130,12 +141,13 @@ mod tests {
         let bus = EventBus::default();
         let (fast_tx, mut fast) = mpsc::channel(8);
         let (slow_tx, _slow) = mpsc::channel(1);
-        bus.subscribe(1, fast_tx);
-        bus.subscribe(2, slow_tx);
+        let fast_closed = bus.subscribe(1, fast_tx);
+        let slow_closed = bus.subscribe(2, slow_tx);
         for _ in 0..3 {
             bus.publish(Msg::Fenced(Fenced { reason: "x".into() }));
             fast.recv().await.unwrap().unwrap();
         }
         assert_eq!(bus.sessions(), 1);
+        assert!(slow_closed.is_cancelled() && !fast_closed.is_cancelled());
     }
 }

@@ -91,7 +91,9 @@ impl AgentService for AgentGrpc {
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
         );
-        agent.ctx.events.subscribe(id, tx.clone());
+        // Closed by the bus (the manager stopped reading): the stream must end, so the manager
+        // reconnects and asks about its jobs instead of missing their events.
+        let closed = agent.ctx.events.subscribe(id, tx.clone());
         info!(session = id, %manager_id, "manager session opened");
         let shutdown = self.shutdown.clone();
         let sessions_stop = agent.ctx.sessions_stop.clone();
@@ -102,6 +104,7 @@ impl AgentService for AgentGrpc {
                     _ = shutdown.cancelled() => break,
                     _ = sessions_stop.cancelled() => break,
                     _ = tx.closed() => break,
+                    _ = closed.cancelled() => break,
                 };
                 match msg {
                     Ok(Some(m)) => {

@@ -83,7 +83,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R) -> Self {
         FrameReader {
             inner,
-            buf: bytes::BytesMut::with_capacity(8 * 1024),
+            // Small to start: an agent holds one per worker, ten thousand of them; a larger
+            // frame reserves what it needs.
+            buf: bytes::BytesMut::with_capacity(1024),
         }
     }
 
