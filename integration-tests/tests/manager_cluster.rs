@@ -55,6 +55,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         host_key_policy: HostKeyPolicy::AcceptNew,
         known_hosts: dir.path().join("known_hosts"),
         kill_grace: Duration::from_secs(2),
+        platforms_dir: None,
     };
     let limits = Limits {
         max_pinned_workers: 10,

@@ -169,8 +169,8 @@ impl Agent {
             }
         }
         let mut job = AgentJob::try_from(d)?;
-        // The device types this node serves are its workers' dialects.
-        pinned_worker::dialect::lookup(&job.connection.device_type)
+        // The device types this node serves are its workers' platforms.
+        pinned_worker::platform::lookup(&job.connection.device_type)
             .map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
         let key = job.device.to_string();
         {

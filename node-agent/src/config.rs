@@ -1,6 +1,7 @@
 //! Command-line and environment configuration of the node agent, with its defaults and the
 //! one `validate` that rejects bad values at start-up (exit code 64).
 
+use pinned_worker::platform::{Catalog, DefinitionError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,6 +65,10 @@ pub struct AgentConfig {
     /// (its jobs stay queued) so that a connect storm does not starve the node or the devices.
     #[arg(long, env = "NETPULSE_MAX_CONCURRENT_LOGINS", default_value_t = 64)]
     pub max_concurrent_logins: usize,
+    /// A directory of platform definitions (`<name>.toml`) that add platforms or replace
+    /// built-in ones; read and checked at start-up (see docs/platforms.md).
+    #[arg(long, env = "NETPULSE_PLATFORMS_DIR")]
+    pub platforms_dir: Option<PathBuf>,
     /// The pinned-worker binary; defaults to the one next to this binary.
     #[arg(long, env = "NETPULSE_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -229,7 +234,18 @@ impl AgentConfig {
             },
             known_hosts: self.known_hosts.clone(),
             kill_grace: Duration::from_secs(self.kill_grace_seconds),
+            platforms_dir: self.platforms_dir.clone(),
         }
+    }
+
+    /// The platforms this agent serves, every definition compiled (a bad file is named).
+    pub fn platforms(&self) -> Result<Catalog, DefinitionError> {
+        let catalog = match &self.platforms_dir {
+            Some(dir) => Catalog::with_dir(dir)?,
+            None => Catalog::builtin(),
+        };
+        catalog.validate()?;
+        Ok(catalog)
     }
 
     pub fn registry(&self) -> RegistryConfig {

@@ -38,6 +38,17 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    match cfg.platforms() {
+        Ok(c) => {
+            let c = pinned_worker::platform::install(c);
+            info!(platforms = c.names().len(), dir = ?cfg.platforms_dir, "platform definitions loaded");
+        }
+        Err(e) => {
+            error!(error = %e, "not starting: a platform definition is invalid");
+            eprintln!("node-agent: {e}");
+            return ExitCode::from(64);
+        }
+    }
     let (pinned, fifo) = (
         cfg.max_pinned_workers as u64,
         cfg.max_fifo_concurrency as u64,

@@ -29,6 +29,8 @@ pub struct WorkerSettings {
     pub known_hosts: PathBuf,
     /// Between SIGTERM and SIGKILL, and for a worker to exit after its stdout closed.
     pub kill_grace: Duration,
+    /// The operator's platform definitions, passed on to every worker.
+    pub platforms_dir: Option<PathBuf>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -115,7 +117,11 @@ impl Spawner for ProcessSpawner {
 }
 
 fn spawn(settings: &WorkerSettings, worker_id: &str, device: &str) -> std::io::Result<WorkerChild> {
-    let args = [
+    let dir = settings
+        .platforms_dir
+        .as_ref()
+        .map(|d| d.display().to_string());
+    let mut args = vec![
         "--log-format",
         if settings.log_json { "json" } else { "pretty" },
         "--log",
@@ -125,6 +131,9 @@ fn spawn(settings: &WorkerSettings, worker_id: &str, device: &str) -> std::io::R
         "--device",
         device,
     ];
+    if let Some(dir) = &dir {
+        args.extend(["--platforms-dir", dir.as_str()]);
+    }
     // Workers write their logs, each line naming the worker, to the agent's own stderr: a
     // pipe per worker would cost the agent a descriptor and a task per worker.
     WorkerChild::spawn(&settings.bin, &args, &[], Stdio::inherit())

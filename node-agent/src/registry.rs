@@ -80,10 +80,7 @@ impl Registrar {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_unix_ms: self.started_unix_ms,
             lease_id,
-            device_types: pinned_worker::dialect::names()
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            device_types: pinned_worker::platform::names(),
         }
     }
 

@@ -132,6 +132,7 @@ fn setup(ignore_term: bool) -> Setup {
         host_key_policy: wire::HostKeyPolicy::InsecureAcceptAny,
         known_hosts: "/nonexistent".into(),
         kill_grace: Duration::from_secs(5),
+        platforms_dir: None,
     };
     let limits = Limits {
         max_pinned_workers: 10,

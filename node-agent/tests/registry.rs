@@ -39,6 +39,7 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
         host_key_policy: HostKeyPolicy::InsecureAcceptAny,
         known_hosts: PathBuf::from("/nonexistent"),
         kill_grace: Duration::from_secs(1),
+        platforms_dir: None,
     };
     Agent::new(
         "node-r".into(),
@@ -383,5 +384,30 @@ async fn the_load_in_the_record_follows_the_agent() {
         a.shutdown(Duration::from_secs(1)).await,
         1,
         "the silent worker's job was still running"
+    );
+}
+
+#[test]
+fn a_malformed_platform_definition_stops_the_agent_naming_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("acme_os.toml"),
+        "name = \"acme_os\"\ninherits = \"cisco_ios\"\n[paging]\ncommand = [\"no page\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_node-agent"))
+        .args(["--node-id", "n1", "--worker-bin", "/bin/true"])
+        .args(["--etcd-endpoints", "http://127.0.0.1:9", "--platforms-dir"])
+        .arg(dir.path())
+        .env_clear()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("acme_os.toml") && err.contains("unknown field `command`"),
+        "{err}"
     );
 }

@@ -4,8 +4,9 @@
 //! Layers, bottom up:
 //! - [`ssh`]: TCP + SSH handshake with a host-key policy, authentication, a PTY shell channel.
 //! - [`terminal`]: turns raw PTY bytes into text (line ends, erase sequences, ANSI codes).
-//! - [`dialect`]: per-platform prompts, paging, enable, configuration mode, commit, save and
-//!   rejection patterns.
+//! - [`platform`]: per-platform prompts, paging, enable, configuration mode, commit, save,
+//!   confirmations and rejection patterns, as data (TOML definitions, built in or an
+//!   operator's).
 //! - [`session`]: "send a line, read until the prompt", enable, configuration mode, keepalive.
 //! - [`ops`]: a job (commands, or configuration lines) run over a session, with per-command
 //!   results.
@@ -14,12 +15,12 @@
 //!   ([`exit_code`]).
 
 pub mod child;
-pub mod dialect;
 pub mod error;
 pub mod exit_code;
 mod inbox;
 pub mod ops;
 pub mod options;
+pub mod platform;
 pub mod session;
 pub mod ssh;
 pub mod terminal;

@@ -10,12 +10,14 @@ use tokio::net::unix::pipe;
 const USAGE: &str = "pinned-worker: one device session, driven by frames on stdin/stdout
 
 Usage: pinned-worker [--log-format json|pretty] [--log FILTER] [--worker-id ID] [--device HOST:PORT]
+                     [--platforms-dir DIR]
 
   --log-format  log format on stderr: json (structured lines, the default) or pretty
                 [env: NETPULSE_LOG_FORMAT]
   --log         log filter, e.g. info (the default) or pinned_worker=debug [env: NETPULSE_LOG]
   --worker-id   named in every log line (the parent's stderr is shared by all its workers)
   --device      named in every log line
+  --platforms-dir  operator platform definitions (<name>.toml) beside the built-in ones
 ";
 
 /// The flags, parsed by hand: a command-line parser would add ~0.4 MB of code to every
@@ -26,6 +28,7 @@ struct Args {
     log: String,
     worker_id: String,
     device: String,
+    platforms_dir: String,
 }
 
 impl Args {
@@ -36,6 +39,7 @@ impl Args {
             log: env("NETPULSE_LOG", "info"),
             worker_id: String::new(),
             device: String::new(),
+            platforms_dir: String::new(),
         };
         while let Some(flag) = argv.next() {
             let (name, inline) = match flag.split_once('=') {
@@ -50,6 +54,7 @@ impl Args {
                 "--log" => &mut a.log,
                 "--worker-id" => &mut a.worker_id,
                 "--device" => &mut a.device,
+                "--platforms-dir" => &mut a.platforms_dir,
                 other => return Err(format!("unknown argument {other:?}")),
             };
             *slot = match inline.or_else(|| argv.next()) {
@@ -131,6 +136,10 @@ fn main() -> std::process::ExitCode {
     } else {
         builder.init();
     }
+    if !args.platforms_dir.is_empty() {
+        let dir = std::path::Path::new(&args.platforms_dir);
+        pinned_worker::platform::install(pinned_worker::platform::Catalog::with_dir_or_broken(dir));
+    }
     // One device, one job at a time: a single-threaded runtime avoids cross-thread wake-ups.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -167,7 +176,17 @@ mod tests {
 
     #[test]
     fn flags_parse_and_bad_ones_say_what_is_allowed() {
-        let a = parse(&["--log-format", "pretty", "--log=debug", "--worker-id", "w1"]).unwrap();
+        let a = parse(&[
+            "--log-format",
+            "pretty",
+            "--log=debug",
+            "--worker-id",
+            "w1",
+            "--platforms-dir",
+            "/p",
+        ])
+        .unwrap();
+        assert_eq!(a.platforms_dir, "/p");
         assert_eq!((a.log_format.as_str(), a.log.as_str()), ("pretty", "debug"));
         assert_eq!((a.worker_id.as_str(), a.device.as_str()), ("w1", ""));
         assert!(

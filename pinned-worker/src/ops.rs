@@ -5,8 +5,8 @@ use std::time::Duration;
 use netpulse_proto::worker::{CommandResult, CommandStatus};
 use tokio::time::Instant;
 
-use crate::dialect::{Dialect, Save};
 use crate::error::SessionError;
+use crate::platform::{Platform, Save};
 use crate::session::DeviceSession;
 
 #[derive(Clone, Debug)]
@@ -33,7 +33,7 @@ pub struct JobOutcome {
 
 impl JobSpec {
     /// Rejects what cannot work before any byte goes to the device.
-    pub fn check(&self, dialect: &Dialect) -> Result<(), SessionError> {
+    pub fn check(&self, platform: &Platform) -> Result<(), SessionError> {
         let (items, what) = match &self.operation {
             Operation::Commands(c) => (c, "commands"),
             Operation::Config { lines, .. } => (lines, "config"),
@@ -48,18 +48,18 @@ impl JobSpec {
                 "{what} lines must not contain line breaks, got {bad:?}"
             )));
         }
-        if self.enable && dialect.enable.is_none() {
+        if self.enable && platform.enable.is_none() {
             return Err(SessionError::Unsupported(format!(
                 "enable_mode is not available on {}",
-                dialect.name
+                platform.name
             )));
         }
         if let Operation::Config { save: true, .. } = self.operation
-            && matches!(dialect.save, Save::Unsupported)
+            && matches!(platform.save, Save::Unsupported)
         {
             return Err(SessionError::Unsupported(format!(
                 "save is not available on {}",
-                dialect.name
+                platform.name
             )));
         }
         Ok(())
@@ -97,7 +97,7 @@ fn skipped(rest: &[String]) -> impl Iterator<Item = CommandResult> + '_ {
 pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
     let start = Instant::now();
     let mut out = JobOutcome::default();
-    if let Err(e) = job.check(session.dialect()) {
+    if let Err(e) = job.check(session.platform()) {
         out.error = Some(e);
         return out;
     }
@@ -232,11 +232,18 @@ async fn push_config(
         out.error = Some(e);
         return;
     }
+    let save_inside = s.platform().save.in_config();
+    if save && save_inside && out.error.is_none() {
+        match s.save(timeout).await {
+            Ok(()) => out.saved = true,
+            Err(e) => out.error = Some(e),
+        }
+    }
     if let Err(e) = s.exit_config(timeout).await {
         out.error.get_or_insert(e);
         return;
     }
-    if save && out.error.is_none() {
+    if save && !save_inside && out.error.is_none() {
         match s.save(timeout).await {
             Ok(()) => out.saved = true,
             Err(e) => out.error = Some(e),

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use netpulse_proto::worker::{self as wire, HostKeyPolicy as WirePolicy, WorkerMode};
 
-use crate::dialect::{self, Dialect};
 use crate::error::SessionError;
 use crate::ops::{JobSpec, Operation};
+use crate::platform::{self, Platform};
 use crate::ssh::{HostKeyPolicy, Target};
 
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
@@ -30,7 +30,7 @@ pub enum Mode {
 #[derive(Clone, PartialEq, Eq)]
 pub struct DeviceTarget {
     pub target: Target,
-    pub dialect: &'static Dialect,
+    pub platform: &'static Platform,
     pub secret: String,
 }
 
@@ -38,7 +38,7 @@ impl std::fmt::Debug for DeviceTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeviceTarget")
             .field("target", &self.target)
-            .field("dialect", &self.dialect.name)
+            .field("platform", &self.platform.name)
             .finish_non_exhaustive()
     }
 }
@@ -133,7 +133,7 @@ impl WorkerOptions {
     fn device_for(init: &wire::Init, c: &wire::Connection) -> Result<DeviceTarget, SessionError> {
         // The same rule as at the manager and the agent: host, port, user, password or key.
         let device = netpulse_model::Connection::check(c).map_err(|e| invalid(e.to_string()))?;
-        let dialect = dialect::lookup(&c.device_type)?;
+        let platform = platform::lookup(&c.device_type)?;
         let known_hosts = || -> Result<PathBuf, SessionError> {
             if init.known_hosts_path.is_empty() {
                 return Err(invalid(
@@ -174,7 +174,7 @@ impl WorkerOptions {
                     ka.max_missed as usize
                 },
             },
-            dialect,
+            platform,
             secret: c.secret.clone(),
         })
     }
@@ -226,7 +226,7 @@ mod tests {
             (o.keepalive, o.idle_ttl, o.mode),
             (DEFAULT_KEEPALIVE, DEFAULT_IDLE_TTL, Mode::Pinned)
         );
-        assert_eq!(o.device.dialect.name, "cisco_ios");
+        assert_eq!(o.device.platform.name, "cisco_xe");
 
         let mut i = init();
         i.keepalive_seconds = 3601;

@@ -15,19 +15,22 @@ use russh::ChannelMsg;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use crate::dialect::{Dialect, Save};
 use crate::error::SessionError;
+use crate::platform::{Confirmation, Platform, Save};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
 
 /// How long an unanchored prompt match must stay quiet before it counts.
 const SETTLE: Duration = Duration::from_millis(150);
+/// Most questions one command may have answered (a device that keeps asking is not looped on).
+const MAX_ANSWERS: usize = 16;
+const NO_ANSWERS: &[Confirmation] = &[];
 /// Largest output one command may produce (jobs travel in frames of at most 64 MiB).
 pub const MAX_OUTPUT_BYTES: usize = 48 << 20;
 
 pub struct DeviceSession {
     transport: Transport,
-    dialect: &'static Dialect,
+    platform: &'static Platform,
     hostname: String,
     buf: Vec<u8>,
     privileged: bool,
@@ -58,14 +61,14 @@ impl DeviceSession {
     /// Connects, logs in, finds the prompt, confirms it with a RETURN and turns paging off.
     pub async fn open(
         target: &Target,
-        dialect: &'static Dialect,
+        platform: &'static Platform,
         secret: &str,
         prompt_timeout: Duration,
     ) -> Result<DeviceSession, SessionError> {
         let transport = ssh::open(target).await?;
         let mut s = DeviceSession {
             transport,
-            dialect,
+            platform,
             hostname: String::new(),
             buf: Vec::new(),
             privileged: false,
@@ -73,7 +76,7 @@ impl DeviceSession {
             secret: secret.to_string(),
         };
         let deadline = Instant::now() + prompt_timeout;
-        s.read_until(deadline, false, None, Duration::ZERO)
+        s.read_until(deadline, false, None, NO_ANSWERS, Duration::ZERO)
             .await
             .map_err(|e| {
                 s.prompt_error(
@@ -83,7 +86,7 @@ impl DeviceSession {
                 )
             })?;
         s.keepalive(prompt_timeout).await?;
-        for cmd in dialect.paging_off {
+        for cmd in &platform.paging_off {
             let out = s.command(cmd, prompt_timeout).await?;
             if let Some(why) = out.rejected {
                 debug!(command = cmd, %why, "paging-off command rejected; --More-- will be answered instead");
@@ -101,8 +104,8 @@ impl DeviceSession {
         self.privileged
     }
 
-    pub fn dialect(&self) -> &'static Dialect {
-        self.dialect
+    pub fn platform(&self) -> &'static Platform {
+        self.platform
     }
 
     /// Sends one command and returns its output without the echo and the prompt.
@@ -114,7 +117,8 @@ impl DeviceSession {
         let start = Instant::now();
         self.discard_pending()?;
         self.send_line(cmd).await?;
-        self.read_until(start + timeout, true, None, SETTLE)
+        let answers = &self.platform.confirmations;
+        self.read_until(start + timeout, true, None, answers, SETTLE)
             .await
             .map_err(|e| self.command_error(e, cmd, timeout))?;
         Ok(self.finish_output(cmd, start))
@@ -125,7 +129,7 @@ impl DeviceSession {
         let start = Instant::now();
         self.discard_pending()?;
         self.send_line("").await?;
-        self.read_until(start + timeout, true, None, SETTLE)
+        self.read_until(start + timeout, true, None, NO_ANSWERS, SETTLE)
             .await
             .map_err(|e| self.prompt_error(e, timeout, "keepalive"))?;
         Ok(start.elapsed())
@@ -133,10 +137,10 @@ impl DeviceSession {
 
     /// Enters privileged mode, answering the secret prompt. No-op when already privileged.
     pub async fn enable(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(en) = &self.dialect.enable else {
+        let Some(en) = &self.platform.enable else {
             return Err(SessionError::Unsupported(format!(
                 "{} has no enable mode",
-                self.dialect.name
+                self.platform.name
             )));
         };
         if self.privileged && en.prompt_shows_privilege {
@@ -144,17 +148,23 @@ impl DeviceSession {
         }
         let start = Instant::now();
         self.discard_pending()?;
-        self.send_line(en.command).await?;
+        self.send_line(&en.command).await?;
         let end = self
-            .read_until(start + timeout, true, Some(&en.secret_prompt), SETTLE)
+            .read_until(
+                start + timeout,
+                true,
+                Some(&en.secret_prompt),
+                NO_ANSWERS,
+                SETTLE,
+            )
             .await
-            .map_err(|e| self.command_error(e, en.command, timeout))?;
+            .map_err(|e| self.command_error(e, &en.command, timeout))?;
         if let ReadEnd::Pattern = end {
             if self.secret.is_empty() {
                 // Answer the prompt anyway so the session is left at a prompt.
                 let _ = self.send_line("").await;
                 let _ = self
-                    .read_until(Instant::now() + timeout, true, None, SETTLE)
+                    .read_until(Instant::now() + timeout, true, None, NO_ANSWERS, SETTLE)
                     .await;
                 return Err(SessionError::EnableFailed(
                     "the device asks for an enable secret and none was given".into(),
@@ -163,12 +173,12 @@ impl DeviceSession {
             self.buf.clear();
             let secret = self.secret.clone();
             self.send_line(&secret).await?;
-            self.read_until(Instant::now() + timeout, true, None, SETTLE)
+            self.read_until(Instant::now() + timeout, true, None, NO_ANSWERS, SETTLE)
                 .await
                 .map_err(|e| self.command_error(e, "<enable secret>", timeout))?;
         }
         let text = terminal::clean(&self.buf);
-        if let Some(why) = self.dialect.rejection(&text) {
+        if let Some(why) = self.platform.rejection(&text) {
             return Err(SessionError::EnableFailed(why.trim().to_string()));
         }
         if en.prompt_shows_privilege && !self.privileged {
@@ -182,10 +192,10 @@ impl DeviceSession {
     }
 
     pub async fn enter_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(cm) = &self.dialect.config else {
+        let Some(cm) = &self.platform.config else {
             return Ok(());
         };
-        let out = self.command(cm.enter, timeout).await?;
+        let out = self.command(&cm.enter, timeout).await?;
         if !self.in_config {
             let why = out.rejected.unwrap_or(out.output);
             return Err(SessionError::ConfigModeFailed(format!(
@@ -198,13 +208,13 @@ impl DeviceSession {
     }
 
     pub async fn exit_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(cm) = &self.dialect.config else {
+        let Some(cm) = &self.platform.config else {
             return Ok(());
         };
         if !self.in_config {
             return Ok(());
         }
-        self.command(cm.exit, timeout).await?;
+        self.command(&cm.exit, timeout).await?;
         if self.in_config {
             return Err(SessionError::ConfigModeFailed(format!(
                 "{:?} did not leave configuration mode",
@@ -216,10 +226,11 @@ impl DeviceSession {
 
     /// Applies the candidate configuration on platforms that have one. Returns whether it did.
     pub async fn commit(&mut self, timeout: Duration) -> Result<bool, SessionError> {
-        let Some((commit, _)) = self.dialect.config.as_ref().and_then(|c| c.commit) else {
+        let platform = self.platform;
+        let Some(commit) = platform.config.as_ref().and_then(|c| c.commit.as_ref()) else {
             return Ok(false);
         };
-        let out = self.command(commit, timeout).await?;
+        let out = self.command(&commit.command, timeout).await?;
         if let Some(why) = out.rejected {
             return Err(SessionError::CommitFailed(why.trim().to_string()));
         }
@@ -228,37 +239,36 @@ impl DeviceSession {
 
     /// Throws the candidate configuration away after a failed push (platforms with commit).
     pub async fn discard_candidate(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        if let Some((_, abort)) = self.dialect.config.as_ref().and_then(|c| c.commit) {
-            self.command(abort, timeout).await?;
+        let platform = self.platform;
+        if let Some(commit) = platform.config.as_ref().and_then(|c| c.commit.as_ref()) {
+            self.command(&commit.abort, timeout).await?;
         }
         Ok(())
     }
 
-    /// Saves the running configuration. Call outside configuration mode.
+    /// Saves the running configuration. Call outside configuration mode, unless the platform
+    /// saves from inside it (`Save::in_config`).
     pub async fn save(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let (command, confirm) = match &self.dialect.save {
-            Save::Command { command, confirm } => (*command, confirm.as_ref()),
+        let platform = self.platform;
+        let (command, confirm) = match &platform.save {
+            Save::Command {
+                command, confirm, ..
+            } => (command.as_str(), confirm.as_slice()),
             Save::ByCommit => return Ok(()),
             Save::Unsupported => {
                 return Err(SessionError::Unsupported(format!(
                     "{} has no save command",
-                    self.dialect.name
+                    self.platform.name
                 )));
             }
         };
         let start = Instant::now();
         self.discard_pending()?;
         self.send_line(command).await?;
-        let end = self
-            .read_until(start + timeout, true, confirm.map(|(re, _)| re), SETTLE)
+        let answers: Vec<&Confirmation> = confirm.iter().chain(&platform.confirmations).collect();
+        self.read_until(start + timeout, true, None, &answers, SETTLE)
             .await
             .map_err(|e| self.command_error(e, command, timeout))?;
-        if let (ReadEnd::Pattern, Some((_, answer))) = (end, confirm) {
-            self.send_line(answer).await?;
-            self.read_until(start + timeout, true, None, SETTLE)
-                .await
-                .map_err(|e| self.command_error(e, command, timeout))?;
-        }
         let out = self.finish_output(command, start);
         if let Some(why) = out.rejected {
             return Err(SessionError::SaveFailed(why.trim().to_string()));
@@ -336,15 +346,20 @@ impl DeviceSession {
             .map_err(|e| SessionError::SessionLost(format!("sending to the device: {e}")))
     }
 
-    /// Reads until the prompt (or `also`) shows on the last line. See the module docs.
-    async fn read_until(
+    /// Reads until the prompt (or `also`) shows on the last line, answering the questions in
+    /// `answers` on the way (each new line at most once). See the module docs.
+    async fn read_until<A: AsRef<Confirmation>>(
         &mut self,
         deadline: Instant,
         need_newline: bool,
         also: Option<&Regex>,
+        answers: &[A],
         settle: Duration,
     ) -> Result<ReadEnd, ReadError> {
         let mut tentative: Option<(Instant, String, bool, bool)> = None;
+        // Where the line answered last began: a question is answered once, not at every chunk.
+        let mut answered_line: Option<usize> = None;
+        let mut answers_sent = 0;
         loop {
             let wait_until = tentative.as_ref().map_or(deadline, |t| t.0.min(deadline));
             let msg = match tokio::time::timeout_at(wait_until, self.transport.channel.wait()).await
@@ -390,7 +405,20 @@ impl DeviceSession {
             if also.is_some_and(|re| re.is_match(&tail)) {
                 return Ok(ReadEnd::Pattern);
             }
-            if self.dialect.more.is_match(&tail) {
+            if answered_line != Some(start)
+                && answers_sent < MAX_ANSWERS
+                && let Some(a) = answers.iter().find(|a| a.as_ref().pattern.is_match(&tail))
+            {
+                answered_line = Some(start);
+                answers_sent += 1;
+                let answer = a.as_ref().answer.clone();
+                debug!(question = %tail.trim(), "answering a confirmation");
+                self.send_line(&answer)
+                    .await
+                    .map_err(|e| ReadError::Closed(e.to_string()))?;
+                continue;
+            }
+            if self.platform.more.is_match(&tail) {
                 self.buf.truncate(start);
                 self.transport
                     .channel
@@ -399,10 +427,10 @@ impl DeviceSession {
                     .map_err(|e| ReadError::Closed(e.to_string()))?;
                 continue;
             }
-            if let Some(c) = self.dialect.prompt.captures(&tail) {
+            if let Some(c) = self.platform.prompt.captures(&tail) {
                 let host = c["host"].to_string();
-                let privileged = (self.dialect.privileged)(&c);
-                let in_config = (self.dialect.in_config)(&c);
+                let privileged = self.platform.privileged.test(&c);
+                let in_config = self.platform.in_config.test(&c);
                 if (!self.hostname.is_empty() && host.starts_with(&self.hostname))
                     || (self.hostname.is_empty() && settle.is_zero())
                 {
@@ -420,9 +448,11 @@ impl DeviceSession {
 
     fn finish_output(&mut self, cmd: &str, start: Instant) -> CommandOutput {
         let text = terminal::clean(&self.buf);
-        let output = strip_echo_and_prompt(&text, cmd, self.dialect);
+        let output = self
+            .platform
+            .drop_noise(strip_echo_and_prompt(&text, cmd, self.platform));
         let rejected = self
-            .dialect
+            .platform
             .rejection(&output)
             .map(|s| s.trim().to_string());
         CommandOutput {
@@ -465,10 +495,10 @@ impl DeviceSession {
 }
 
 /// Output of one command: the text between the echoed command line and the prompt line.
-pub fn strip_echo_and_prompt(text: &str, cmd: &str, dialect: &Dialect) -> String {
+pub fn strip_echo_and_prompt(text: &str, cmd: &str, platform: &Platform) -> String {
     let mut lines: Vec<&str> = text.split('\n').collect();
     lines.pop(); // the prompt
-    if let Some(pre) = &dialect.prompt_preamble
+    if let Some(pre) = &platform.prompt_preamble
         && lines.last().is_some_and(|l| pre.is_match(l))
     {
         lines.pop();
@@ -500,7 +530,7 @@ impl<F: Future> NowOrNever for F {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::lookup;
+    use crate::platform::lookup;
 
     #[test]
     fn echo_prompt_and_junos_edit_line_are_stripped() {

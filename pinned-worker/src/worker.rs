@@ -374,7 +374,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             None => self.device.clone(),
         };
         // Checked against the job's device before switching to it: a rejected job changes nothing.
-        if let Err(e) = spec.check(device.dialect) {
+        if let Err(e) = spec.check(device.platform) {
             return self.fail(result, e).await;
         }
         if device != self.device {
@@ -507,7 +507,7 @@ async fn open_session(
     prompt_timeout: Duration,
 ) -> Result<(DeviceSession, Duration), SessionError> {
     let start = Instant::now();
-    let s = DeviceSession::open(&d.target, d.dialect, &d.secret, prompt_timeout).await?;
+    let s = DeviceSession::open(&d.target, d.platform, &d.secret, prompt_timeout).await?;
     Ok((s, start.elapsed()))
 }
 

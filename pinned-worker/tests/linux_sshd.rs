@@ -1,4 +1,4 @@
-//! The linux dialect against a real OpenSSH server: `sshd` from the distro, started on a free
+//! The linux platform against a real OpenSSH server: `sshd` from the distro, started on a free
 //! loopback port with its own host key, config and authorized key in a temporary directory.
 
 use std::os::unix::fs::PermissionsExt;
@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use netpulse_proto::worker::CommandStatus;
-use pinned_worker::dialect;
 use pinned_worker::ops::{self, JobSpec, Operation};
+use pinned_worker::platform;
 use pinned_worker::session::DeviceSession;
 use pinned_worker::ssh::{HostKeyPolicy, Target};
 use russh::keys::{Algorithm, PrivateKey, ssh_key::LineEnding};
@@ -117,9 +117,9 @@ fn target(s: &Sshd) -> Target {
 }
 
 #[tokio::test]
-async fn linux_dialect_against_openssh() {
+async fn linux_platform_against_openssh() {
     let sshd = start_sshd().await;
-    let linux = dialect::lookup("linux").unwrap();
+    let linux = platform::lookup("linux").unwrap();
     let mut s = DeviceSession::open(&target(&sshd), linux, "", T)
         .await
         .expect("session to sshd");

@@ -1,13 +1,13 @@
 //! Device sessions against simulated devices (devsim, a real SSH server on loopback), one
-//! scenario per test, every dialect.
+//! scenario per test, every platform.
 
 use std::time::Duration;
 
 use devsim::{Device, DeviceSpec, Flavor, spawn_device};
 use netpulse_proto::worker::CommandStatus;
-use pinned_worker::dialect;
 use pinned_worker::error::SessionError;
 use pinned_worker::ops::{self, JobSpec, Operation};
+use pinned_worker::platform;
 use pinned_worker::session::DeviceSession;
 use pinned_worker::ssh::{HostKeyPolicy, Target};
 use tokio_util::sync::CancellationToken;
@@ -47,10 +47,10 @@ fn target(d: &Device, policy: HostKeyPolicy) -> Target {
 }
 
 async fn open(d: &Device) -> Result<DeviceSession, SessionError> {
-    let dialect = dialect::lookup(d.spec().flavor.device_type()).unwrap();
+    let platform = platform::lookup(d.spec().flavor.device_type()).unwrap();
     DeviceSession::open(
         &target(d, HostKeyPolicy::InsecureAcceptAny),
-        dialect,
+        platform,
         "enable",
         T,
     )
@@ -76,9 +76,9 @@ fn config(lines: &[&str], save: bool) -> Operation {
     }
 }
 
-/// Per dialect: a show command, the command that shows the running config, a valid config
+/// Per platform: a show command, the command that shows the running config, a valid config
 /// line, and how that line appears in the running config.
-fn dialect_case(f: Flavor) -> (&'static str, &'static str, &'static str, &'static str) {
+fn platform_case(f: Flavor) -> (&'static str, &'static str, &'static str, &'static str) {
     match f {
         Flavor::JuniperJunos => (
             "show version",
@@ -102,14 +102,14 @@ fn dialect_case(f: Flavor) -> (&'static str, &'static str, &'static str, &'stati
 }
 
 #[tokio::test]
-async fn every_dialect_runs_commands_and_pushes_config_with_a_rejected_line() {
+async fn every_platform_runs_commands_and_pushes_config_with_a_rejected_line() {
     for flavor in Flavor::ALL {
         let name = format!("{}-r1", flavor.device_type().replace('_', ""));
         let s = sim(DeviceSpec::new(flavor, &name)).await;
         let mut session = open(&s.device)
             .await
             .unwrap_or_else(|e| panic!("{flavor:?}: {e}"));
-        let (show, show_run, good, in_run) = dialect_case(flavor);
+        let (show, show_run, good, in_run) = platform_case(flavor);
         let enable = !matches!(flavor, Flavor::JuniperJunos);
 
         let out = ops::run(
@@ -218,10 +218,10 @@ async fn saved_config_survives_in_startup_config() {
 #[tokio::test]
 async fn enable_with_a_wrong_secret_fails_clearly() {
     let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
-    let dialect = dialect::lookup("cisco_ios").unwrap();
+    let platform = platform::lookup("cisco_ios").unwrap();
     let mut session = DeviceSession::open(
         &target(&s.device, HostKeyPolicy::InsecureAcceptAny),
-        dialect,
+        platform,
         "wrong",
         T,
     )
@@ -307,7 +307,7 @@ async fn connect_failures_are_typed() {
     let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
     let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
     t.password = "wrong-password".into();
-    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+    let err = DeviceSession::open(&t, platform::lookup("cisco_ios").unwrap(), "", T)
         .await
         .err()
         .unwrap();
@@ -325,7 +325,7 @@ async fn connect_failures_are_typed() {
         .port();
     let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
     t.port = port;
-    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+    let err = DeviceSession::open(&t, platform::lookup("cisco_ios").unwrap(), "", T)
         .await
         .err()
         .unwrap();
@@ -338,7 +338,7 @@ async fn connect_failures_are_typed() {
     let t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
     let err = DeviceSession::open(
         &t,
-        dialect::lookup("cisco_ios").unwrap(),
+        platform::lookup("cisco_ios").unwrap(),
         "",
         Duration::from_millis(500),
     )
@@ -352,7 +352,7 @@ async fn connect_failures_are_typed() {
     s.device.set_frozen(true);
     let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
     t.connect_timeout = Duration::from_millis(500);
-    let err = DeviceSession::open(&t, dialect::lookup("cisco_ios").unwrap(), "", T)
+    let err = DeviceSession::open(&t, platform::lookup("cisco_ios").unwrap(), "", T)
         .await
         .err()
         .unwrap();
@@ -378,7 +378,7 @@ async fn a_command_whose_output_never_ends_times_out() {
 async fn host_key_policies() {
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
-    let dialect = dialect::lookup("cisco_ios").unwrap();
+    let platform = platform::lookup("cisco_ios").unwrap();
     let stop = CancellationToken::new();
     let _guard = stop.clone().drop_guard();
     let mut spec = DeviceSpec::new(Flavor::CiscoIos, "r1");
@@ -393,7 +393,7 @@ async fn host_key_policies() {
     // strict with an empty known_hosts: rejected
     let err = DeviceSession::open(
         &target(&first, HostKeyPolicy::Strict(kh.clone())),
-        dialect,
+        platform,
         "",
         T,
     )
@@ -407,7 +407,7 @@ async fn host_key_policies() {
     // accept-new records the key; strict then accepts it
     DeviceSession::open(
         &target(&first, HostKeyPolicy::AcceptNew(kh.clone())),
-        dialect,
+        platform,
         "",
         T,
     )
@@ -417,7 +417,7 @@ async fn host_key_policies() {
     .await;
     DeviceSession::open(
         &target(&first, HostKeyPolicy::Strict(kh.clone())),
-        dialect,
+        platform,
         "",
         T,
     )
@@ -437,7 +437,7 @@ async fn host_key_policies() {
         .unwrap();
     let err = DeviceSession::open(
         &target(&second, HostKeyPolicy::AcceptNew(kh.clone())),
-        dialect,
+        platform,
         "",
         T,
     )
@@ -451,7 +451,7 @@ async fn host_key_policies() {
     // insecure accepts anything
     DeviceSession::open(
         &target(&second, HostKeyPolicy::InsecureAcceptAny),
-        dialect,
+        platform,
         "",
         T,
     )
@@ -474,7 +474,7 @@ async fn public_key_authentication() {
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .unwrap()
         .to_string();
-    let mut session = DeviceSession::open(&t, dialect::lookup("arista_eos").unwrap(), "", T)
+    let mut session = DeviceSession::open(&t, platform::lookup("arista_eos").unwrap(), "", T)
         .await
         .unwrap();
     assert_eq!(session.hostname(), "sw1");
@@ -562,7 +562,7 @@ async fn keyboard_interactive_passwords_are_answered() {
 
     let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
     t.password = "wrong-password".into();
-    let err = DeviceSession::open(&t, dialect::lookup("juniper_junos").unwrap(), "", T)
+    let err = DeviceSession::open(&t, platform::lookup("juniper_junos").unwrap(), "", T)
         .await
         .err()
         .unwrap();

@@ -15,7 +15,7 @@ use integration_tests::{
     summarize,
 };
 use netpulse_proto::worker::{WorkerMode, worker_frame::Frame as Out};
-use pinned_worker::dialect;
+use pinned_worker::platform;
 use pinned_worker::session::DeviceSession;
 
 #[derive(Parser, Debug)]
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     let sim = Devsim::start(&devsim_bin, &["--devices".into(), "cisco_ios=1".into()]).await?;
     let dev = sim.devices[0].clone();
     let cmd = args.command.as_str();
-    let dialect = dialect::lookup(&dev.device_type)?;
+    let platform = platform::lookup(&dev.device_type)?;
 
     println!(
         "device: devsim {} on 127.0.0.1:{} (zero login and command delay), command {cmd:?}\n",
@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     w.wait().await?;
 
     // The floor: the same command on a reused russh session in this process.
-    let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), dialect, "", LIMIT).await?;
+    let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), platform, "", LIMIT).await?;
     let mut floor = Vec::with_capacity(args.commands);
     for i in 0..args.commands + args.commands / 10 {
         let t0 = Instant::now();
@@ -120,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
     let mut fresh = Vec::new();
     for _ in 0..args.fresh {
         let t0 = Instant::now();
-        let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), dialect, "", LIMIT).await?;
+        let mut s = DeviceSession::open(&ssh_target(&dev, LIMIT), platform, "", LIMIT).await?;
         s.command(cmd, LIMIT).await?;
         s.close().await;
         fresh.push(t0.elapsed());

@@ -20,7 +20,7 @@ use integration_tests::cluster::{Options, Signal, TestCluster, workspace_bin};
 use integration_tests::{Devsim, SimDevice, Summary, ssh_target, summarize};
 use netpulse_proto::api::job_service_client::JobServiceClient;
 use netpulse_proto::api::*;
-use pinned_worker::dialect;
+use pinned_worker::platform;
 use pinned_worker::session::DeviceSession;
 use tonic::transport::Channel;
 
@@ -171,11 +171,11 @@ async fn latency(
     );
 
     let d = &devices[devices.len() - 1];
-    let dialect = dialect::lookup(&d.device_type)?;
+    let platform = platform::lookup(&d.device_type)?;
     let mut fresh = Vec::new();
     for _ in 0..fresh_n {
         let t = Instant::now();
-        let mut s = DeviceSession::open(&ssh_target(d, LIMIT), dialect, "", LIMIT).await?;
+        let mut s = DeviceSession::open(&ssh_target(d, LIMIT), platform, "", LIMIT).await?;
         s.command("show clock", LIMIT).await?;
         s.close().await;
         fresh.push(t.elapsed());
@@ -185,7 +185,7 @@ async fn latency(
         "traditional: new SSH connection per command, client-side, no cluster",
         &summarize(&mut fresh),
     );
-    let mut s = DeviceSession::open(&ssh_target(d, LIMIT), dialect, "", LIMIT).await?;
+    let mut s = DeviceSession::open(&ssh_target(d, LIMIT), platform, "", LIMIT).await?;
     let mut floor = Vec::new();
     for i in 0..reused_n + reused_n / 10 {
         let t = Instant::now();

@@ -1,0 +1,275 @@
+//! Platforms: what a prompt looks like, how to turn paging off, enter enable and configuration
+//! mode, commit and save, which questions to answer, and which output means the device
+//! rejected a command. Each platform is data, one TOML file (`definition` describes the
+//! format); the built-in files in `pinned-worker/platforms/` are embedded in the binary, and an
+//! operator's directory adds or overrides definitions (`catalog`).
+//!
+//! Prompt patterns are matched against the last, unterminated line of device output after
+//! escape sequences are removed; the `host` group names the device and anchors later matches.
+
+mod catalog;
+pub mod definition;
+
+use regex::{Captures, Regex, RegexSet};
+
+pub use catalog::{Catalog, install, lookup, names};
+pub use definition::DefinitionError;
+
+#[derive(Debug)]
+pub struct Platform {
+    pub name: String,
+    pub vendor: String,
+    pub prompt: Regex,
+    /// The characters a prompt may end with (used for prompts `prompt` does not describe).
+    pub terminators: String,
+    pub privileged: ModeTest,
+    pub in_config: ModeTest,
+    /// A line printed just above the prompt that belongs to the prompt (Junos `[edit]`).
+    pub prompt_preamble: Option<Regex>,
+    pub paging_off: Vec<String>,
+    pub more: Regex,
+    pub enable: Option<Enable>,
+    pub config: Option<ConfigMode>,
+    pub save: Save,
+    /// Questions any command may raise, with the answer the platform always gives.
+    pub confirmations: Vec<Confirmation>,
+    pub rejected: RegexSet,
+    pub drop_lines: RegexSet,
+}
+
+/// Whether a matched prompt means a mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModeTest {
+    Always,
+    Never,
+    Group {
+        group: String,
+        any_of: Vec<String>,
+        prefix: Option<String>,
+    },
+}
+
+impl ModeTest {
+    pub fn test(&self, c: &Captures<'_>) -> bool {
+        match self {
+            ModeTest::Always => true,
+            ModeTest::Never => false,
+            ModeTest::Group {
+                group,
+                any_of,
+                prefix,
+            } => c.name(group).is_some_and(|m| {
+                let m = m.as_str();
+                any_of.iter().any(|a| a == m) || prefix.as_ref().is_some_and(|p| m.starts_with(p))
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Enable {
+    pub command: String,
+    pub secret_prompt: Regex,
+    /// Whether the prompt shows the privilege level (otherwise success is judged by the absence
+    /// of an error).
+    pub prompt_shows_privilege: bool,
+}
+
+#[derive(Debug)]
+pub struct ConfigMode {
+    pub enter: String,
+    pub exit: String,
+    /// Platforms with a candidate configuration.
+    pub commit: Option<Commit>,
+}
+
+#[derive(Debug)]
+pub struct Commit {
+    /// Applies the candidate.
+    pub command: String,
+    /// Throws the candidate away after a failed push.
+    pub abort: String,
+}
+
+#[derive(Debug)]
+pub enum Save {
+    Command {
+        command: String,
+        confirm: Vec<Confirmation>,
+        /// Runs inside configuration mode (VyOS `save`).
+        in_config: bool,
+    },
+    /// A commit already persists the configuration (Junos).
+    ByCommit,
+    Unsupported,
+}
+
+impl Save {
+    pub fn in_config(&self) -> bool {
+        matches!(
+            self,
+            Save::Command {
+                in_config: true,
+                ..
+            }
+        )
+    }
+}
+
+#[derive(Debug)]
+pub struct Confirmation {
+    pub pattern: Regex,
+    pub answer: String,
+}
+
+impl AsRef<Confirmation> for Confirmation {
+    fn as_ref(&self) -> &Confirmation {
+        self
+    }
+}
+
+/// Platforms are singletons of the catalog: two are the same when they have the same name.
+impl PartialEq for Platform {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Platform {}
+
+impl Platform {
+    /// The first rejection line in `output`, if the device rejected the command.
+    pub fn rejection<'a>(&self, output: &'a str) -> Option<&'a str> {
+        if !self.rejected.is_match(output) {
+            return None;
+        }
+        let lines: Vec<&str> = output.lines().collect();
+        // Prefer the message over the caret line that usually precedes it.
+        lines
+            .iter()
+            .find(|l| {
+                let t = l.trim();
+                !t.is_empty() && t != "^" && self.rejected.is_match(l)
+            })
+            .or_else(|| lines.iter().find(|l| self.rejected.is_match(l)))
+            .copied()
+    }
+
+    /// `output` without the lines the platform marks as noise.
+    pub fn drop_noise(&self, output: String) -> String {
+        if self.drop_lines.is_empty() {
+            return output;
+        }
+        output
+            .split('\n')
+            .filter(|l| !self.drop_lines.is_match(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(d: &str, line: &str) -> Option<String> {
+        lookup(d)
+            .unwrap()
+            .prompt
+            .captures(line)
+            .map(|c| c["host"].to_string())
+    }
+
+    #[test]
+    fn prompts_of_the_first_platforms() {
+        assert_eq!(prompt("cisco_xe", "R1#").as_deref(), Some("R1"));
+        assert_eq!(prompt("cisco_ios", "R1(config-if)#").as_deref(), Some("R1"));
+        assert_eq!(prompt("cisco_ios", "show run | inc #"), None);
+        assert_eq!(
+            prompt("arista_eos", "sw1(config-if-Et1)#").as_deref(),
+            Some("sw1")
+        );
+        assert_eq!(
+            prompt("juniper_junos", "admin@vmx1> ").as_deref(),
+            Some("admin@vmx1")
+        );
+        assert_eq!(
+            prompt("huawei", "[~HUAWEI-GigabitEthernet0/0/1]").as_deref(),
+            Some("HUAWEI-GigabitEthernet0/0/1")
+        );
+        assert_eq!(prompt("huawei", "<HUAWEI>").as_deref(), Some("HUAWEI"));
+        assert_eq!(
+            prompt("linux", "root@host1:~# ").as_deref(),
+            Some("root@host1")
+        );
+        assert_eq!(
+            prompt("linux", "[user@web1 tmp]$ ").as_deref(),
+            Some("user@web1")
+        );
+    }
+
+    #[test]
+    fn modes_follow_the_prompt() {
+        let ios = lookup("cisco_ios").unwrap();
+        let c = ios.prompt.captures("R1(config-if)#").unwrap();
+        assert!(ios.privileged.test(&c) && ios.in_config.test(&c));
+        let c = ios.prompt.captures("R1>").unwrap();
+        assert!(!ios.privileged.test(&c) && !ios.in_config.test(&c));
+        let hw = lookup("huawei").unwrap();
+        assert!(hw.in_config.test(&hw.prompt.captures("[R1]").unwrap()));
+        assert!(!hw.in_config.test(&hw.prompt.captures("<R1>").unwrap()));
+    }
+
+    #[test]
+    fn rejections_are_found_and_named() {
+        let ios = lookup("cisco_ios").unwrap();
+        let out = "        ^\n% Invalid input detected at '^' marker.";
+        assert_eq!(
+            ios.rejection(out),
+            Some("% Invalid input detected at '^' marker.")
+        );
+        assert_eq!(ios.rejection("Building configuration...\n[OK]"), None);
+        let hw = lookup("huawei").unwrap();
+        assert!(
+            hw.rejection("   ^\nError: Unrecognized command found at '^' position.")
+                .is_some()
+        );
+        let junos = lookup("juniper_junos").unwrap();
+        assert!(junos.rejection("      ^\nunknown command.").is_some());
+        assert!(
+            lookup("linux")
+                .unwrap()
+                .rejection("bash: foo: command not found")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn unknown_device_type_lists_the_allowed_ones_and_aliases_resolve() {
+        let e = lookup("cisco_foo").unwrap_err().to_string();
+        assert!(
+            e.contains("cisco_foo") && e.contains("juniper_junos") && e.contains("cisco_xe"),
+            "{e}"
+        );
+        assert_eq!(lookup("juniper").unwrap().name, "juniper_junos");
+    }
+
+    #[test]
+    fn more_prompts() {
+        let m = &lookup("cisco_ios").unwrap().more;
+        for s in [
+            " --More-- ",
+            "---(more)---",
+            "---(more 42%)---",
+            "  ---- More ----",
+        ] {
+            assert!(m.is_match(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn every_built_in_definition_compiles_and_names_are_unique() {
+        let c = Catalog::builtin();
+        c.validate().unwrap();
+        assert!(c.names().len() >= 7);
+    }
+}

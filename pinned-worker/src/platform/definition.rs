@@ -1,0 +1,423 @@
+//! The file format of a platform definition, and its compilation into a [`Platform`].
+//!
+//! A definition is a TOML table. `inherits` names another definition whose sections this one
+//! takes unless it sets them itself: a section (`[prompt]`, `[config]`, ...) is inherited or
+//! replaced whole, never merged field by field, so what a file says is all there is to read.
+//! `enable = false`, `config = false` and `save = false` remove an inherited section.
+
+use regex::{Regex, RegexSet};
+use serde::{Deserialize, Serialize};
+
+use super::{Commit, ConfigMode, Confirmation, Enable, ModeTest, Platform, Save};
+
+/// The pager markers most platforms print (`--More--`, `---(more)---`, `---- More ----`).
+pub const DEFAULT_MORE: &str = r"(?i)^[[:space:]]*(--[[:space:]]?more[[:space:]]?--|---[[:space:]]?\(more( [0-9]+%)?\)[[:space:]]?---|-+ more -+|<--- more --->)[[:space:]]*$";
+const DEFAULT_PASSWORD_PROMPT: &str = r"(?i)password:[[:space:]]*$";
+const MAX_NAME: usize = 64;
+
+/// One file as written. Every section is optional here: what is missing comes from `inherits`,
+/// and [`compile`] says which required section is still missing after that.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Definition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inherits: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<PagingDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable: Option<Toggle<EnableDef>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<Toggle<ConfigDef>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<Toggle<SaveDef>>,
+    /// Questions any command may raise, answered without asking the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<Vec<ConfirmDef>>,
+    /// Output lines that mean the device rejected the command (regular expressions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputDef>,
+}
+
+/// A section, or `false` to drop the one a base definition has.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Toggle<T> {
+    Off(bool),
+    On(T),
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptDef {
+    /// Matches the whole last line; its `host` group names the device.
+    pub pattern: String,
+    /// The characters a prompt may end with, for prompts the pattern does not describe.
+    pub terminators: String,
+    /// Which prompts mean privileged mode; `"always"` when there is no unprivileged mode.
+    pub privileged: ModeDef,
+    /// Which prompts mean configuration mode.
+    pub config: ModeDef,
+    /// A line printed just above the prompt that belongs to it (Junos `[edit]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preamble: Option<String>,
+}
+
+/// `"always"`, `"never"`, or a test on one capture group of the prompt pattern.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ModeDef {
+    Fixed(String),
+    Group {
+        group: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        any_of: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagingDef {
+    /// Sent after login; a rejected one is logged and `--More--` is answered instead.
+    #[serde(default)]
+    pub commands: Vec<String>,
+    /// The pager's marker on the last line; answered with a space.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnableDef {
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_prompt: Option<String>,
+    /// Whether the prompt shows privilege; otherwise success is judged by the absence of an
+    /// error.
+    #[serde(default = "yes")]
+    pub prompt_shows_privilege: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDef {
+    pub enter: String,
+    pub exit: String,
+    /// Platforms with a candidate configuration: the command that applies it...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// ...and the one that throws it away after a failed push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// A commit already persists the configuration (Junos).
+    #[serde(default)]
+    pub by_commit: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirm: Vec<ConfirmDef>,
+    /// Commands that must run in configuration mode to save (VyOS `save`).
+    #[serde(default)]
+    pub in_config: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmDef {
+    pub pattern: String,
+    pub answer: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDef {
+    /// Lines removed from every command's output (banners some platforms repeat).
+    #[serde(default)]
+    pub drop_lines: Vec<String>,
+}
+
+/// Why a definition cannot be used: the file, the field and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("platform definition {file}: {field}: {message}")]
+pub struct DefinitionError {
+    pub file: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl Definition {
+    /// Parses one file; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Definition, DefinitionError> {
+        let def: Definition = toml::from_str(text).map_err(|e| DefinitionError {
+            file: file.to_string(),
+            field: "toml".into(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        check_name(file, "name", &def.name)?;
+        for a in &def.aliases {
+            check_name(file, "aliases", a)?;
+        }
+        Ok(def)
+    }
+
+    /// This definition with the sections it leaves out taken from `base`.
+    pub fn over(&self, base: &Definition) -> Definition {
+        fn or<T: Clone>(mine: &Option<T>, theirs: &Option<T>) -> Option<T> {
+            mine.clone().or_else(|| theirs.clone())
+        }
+        Definition {
+            name: self.name.clone(),
+            inherits: None,
+            aliases: self.aliases.clone(),
+            vendor: or(&self.vendor, &base.vendor),
+            description: or(&self.description, &base.description),
+            prompt: or(&self.prompt, &base.prompt),
+            paging: or(&self.paging, &base.paging),
+            enable: or(&self.enable, &base.enable),
+            config: or(&self.config, &base.config),
+            save: or(&self.save, &base.save),
+            confirmations: or(&self.confirmations, &base.confirmations),
+            errors: or(&self.errors, &base.errors),
+            output: or(&self.output, &base.output),
+        }
+    }
+}
+
+fn check_name(file: &str, field: &str, name: &str) -> Result<(), DefinitionError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name.as_bytes()[0].is_ascii_lowercase();
+    if ok {
+        return Ok(());
+    }
+    Err(DefinitionError {
+        file: file.to_string(),
+        field: field.to_string(),
+        message: format!(
+            "a platform name is 1..={MAX_NAME} of a-z, 0-9 and _, starting with a letter, got {name:?}"
+        ),
+    })
+}
+
+/// Turns a complete (inherited) definition into a usable platform.
+pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError> {
+    let err = |field: &str, message: String| DefinitionError {
+        file: file.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let re = |field: &str, s: &str| Regex::new(s).map_err(|e| err(field, one_line(&e)));
+    let Some(p) = &def.prompt else {
+        return Err(err(
+            "prompt",
+            "is required (in this file or the one it inherits)".into(),
+        ));
+    };
+    let prompt = re("prompt.pattern", &p.pattern)?;
+    if !prompt.capture_names().any(|n| n == Some("host")) {
+        return Err(err(
+            "prompt.pattern",
+            "needs a (?P<host>...) group that names the device".into(),
+        ));
+    }
+    if p.terminators.is_empty() || p.terminators.chars().any(char::is_whitespace) {
+        return Err(err(
+            "prompt.terminators",
+            format!(
+                "must list the characters a prompt ends with, without blanks, got {:?}",
+                p.terminators
+            ),
+        ));
+    }
+    let mode = |field: &str, m: &ModeDef| -> Result<ModeTest, DefinitionError> {
+        match m {
+            ModeDef::Fixed(s) if s == "always" => Ok(ModeTest::Always),
+            ModeDef::Fixed(s) if s == "never" => Ok(ModeTest::Never),
+            ModeDef::Fixed(s) => Err(err(
+                field,
+                format!(
+                    "must be \"always\", \"never\" or {{ group = ..., any_of = [...] or prefix = ... }}, got {s:?}"
+                ),
+            )),
+            ModeDef::Group {
+                group,
+                any_of,
+                prefix,
+            } => {
+                if !prompt.capture_names().any(|n| n == Some(group.as_str())) {
+                    return Err(err(
+                        field,
+                        format!("names group {group:?}, which prompt.pattern does not have"),
+                    ));
+                }
+                if any_of.is_empty() == prefix.is_none() {
+                    return Err(err(field, "needs exactly one of any_of and prefix".into()));
+                }
+                Ok(ModeTest::Group {
+                    group: group.clone(),
+                    any_of: any_of.clone(),
+                    prefix: prefix.clone(),
+                })
+            }
+        }
+    };
+    let paging = def.paging.clone().unwrap_or_default();
+    let enable = match &def.enable {
+        None | Some(Toggle::Off(false)) => None,
+        Some(Toggle::Off(true)) => {
+            return Err(err("enable", "is a table or false, got true".into()));
+        }
+        Some(Toggle::On(e)) => Some(Enable {
+            command: non_empty(file, "enable.command", &e.command)?,
+            secret_prompt: re(
+                "enable.password_prompt",
+                e.password_prompt
+                    .as_deref()
+                    .unwrap_or(DEFAULT_PASSWORD_PROMPT),
+            )?,
+            prompt_shows_privilege: e.prompt_shows_privilege,
+        }),
+    };
+    let config = match &def.config {
+        None | Some(Toggle::Off(false)) => None,
+        Some(Toggle::Off(true)) => {
+            return Err(err("config", "is a table or false, got true".into()));
+        }
+        Some(Toggle::On(c)) => Some(ConfigMode {
+            enter: non_empty(file, "config.enter", &c.enter)?,
+            exit: non_empty(file, "config.exit", &c.exit)?,
+            commit: match (&c.commit, &c.abort) {
+                (None, None) => None,
+                (Some(commit), Some(abort)) => Some(Commit {
+                    command: non_empty(file, "config.commit", commit)?,
+                    abort: non_empty(file, "config.abort", abort)?,
+                }),
+                _ => {
+                    return Err(err(
+                        "config",
+                        "commit and abort go together: set both or neither".into(),
+                    ));
+                }
+            },
+        }),
+    };
+    let confirms =
+        |field: &str, list: &[ConfirmDef]| -> Result<Vec<Confirmation>, DefinitionError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    Ok(Confirmation {
+                        pattern: re(&format!("{field}[{i}].pattern"), &c.pattern)?,
+                        answer: c.answer.clone(),
+                    })
+                })
+                .collect()
+        };
+    let save = match &def.save {
+        None | Some(Toggle::Off(false)) => Save::Unsupported,
+        Some(Toggle::Off(true)) => {
+            return Err(err("save", "is a table or false, got true".into()));
+        }
+        Some(Toggle::On(s)) => match (&s.command, s.by_commit) {
+            (Some(_), true) | (None, false) => {
+                return Err(err(
+                    "save",
+                    "needs exactly one of command and by_commit = true".into(),
+                ));
+            }
+            (None, true) if config.as_ref().is_none_or(|c| c.commit.is_none()) => {
+                return Err(err(
+                    "save.by_commit",
+                    "needs config.commit: only a commit can persist the configuration".into(),
+                ));
+            }
+            (None, true) => Save::ByCommit,
+            (Some(command), false) => Save::Command {
+                command: non_empty(file, "save.command", command)?,
+                confirm: confirms("save.confirm", &s.confirm)?,
+                in_config: s.in_config,
+            },
+        },
+    };
+    if save.in_config() && config.is_none() {
+        return Err(err(
+            "save.in_config",
+            "needs a config section to enter".into(),
+        ));
+    }
+    let errors = def.errors.clone().unwrap_or_default();
+    let rejected = RegexSet::new(&errors).map_err(|e| err("errors", one_line(&e)))?;
+    let drop_lines = def.output.clone().unwrap_or_default().drop_lines;
+    Ok(Platform {
+        name: def.name.clone(),
+        vendor: def.vendor.clone().unwrap_or_default(),
+        privileged: mode("prompt.privileged", &p.privileged)?,
+        in_config: mode("prompt.config", &p.config)?,
+        prompt_preamble: p
+            .preamble
+            .as_deref()
+            .map(|s| re("prompt.preamble", s))
+            .transpose()?,
+        terminators: p.terminators.clone(),
+        prompt,
+        paging_off: paging.commands,
+        more: re(
+            "paging.more",
+            paging.more.as_deref().unwrap_or(DEFAULT_MORE),
+        )?,
+        enable,
+        config,
+        save,
+        confirmations: confirms(
+            "confirmations",
+            def.confirmations.as_deref().unwrap_or_default(),
+        )?,
+        rejected,
+        drop_lines: RegexSet::new(&drop_lines)
+            .map_err(|e| err("output.drop_lines", one_line(&e)))?,
+    })
+}
+
+fn non_empty(file: &str, field: &str, s: &str) -> Result<String, DefinitionError> {
+    if s.trim().is_empty() || s.contains(['\n', '\r']) {
+        return Err(DefinitionError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message: format!("must be one non-empty line, got {s:?}"),
+        });
+    }
+    Ok(s.to_string())
+}
+
+fn one_line(e: &regex::Error) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
