@@ -16,8 +16,12 @@
 
 mod cisco;
 mod config;
+mod generic;
 mod huawei;
 mod junos;
+pub mod model;
+mod models;
+mod models_more;
 pub mod server;
 pub mod shell;
 mod vendor;

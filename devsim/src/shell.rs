@@ -9,6 +9,7 @@
 use std::str::FromStr;
 
 use crate::config::RunningConfig;
+use crate::model::Model;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flavor {
@@ -17,6 +18,8 @@ pub enum Flavor {
     AristaEos,
     JuniperJunos,
     Huawei,
+    /// A device described by data (`generic`, `models`).
+    Model(&'static Model),
 }
 
 impl Flavor {
@@ -36,7 +39,15 @@ impl Flavor {
             Flavor::AristaEos => "arista_eos",
             Flavor::JuniperJunos => "juniper_junos",
             Flavor::Huawei => "huawei",
+            Flavor::Model(m) => m.device_type,
         }
+    }
+
+    /// Every flavor: the five with their own personality, then the models.
+    pub fn all() -> Vec<Flavor> {
+        let mut v = Flavor::ALL.to_vec();
+        v.extend(crate::models::ALL.iter().map(|m| Flavor::Model(m)));
+        v
     }
 }
 
@@ -49,12 +60,16 @@ impl FromStr for Flavor {
             "arista_eos" => Flavor::AristaEos,
             "juniper_junos" => Flavor::JuniperJunos,
             "huawei" => Flavor::Huawei,
-            other => {
-                return Err(format!(
-                    "unknown flavor {other:?}; allowed: cisco_ios, cisco_xe, cisco_nxos, \
-                     arista_eos, juniper_junos, huawei"
-                ));
-            }
+            other => match crate::models::ALL.iter().find(|m| m.device_type == other) {
+                Some(m) => Flavor::Model(m),
+                None => {
+                    let names: Vec<&str> = Flavor::all().iter().map(|f| f.device_type()).collect();
+                    return Err(format!(
+                        "unknown flavor {other:?}; allowed: cisco_xe, {}",
+                        names.join(", ")
+                    ));
+                }
+            },
         })
     }
 }
@@ -85,6 +100,8 @@ pub(crate) enum Waiting {
 pub(crate) enum Confirm {
     SaveFilename,
     SaveYesNo,
+    /// A numbered question of a model (`generic`).
+    Step(u8),
 }
 
 /// What a command handler wants after it has written its output.
@@ -118,6 +135,26 @@ pub(crate) trait Personality: Send + Sync {
         }
         After::Prompt
     }
+    /// The prompt, when the personality draws its own.
+    fn prompt(&self, _sh: &Shell) -> Option<String> {
+        None
+    }
+    /// The banner, and what follows it (the first prompt, or a question).
+    fn greeting(&self, sh: &mut Shell) -> After {
+        let banner = match sh.s.flavor {
+            Flavor::JuniperJunos => {
+                "--- JUNOS 21.4R3-S3 Kernel 64-bit  JNPR-12.1-20230101.0_builder\n"
+            }
+            Flavor::Huawei => {
+                "\nInfo: The max number of VTY users is 10, and the number\n      of current VTY users on line is 1.\n"
+            }
+            _ => {
+                "\n**************************************************\n*  Authorized access only (netpulse devsim)      *\n**************************************************\n"
+            }
+        };
+        sh.text(banner);
+        After::Prompt
+    }
     fn confirm(&self, sh: &mut Shell, _c: Confirm, _answer: &str) -> After {
         sh.startup = sh.running.clone();
         sh.say("Building configuration...\n[OK]");
@@ -139,6 +176,10 @@ pub struct Shell {
     /// Junos candidate configuration.
     pub(crate) candidate: RunningConfig,
     pub(crate) waiting: Waiting,
+    /// Commands so far (prompts that count them: `{n}`).
+    pub(crate) counter: u64,
+    /// A once-per-session question was asked.
+    pub(crate) asked_once: bool,
     line: Vec<u8>,
     pager: Option<std::vec::IntoIter<String>>,
     last_was_cr: bool,
@@ -148,10 +189,11 @@ pub struct Shell {
 impl Shell {
     pub(crate) fn new(s: ShellSettings, personality: &'static dyn Personality) -> Self {
         let running = personality.initial_config(&s.hostname);
-        let privileged = matches!(
-            s.flavor,
-            Flavor::CiscoNxos | Flavor::JuniperJunos | Flavor::Huawei
-        );
+        let privileged = match s.flavor {
+            Flavor::CiscoNxos | Flavor::JuniperJunos | Flavor::Huawei => true,
+            Flavor::Model(m) => m.enable.is_none(),
+            Flavor::CiscoIos | Flavor::AristaEos => false,
+        };
         Shell {
             privileged,
             config_mode: false,
@@ -161,6 +203,8 @@ impl Shell {
             candidate: running.clone(),
             running,
             waiting: Waiting::Line,
+            counter: 1,
+            asked_once: false,
             line: Vec::new(),
             pager: None,
             last_was_cr: false,
@@ -172,19 +216,8 @@ impl Shell {
 
     /// The banner and first prompt sent when the shell starts.
     pub fn greeting(&mut self) -> Vec<u8> {
-        let banner = match self.s.flavor {
-            Flavor::JuniperJunos => {
-                "--- JUNOS 21.4R3-S3 Kernel 64-bit  JNPR-12.1-20230101.0_builder\n"
-            }
-            Flavor::Huawei => {
-                "\nInfo: The max number of VTY users is 10, and the number\n      of current VTY users on line is 1.\n"
-            }
-            _ => {
-                "\n**************************************************\n*  Authorized access only (netpulse devsim)      *\n**************************************************\n"
-            }
-        };
-        self.text(banner);
-        self.write_prompt();
+        let after = self.personality.greeting(self);
+        self.finish(after);
         std::mem::take(&mut self.out)
     }
 
@@ -277,6 +310,9 @@ impl Shell {
     }
 
     pub(crate) fn prompt(&self) -> String {
+        if let Some(p) = self.personality.prompt(self) {
+            return p;
+        }
         let h = &self.s.hostname;
         match self.s.flavor {
             Flavor::JuniperJunos => {
@@ -343,6 +379,7 @@ impl Shell {
 
     fn more_prompt(&self) -> (&'static str, &'static str) {
         match self.s.flavor {
+            Flavor::Model(m) => (m.more, m.more_erase),
             Flavor::JuniperJunos => (
                 "---(more)---",
                 "\r                                        \r",

@@ -7,6 +7,8 @@ pub(crate) fn personality(flavor: Flavor) -> &'static dyn Personality {
         Flavor::JuniperJunos => &crate::junos::Junos,
         Flavor::Huawei => &crate::huawei::Huawei,
         Flavor::CiscoIos | Flavor::CiscoNxos | Flavor::AristaEos => &crate::cisco::Cisco,
+        // One small value per device, for the life of the process.
+        Flavor::Model(m) => Box::leak(Box::new(crate::generic::Generic(m))),
     }
 }
 

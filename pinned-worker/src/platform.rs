@@ -20,6 +20,8 @@ pub struct Platform {
     pub name: String,
     pub vendor: String,
     pub prompt: Regex,
+    /// Lines the prompt spans (1 or 2); `prompt` matches them joined by `\n`.
+    pub prompt_lines: usize,
     /// The characters a prompt may end with (used for prompts `prompt` does not describe).
     pub terminators: String,
     pub privileged: ModeTest,

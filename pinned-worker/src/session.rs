@@ -24,6 +24,8 @@ use crate::terminal;
 const SETTLE: Duration = Duration::from_millis(150);
 /// Most questions one command may have answered (a device that keeps asking is not looped on).
 const MAX_ANSWERS: usize = 16;
+/// Most exit commands sent to leave nested configuration modes.
+const MAX_EXITS: usize = 4;
 const NO_ANSWERS: &[Confirmation] = &[];
 /// Largest output one command may produce (jobs travel in frames of at most 64 MiB).
 pub const MAX_OUTPUT_BYTES: usize = 48 << 20;
@@ -76,15 +78,22 @@ impl DeviceSession {
             secret: secret.to_string(),
         };
         let deadline = Instant::now() + prompt_timeout;
-        s.read_until(deadline, false, None, NO_ANSWERS, Duration::ZERO)
-            .await
-            .map_err(|e| {
-                s.prompt_error(
-                    e,
-                    prompt_timeout,
-                    "waiting for the first prompt after login",
-                )
-            })?;
+        // Login questions (a licence to read, a key to press) are answered on the way.
+        s.read_until(
+            deadline,
+            false,
+            None,
+            &platform.confirmations,
+            Duration::ZERO,
+        )
+        .await
+        .map_err(|e| {
+            s.prompt_error(
+                e,
+                prompt_timeout,
+                "waiting for the first prompt after login",
+            )
+        })?;
         s.keepalive(prompt_timeout).await?;
         for cmd in &platform.paging_off {
             let out = s.command(cmd, prompt_timeout).await?;
@@ -214,7 +223,13 @@ impl DeviceSession {
         if !self.in_config {
             return Ok(());
         }
-        self.command(&cm.exit, timeout).await?;
+        // Some platforms leave one level per exit (MLNX-OS, FASTPATH): repeat a few times.
+        for _ in 0..MAX_EXITS {
+            self.command(&cm.exit, timeout).await?;
+            if !self.in_config {
+                break;
+            }
+        }
         if self.in_config {
             return Err(SessionError::ConfigModeFailed(format!(
                 "{:?} did not leave configuration mode",
@@ -427,7 +442,18 @@ impl DeviceSession {
                     .map_err(|e| ReadError::Closed(e.to_string()))?;
                 continue;
             }
-            if let Some(c) = self.platform.prompt.captures(&tail) {
+            let two_lines;
+            let prompt_text = if self.platform.prompt_lines == 2 && start > 0 {
+                let above = memchr::memrchr(b'\n', &self.buf[..start - 1]).map_or(0, |i| i + 1);
+                two_lines = format!(
+                    "{}\n{tail}",
+                    terminal::last_line(&self.buf[above..start - 1])
+                );
+                &two_lines
+            } else {
+                &tail
+            };
+            if let Some(c) = self.platform.prompt.captures(prompt_text) {
                 let host = c["host"].to_string();
                 let privileged = self.platform.privileged.test(&c);
                 let in_config = self.platform.in_config.test(&c);
@@ -497,7 +523,9 @@ impl DeviceSession {
 /// Output of one command: the text between the echoed command line and the prompt line.
 pub fn strip_echo_and_prompt(text: &str, cmd: &str, platform: &Platform) -> String {
     let mut lines: Vec<&str> = text.split('\n').collect();
-    lines.pop(); // the prompt
+    for _ in 0..platform.prompt_lines {
+        lines.pop(); // the prompt
+    }
     if let Some(pre) = &platform.prompt_preamble
         && lines.last().is_some_and(|l| pre.is_match(l))
     {

@@ -71,6 +71,18 @@ pub struct PromptDef {
     /// A line printed just above the prompt that belongs to it (Junos `[edit]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preamble: Option<String>,
+    /// How many lines the prompt spans (2: SR OS and SR Linux show the mode on a line above);
+    /// the pattern then matches them joined by `\n`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub lines: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(n: &u8) -> bool {
+    *n == 1
 }
 
 /// `"always"`, `"never"`, or a test on one capture group of the prompt pattern.
@@ -253,6 +265,12 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             ),
         ));
     }
+    if !(1..=2).contains(&p.lines) {
+        return Err(err(
+            "prompt.lines",
+            format!("must be 1 or 2, got {}", p.lines),
+        ));
+    }
     let mode = |field: &str, m: &ModeDef| -> Result<ModeTest, DefinitionError> {
         match m {
             ModeDef::Fixed(s) if s == "always" => Ok(ModeTest::Always),
@@ -383,6 +401,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             .map(|s| re("prompt.preamble", s))
             .transpose()?,
         terminators: p.terminators.clone(),
+        prompt_lines: p.lines as usize,
         prompt,
         paging_off: paging.commands,
         more: re(
