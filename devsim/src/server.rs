@@ -47,6 +47,7 @@ pub struct DeviceSpec {
     pub page_lines: usize,
     /// The shell never prints anything (a device that never shows a prompt).
     pub mute_shell: bool,
+    pub prompt: crate::shell::PromptVariant,
     /// Refuse the password method; take the password only through keyboard-interactive, as
     /// many network devices do.
     pub keyboard_interactive_only: bool,
@@ -69,6 +70,7 @@ impl DeviceSpec {
             tech_support_lines: 1000,
             page_lines: 24,
             mute_shell: false,
+            prompt: Default::default(),
             keyboard_interactive_only: false,
         }
     }
@@ -346,6 +348,7 @@ impl russh::server::Handler for Conn {
                 enable_secret: spec.enable_secret.clone(),
                 tech_support_lines: spec.tech_support_lines,
                 page_lines: spec.page_lines,
+                prompt: spec.prompt.clone(),
             },
             crate::vendor::personality(spec.flavor),
         );

@@ -84,6 +84,16 @@ pub struct ShellSettings {
     pub tech_support_lines: usize,
     /// Lines per page while paging is on.
     pub page_lines: usize,
+    pub prompt: PromptVariant,
+}
+
+/// How a device's prompt differs from its vendor's usual one (for prompt-discovery tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PromptVariant {
+    /// A line printed above the operational prompt (Junos on a virtual chassis: `{master:0}`).
+    pub line_above: Option<String>,
+    /// The prompt shows the hostname alone (`R1>` where Junos shows `admin@R1>`).
+    pub bare: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -314,13 +324,21 @@ impl Shell {
             return p;
         }
         let h = &self.s.hostname;
+        let above = match (&self.s.prompt.line_above, self.config_mode) {
+            (Some(l), false) => format!("{l}\r\n"),
+            _ => String::new(),
+        };
         match self.s.flavor {
             Flavor::JuniperJunos => {
-                let u = &self.s.username;
-                if self.config_mode {
-                    format!("\r\n[edit]\r\n{u}@{h}# ")
+                let who = if self.s.prompt.bare {
+                    h.clone()
                 } else {
-                    format!("{u}@{h}> ")
+                    format!("{}@{h}", self.s.username)
+                };
+                if self.config_mode {
+                    format!("\r\n[edit]\r\n{who}# ")
+                } else {
+                    format!("{above}{who}> ")
                 }
             }
             Flavor::Huawei => match (&self.section, self.config_mode) {

@@ -26,6 +26,7 @@ mod tests {
                 enable_secret: Some("en4ble".into()),
                 tech_support_lines: 60,
                 page_lines: 24,
+                prompt: Default::default(),
             },
             personality(flavor),
         )

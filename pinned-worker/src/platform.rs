@@ -24,6 +24,9 @@ pub struct Platform {
     pub prompt_lines: usize,
     /// The characters a prompt may end with (used for prompts `prompt` does not describe).
     pub terminators: String,
+    /// Any line ending with one of `terminators`: how a first prompt of another shape is
+    /// recognised (after a quiet period).
+    pub loose_prompt: Regex,
     pub privileged: ModeTest,
     pub in_config: ModeTest,
     /// A line printed just above the prompt that belongs to the prompt (Junos `[edit]`).

@@ -26,6 +26,8 @@ const SETTLE: Duration = Duration::from_millis(150);
 const MAX_ANSWERS: usize = 16;
 /// Most exit commands sent to leave nested configuration modes.
 const MAX_EXITS: usize = 4;
+/// How long the output must stay quiet before a prompt of an unexpected shape counts.
+const LOOSE_SETTLE: Duration = Duration::from_millis(300);
 const NO_ANSWERS: &[Confirmation] = &[];
 /// Largest output one command may produce (jobs travel in frames of at most 64 MiB).
 pub const MAX_OUTPUT_BYTES: usize = 48 << 20;
@@ -38,6 +40,9 @@ pub struct DeviceSession {
     privileged: bool,
     in_config: bool,
     secret: String,
+    /// Set when the first prompt did not fit the platform's pattern: the learned prompt's
+    /// own shape (its text, then anything, then a terminator), followed from then on.
+    learned: Option<Regex>,
 }
 
 #[derive(Debug)]
@@ -76,6 +81,7 @@ impl DeviceSession {
             privileged: false,
             in_config: false,
             secret: secret.to_string(),
+            learned: None,
         };
         let deadline = Instant::now() + prompt_timeout;
         // Login questions (a licence to read, a key to press) are answered on the way.
@@ -371,7 +377,8 @@ impl DeviceSession {
         answers: &[A],
         settle: Duration,
     ) -> Result<ReadEnd, ReadError> {
-        let mut tentative: Option<(Instant, String, bool, bool)> = None;
+        // (when, host, privileged, in config, learned by the loose shape)
+        let mut tentative: Option<(Instant, String, bool, bool, bool)> = None;
         // Where the line answered last began: a question is answered once, not at every chunk.
         let mut answered_line: Option<usize> = None;
         let mut answers_sent = 0;
@@ -380,9 +387,12 @@ impl DeviceSession {
             let msg = match tokio::time::timeout_at(wait_until, self.transport.channel.wait()).await
             {
                 Err(_) => {
-                    if let Some((_, host, privileged, in_config)) = tentative.take()
+                    if let Some((_, host, privileged, in_config, loose)) = tentative.take()
                         && Instant::now() < deadline
                     {
+                        if loose && self.learned.is_none() {
+                            self.learn_loosely(&host);
+                        }
                         if host != self.hostname {
                             debug!(old = %self.hostname, new = %host, "prompt changed");
                         }
@@ -467,8 +477,42 @@ impl DeviceSession {
                     self.in_config = in_config;
                     return Ok(ReadEnd::Prompt);
                 }
-                tentative = Some((Instant::now() + settle, host, privileged, in_config));
+                tentative = Some((Instant::now() + settle, host, privileged, in_config, false));
+            } else if let Some(re) = &self.learned {
+                if let Some(c) = re.captures(prompt_text) {
+                    self.privileged = self.platform.privileged.test(&c);
+                    self.in_config = self.platform.in_config.test(&c);
+                    return Ok(ReadEnd::Prompt);
+                }
+            } else if self.hostname.is_empty()
+                && let Some(c) = self.platform.loose_prompt.captures(&tail)
+            {
+                // A prompt of another shape than the platform's (a renamed or odd device):
+                // taken only once the output has been quiet for a while.
+                let host = c["host"].trim_end().to_string();
+                let privileged = self.platform.privileged.test(&c);
+                let in_config = self.platform.in_config.test(&c);
+                let when = Instant::now() + settle.max(LOOSE_SETTLE);
+                tentative = Some((when, host, privileged, in_config, true));
             }
+        }
+    }
+
+    /// Follows a prompt the platform's pattern did not describe: its text, then up to 80
+    /// characters (a mode), then one of the platform's terminators.
+    fn learn_loosely(&mut self, host: &str) {
+        let terms = regex::escape(&self.platform.terminators);
+        let shape = format!(
+            r"^(?P<host>{})(?P<mode>[^
+]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
+            regex::escape(host)
+        );
+        match Regex::new(&shape) {
+            Ok(re) => {
+                info!(prompt = %host, platform = %self.platform.name, "prompt does not fit the platform's pattern; following the one the device shows");
+                self.learned = Some(re);
+            }
+            Err(e) => debug!(error = %e, "cannot follow the learned prompt"),
         }
     }
 

@@ -571,3 +571,40 @@ async fn keyboard_interactive_passwords_are_answered() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_prompt_of_another_shape_than_the_platforms_is_learned_and_followed() {
+    // Junos's pattern wants `user@host>`; this device shows `r1>` and `r1#`.
+    let mut spec = DeviceSpec::new(Flavor::JuniperJunos, "r1");
+    spec.prompt.bare = true;
+    let s = sim(spec).await;
+    let mut session = open(&s.device).await.unwrap();
+    assert_eq!(session.hostname(), "r1");
+    let out = ops::run(&mut session, &job(cmds(&["show version", "bogus"]), false)).await;
+    assert_eq!(out.results[0].status, CommandStatus::Ok as i32, "{out:?}");
+    assert!(out.results[0].output.starts_with("Hostname: r1"), "{out:?}");
+    assert_eq!(
+        out.results[1].status,
+        CommandStatus::Rejected as i32,
+        "{out:?}"
+    );
+    let push = ops::run(
+        &mut session,
+        &job(config(&["set system ntp server 203.0.113.7"], false), false),
+    )
+    .await;
+    assert!(push.error.is_none() && push.committed, "{push:?}");
+    let conf = session.command("show configuration", T).await.unwrap();
+    assert!(conf.output.contains("203.0.113.7"), "{conf:?}");
+}
+
+#[tokio::test]
+async fn a_line_above_the_junos_prompt_is_not_output() {
+    let mut spec = DeviceSpec::new(Flavor::JuniperJunos, "r1");
+    spec.prompt.line_above = Some("{master:0}".into());
+    let s = sim(spec).await;
+    let mut session = open(&s.device).await.unwrap();
+    let out = session.command("show version", T).await.unwrap();
+    assert!(out.output.ends_with("Junos: 21.4R3-S3.4"), "{out:?}");
+    assert!(!out.output.contains("master"), "{out:?}");
+}
