@@ -159,6 +159,27 @@ impl Platform {
             .copied()
     }
 
+    /// Output of one command: the text between the echoed command line and the prompt line.
+    pub fn strip_echo_and_prompt(&self, text: &str, cmd: &str) -> String {
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        for _ in 0..self.prompt_lines {
+            lines.pop(); // the prompt
+        }
+        if let Some(pre) = &self.prompt_preamble
+            && lines.last().is_some_and(|l| pre.is_match(l))
+        {
+            lines.pop();
+        }
+        while lines.last().is_some_and(|l| l.trim().is_empty()) {
+            lines.pop();
+        }
+        let cmd = cmd.trim();
+        if lines.first().is_some_and(|l| l.trim_end().ends_with(cmd)) {
+            lines.remove(0);
+        }
+        lines.join("\n")
+    }
+
     /// `output` without the lines the platform marks as noise.
     pub fn drop_noise(&self, output: String) -> String {
         if self.drop_lines.is_empty() {
@@ -269,6 +290,22 @@ mod tests {
         ] {
             assert!(m.is_match(s), "{s}");
         }
+    }
+
+    #[test]
+    fn echo_prompt_and_junos_edit_line_are_stripped() {
+        let ios = lookup("cisco_ios").unwrap();
+        assert_eq!(
+            ios.strip_echo_and_prompt("show clock\n*10:00 UTC\nR1#", "show clock"),
+            "*10:00 UTC"
+        );
+        assert_eq!(ios.strip_echo_and_prompt("\nR1#", ""), "");
+        let junos = lookup("juniper_junos").unwrap();
+        let raw = "set system ntp server 1.2.3.4\n\n[edit]\nadmin@R1# ";
+        assert_eq!(
+            junos.strip_echo_and_prompt(raw, "set system ntp server 1.2.3.4"),
+            ""
+        );
     }
 
     #[test]

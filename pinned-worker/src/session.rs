@@ -520,7 +520,7 @@ impl DeviceSession {
         let text = terminal::clean(&self.buf);
         let output = self
             .platform
-            .drop_noise(strip_echo_and_prompt(&text, cmd, self.platform));
+            .drop_noise(self.platform.strip_echo_and_prompt(&text, cmd));
         let rejected = self
             .platform
             .rejection(&output)
@@ -564,27 +564,6 @@ impl DeviceSession {
     }
 }
 
-/// Output of one command: the text between the echoed command line and the prompt line.
-pub fn strip_echo_and_prompt(text: &str, cmd: &str, platform: &Platform) -> String {
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    for _ in 0..platform.prompt_lines {
-        lines.pop(); // the prompt
-    }
-    if let Some(pre) = &platform.prompt_preamble
-        && lines.last().is_some_and(|l| pre.is_match(l))
-    {
-        lines.pop();
-    }
-    while lines.last().is_some_and(|l| l.trim().is_empty()) {
-        lines.pop();
-    }
-    let cmd = cmd.trim();
-    if lines.first().is_some_and(|l| l.trim_end().ends_with(cmd)) {
-        lines.remove(0);
-    }
-    lines.join("\n")
-}
-
 /// `FutureExt::now_or_never` without the futures crate: poll once.
 trait NowOrNever: Future + Sized {
     fn now_or_never(self) -> Option<Self::Output> {
@@ -598,25 +577,3 @@ trait NowOrNever: Future + Sized {
     }
 }
 impl<F: Future> NowOrNever for F {}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::platform::lookup;
-
-    #[test]
-    fn echo_prompt_and_junos_edit_line_are_stripped() {
-        let ios = lookup("cisco_ios").unwrap();
-        assert_eq!(
-            strip_echo_and_prompt("show clock\n*10:00 UTC\nR1#", "show clock", ios),
-            "*10:00 UTC"
-        );
-        assert_eq!(strip_echo_and_prompt("\nR1#", "", ios), "");
-        let junos = lookup("juniper_junos").unwrap();
-        let raw = "set system ntp server 1.2.3.4\n\n[edit]\nadmin@R1# ";
-        assert_eq!(
-            strip_echo_and_prompt(raw, "set system ntp server 1.2.3.4", junos),
-            ""
-        );
-    }
-}
