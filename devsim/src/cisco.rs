@@ -237,6 +237,15 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
             After::Prompt
         });
     }
+    if let Some(f) = matches(line, "delete *") {
+        if !sh.privileged {
+            return invalid(sh, line);
+        }
+        let name = f[0].rsplit(':').next().unwrap_or("").to_string();
+        let q = format!("Delete filename [{name}]? ");
+        sh.scratch = name;
+        return sh.ask(&q, Waiting::Confirm(Confirm::Step(DELETE_NAME)));
+    }
     if matches(line, "exit").is_some() || matches(line, "logout").is_some() {
         return After::Disconnect;
     }
@@ -318,4 +327,32 @@ impl Personality for Cisco {
     fn command(&self, sh: &mut Shell, line: &str) -> After {
         command(sh, line)
     }
+    fn confirm(&self, sh: &mut Shell, c: Confirm, answer: &str) -> After {
+        match c {
+            Confirm::Step(DELETE_NAME) => {
+                if !answer.is_empty() {
+                    sh.scratch = answer.to_string();
+                }
+                let q = format!("Delete flash:/{}? [confirm]", sh.scratch);
+                sh.ask(&q, Waiting::Confirm(Confirm::Step(DELETE_CONFIRM)))
+            }
+            Confirm::Step(DELETE_CONFIRM) => {
+                if answer.is_empty() || answer.eq_ignore_ascii_case("y") {
+                    sh.say(&format!("Deleted flash:/{}", sh.scratch));
+                } else {
+                    sh.say("%Delete aborted");
+                }
+                After::Prompt
+            }
+            _ => {
+                sh.startup = sh.running.clone();
+                sh.say("Building configuration...\n[OK]");
+                After::Prompt
+            }
+        }
+    }
 }
+
+/// `delete`'s two questions: the file name, then `[confirm]`.
+const DELETE_NAME: u8 = 1;
+const DELETE_CONFIRM: u8 = 2;

@@ -190,6 +190,8 @@ pub struct Shell {
     pub(crate) counter: u64,
     /// A once-per-session question was asked.
     pub(crate) asked_once: bool,
+    /// What a question in progress is about (a file name, say).
+    pub(crate) scratch: String,
     line: Vec<u8>,
     pager: Option<std::vec::IntoIter<String>>,
     last_was_cr: bool,
@@ -215,6 +217,7 @@ impl Shell {
             waiting: Waiting::Line,
             counter: 1,
             asked_once: false,
+            scratch: String::new(),
             line: Vec::new(),
             pager: None,
             last_was_cr: false,

@@ -183,6 +183,7 @@ pub fn commands(id: &str, cmds: &[&str]) -> ParentFrame {
             job_id: id.to_string(),
             operation: Some(wire::job::Operation::Commands(wire::Commands {
                 commands: cmds.iter().map(|c| c.to_string()).collect(),
+                specs: Vec::new(),
             })),
             ..Default::default()
         })),

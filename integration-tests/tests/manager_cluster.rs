@@ -122,6 +122,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         job: Some(wire::Job {
             operation: Some(wire::job::Operation::Commands(wire::Commands {
                 commands: vec!["show version".into()],
+                specs: Vec::new(),
             })),
             ..Default::default()
         }),

@@ -52,6 +52,7 @@ pub async fn execute_bulk(
         if !d.commands.is_empty() || !d.config.is_empty() {
             r.commands = d.commands;
             r.config = d.config;
+            r.command_specs.clear();
         }
         if !r.idempotency_key.is_empty() {
             r.idempotency_key = format!("{}/{index}", r.idempotency_key);
@@ -105,6 +106,9 @@ fn merge(c: &mut netpulse_proto::api::Connection, o: netpulse_proto::api::Connec
     num(&mut c.keepalive_seconds, o.keepalive_seconds);
     num(&mut c.connect_timeout_seconds, o.connect_timeout_seconds);
     num(&mut c.command_timeout_seconds, o.command_timeout_seconds);
+    text(&mut c.private_key, o.private_key);
+    text(&mut c.private_key_passphrase, o.private_key_passphrase);
+    text(&mut c.prompt_pattern, o.prompt_pattern);
 }
 
 #[cfg(test)]
@@ -127,8 +131,14 @@ mod tests {
             Connection {
                 host: "192.0.2.7".into(),
                 port: 2222,
+                prompt_pattern: "^r7[>#]$".into(),
+                private_key: "k".into(),
                 ..Default::default()
             },
+        );
+        assert_eq!(
+            (c.prompt_pattern.as_str(), c.private_key.as_str()),
+            ("^r7[>#]$", "k")
         );
         assert_eq!(
             (

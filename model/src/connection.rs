@@ -13,13 +13,15 @@ pub struct Connection {
     pub device: DeviceKey,
     pub username: String,
     pub password: Secret,
-    /// OpenSSH or PKCS#8 PEM; the public API has no field for it yet.
+    /// OpenSSH or PKCS#8 PEM.
     pub private_key: Secret,
     pub private_key_passphrase: Secret,
     /// As given: an alias such as `cisco_xe` is kept, the worker resolves it.
     pub device_type: String,
     /// The enable secret.
     pub secret: Secret,
+    /// Replaces the platform's prompt pattern (checked to compile); empty: the platform's.
+    pub prompt_pattern: String,
 }
 
 /// How the pinned session is kept: from the public `Connection`, carried in the dispatch.
@@ -50,7 +52,7 @@ fn credentials(username: &str, no_password: bool, no_key: bool) -> Result<(), Mo
     }
     if no_password && no_key {
         return Err(invalid(
-            "connection.password must not be empty (between agent and worker a private_key_pem may stand in for it)",
+            "connection.password must not be empty unless connection.private_key is given",
         ));
     }
     Ok(())
@@ -63,6 +65,9 @@ impl Connection {
             self.password.is_empty(),
             self.private_key.is_empty(),
         )?;
+        if !self.prompt_pattern.is_empty() {
+            crate::command::pattern("connection.prompt_pattern", &self.prompt_pattern)?;
+        }
         Ok(self)
     }
 
@@ -87,10 +92,11 @@ impl TryFrom<&api::Connection> for Connection {
             device: DeviceKey::new("connection", &c.host, c.port)?,
             username: c.username.clone(),
             password: Secret::new(c.password.clone()),
-            private_key: Secret::default(),
-            private_key_passphrase: Secret::default(),
+            private_key: Secret::new(c.private_key.clone()),
+            private_key_passphrase: Secret::new(c.private_key_passphrase.clone()),
             device_type: c.device_type.clone(),
             secret: Secret::new(c.secret.clone()),
+            prompt_pattern: c.prompt_pattern.clone(),
         }
         .checked()
     }
@@ -108,6 +114,7 @@ impl TryFrom<&worker::Connection> for Connection {
             private_key_passphrase: Secret::new(c.private_key_passphrase.clone()),
             device_type: c.device_type.clone(),
             secret: Secret::new(c.secret.clone()),
+            prompt_pattern: c.prompt_pattern.clone(),
         }
         .checked()
     }
@@ -124,6 +131,7 @@ impl From<&Connection> for worker::Connection {
             private_key_passphrase: c.private_key_passphrase.expose().to_string(),
             device_type: c.device_type.clone(),
             secret: c.secret.expose().to_string(),
+            prompt_pattern: c.prompt_pattern.clone(),
         }
     }
 }
@@ -198,6 +206,24 @@ mod tests {
             Connection::try_from(&keyed).is_ok(),
             "a key stands in for the password"
         );
+        let mut api_keyed = api_conn();
+        api_keyed.password.clear();
+        api_keyed.private_key = "-----BEGIN OPENSSH PRIVATE KEY-----".into();
+        api_keyed.private_key_passphrase = "pass-phrase".into();
+        let c = Connection::try_from(&api_keyed).unwrap();
+        assert!(!format!("{c:?}").contains("pass-phrase"));
+        let w = worker::Connection::from(&c);
+        assert_eq!(w.private_key_passphrase, "pass-phrase");
+        let mut bad_prompt = api_conn();
+        bad_prompt.prompt_pattern = "R1[".into();
+        let e = Connection::try_from(&bad_prompt).unwrap_err().to_string();
+        assert!(
+            e.starts_with("connection.prompt_pattern is not a valid regular expression"),
+            "{e}"
+        );
+        bad_prompt.prompt_pattern = r"^(?P<host>R1)[>#]$".into();
+        let w = worker::Connection::from(&Connection::try_from(&bad_prompt).unwrap());
+        assert_eq!(w.prompt_pattern, r"^(?P<host>R1)[>#]$");
         let mut no_user = api_conn();
         no_user.username.clear();
         assert_eq!(

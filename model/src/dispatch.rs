@@ -68,7 +68,7 @@ impl TryFrom<Dispatch> for AgentJob {
         };
         let mut frame = d.job.ok_or_else(|| invalid("dispatch.job is required"))?;
         let lines = match &frame.operation {
-            Some(worker::job::Operation::Commands(c)) => c.commands.len(),
+            Some(worker::job::Operation::Commands(c)) => c.commands.len() + c.specs.len(),
             Some(worker::job::Operation::Config(c)) => c.lines.len(),
             None => return Err(invalid("job needs commands or config")),
         };

@@ -10,6 +10,7 @@
 //! them. Which device types exist is not a rule of the model: agents serve them and the
 //! manager checks a request against what the live agents serve.
 
+mod command;
 mod connection;
 mod device;
 mod dispatch;
@@ -19,6 +20,7 @@ mod outcome;
 mod request;
 mod secret;
 
+pub use command::{CommandSpec, pattern};
 pub use connection::{Connection, SessionOptions};
 pub use device::DeviceKey;
 pub use dispatch::AgentJob;

@@ -4,6 +4,7 @@ use std::time::Duration;
 use netpulse_proto::api::{self, ExecuteRequest};
 use netpulse_proto::{agent, worker};
 
+use crate::command::CommandSpec;
 use crate::connection::{Connection, SessionOptions};
 use crate::error::{ModelError, invalid, seconds};
 
@@ -29,7 +30,12 @@ impl Default for RequestLimits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Operation {
     Commands(Vec<String>),
-    Config { lines: Vec<String>, save: bool },
+    /// Commands with their own reading rules.
+    CommandSpecs(Vec<CommandSpec>),
+    Config {
+        lines: Vec<String>,
+        save: bool,
+    },
 }
 
 impl From<&Operation> for worker::job::Operation {
@@ -37,6 +43,11 @@ impl From<&Operation> for worker::job::Operation {
         match op {
             Operation::Commands(c) => worker::job::Operation::Commands(worker::Commands {
                 commands: c.clone(),
+                specs: Vec::new(),
+            }),
+            Operation::CommandSpecs(c) => worker::job::Operation::Commands(worker::Commands {
+                commands: Vec::new(),
+                specs: c.iter().map(Into::into).collect(),
             }),
             Operation::Config { lines, save } => {
                 worker::job::Operation::Config(worker::ConfigPush {
@@ -101,30 +112,38 @@ pub struct JobRequest {
     pub trace_context: HashMap<String, String>,
 }
 
-fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<String>, ModelError> {
-    if v.len() > limits.max_lines {
+fn count(name: &str, n: usize, limits: &RequestLimits) -> Result<(), ModelError> {
+    if n > limits.max_lines {
         return Err(invalid(format!(
-            "{name} holds at most {} lines, got {}",
+            "{name} holds at most {} lines, got {n}",
             limits.max_lines,
-            v.len()
         )));
     }
+    Ok(())
+}
+
+/// One line of a request: `name` is the field, `commands[3]` say.
+fn line(name: &str, l: &str, limits: &RequestLimits) -> Result<(), ModelError> {
+    if l.trim().is_empty() {
+        return Err(invalid(format!("{name} is empty")));
+    }
+    if l.contains(['\n', '\r']) {
+        return Err(invalid(format!("{name} must be one line (no line breaks)")));
+    }
+    if l.len() > limits.max_line_bytes {
+        return Err(invalid(format!(
+            "{name} is {} bytes; at most {} are allowed",
+            l.len(),
+            limits.max_line_bytes
+        )));
+    }
+    Ok(())
+}
+
+fn lines(name: &str, v: Vec<String>, limits: &RequestLimits) -> Result<Vec<String>, ModelError> {
+    count(name, v.len(), limits)?;
     for (i, l) in v.iter().enumerate() {
-        if l.trim().is_empty() {
-            return Err(invalid(format!("{name}[{i}] is empty")));
-        }
-        if l.contains(['\n', '\r']) {
-            return Err(invalid(format!(
-                "{name}[{i}] must be one line (no line breaks)"
-            )));
-        }
-        if l.len() > limits.max_line_bytes {
-            return Err(invalid(format!(
-                "{name}[{i}] is {} bytes; at most {} are allowed",
-                l.len(),
-                limits.max_line_bytes
-            )));
-        }
+        line(&format!("{name}[{i}]"), l, limits)?;
     }
     Ok(v)
 }
@@ -151,19 +170,40 @@ impl JobRequest {
                 )));
             }
         };
-        let operation = match (req.commands.is_empty(), req.config.is_empty()) {
-            (false, true) => {
-                if req.save {
-                    return Err(invalid("save applies to config, not to commands"));
-                }
-                Operation::Commands(lines("commands", req.commands, limits)?)
+        let given = [
+            !req.commands.is_empty(),
+            !req.command_specs.is_empty(),
+            !req.config.is_empty(),
+        ];
+        let operation = match given {
+            [true, false, false] | [false, true, false] if req.save => {
+                return Err(invalid("save applies to config, not to commands"));
             }
-            (true, false) => Operation::Config {
+            [true, false, false] => Operation::Commands(lines("commands", req.commands, limits)?),
+            [false, true, false] => {
+                count("command_specs", req.command_specs.len(), limits)?;
+                let specs = req
+                    .command_specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| CommandSpec::from_wire(i, c, |n, l| line(n, l, limits)))
+                    .collect::<Result<_, _>>()?;
+                Operation::CommandSpecs(specs)
+            }
+            [false, false, true] => Operation::Config {
                 lines: lines("config", req.config, limits)?,
                 save: req.save,
             },
-            (true, true) => return Err(invalid("give commands or config: both are empty")),
-            (false, false) => return Err(invalid("give commands or config, not both")),
+            [false, false, false] => {
+                return Err(invalid(
+                    "give commands, command_specs or config: all are empty",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "give one of commands, command_specs and config, not several",
+                ));
+            }
         };
         let idempotency_key = match req.idempotency_key {
             k if k.is_empty() => None,
@@ -304,10 +344,53 @@ mod tests {
         );
         let mut r = req();
         r.commands.clear();
-        assert_eq!(err(r), "give commands or config: both are empty");
+        assert_eq!(
+            err(r),
+            "give commands, command_specs or config: all are empty"
+        );
         let mut r = req();
         r.config = vec!["hostname x".into()];
-        assert_eq!(err(r), "give commands or config, not both");
+        assert_eq!(
+            err(r),
+            "give one of commands, command_specs and config, not several"
+        );
+        let mut r = req();
+        r.commands.clear();
+        r.command_specs = vec![
+            api::CommandSpec {
+                command: "show clock".into(),
+                ..Default::default()
+            };
+            2
+        ];
+        r.command_specs[1].command = "a\nb".into();
+        assert_eq!(
+            err(r),
+            "command_specs[1].command must be one line (no line breaks)"
+        );
+        let mut r = req();
+        r.commands.clear();
+        r.command_specs = vec![api::CommandSpec {
+            command: "copy running-config startup-config".into(),
+            read_timeout_seconds: 90,
+            expect: "\\]\\?$".into(),
+            answers: vec![api::Answer {
+                prompt: "confirm".into(),
+                answer: "y".into(),
+            }],
+        }];
+        let j = JobRequest::from_wire(r, &RequestLimits::default()).unwrap();
+        let d = j.to_dispatch("j");
+        let Some(worker::job::Operation::Commands(c)) = &d.job.as_ref().unwrap().operation else {
+            panic!("{d:?}");
+        };
+        assert_eq!(
+            (
+                c.specs[0].read_timeout_ms,
+                c.specs[0].answers[0].answer.as_str()
+            ),
+            (90_000, "y")
+        );
         let mut r = req();
         r.commands = vec!["show clock".into(), "  ".into()];
         assert_eq!(err(r), "commands[1] is empty");

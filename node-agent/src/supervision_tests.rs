@@ -173,6 +173,7 @@ fn dispatch(id: &str, timeout_seconds: u32) -> Dispatch {
         job: Some(wire::Job {
             operation: Some(wire::job::Operation::Commands(wire::Commands {
                 commands: vec!["show clock".into()],
+                specs: Vec::new(),
             })),
             ..Default::default()
         }),

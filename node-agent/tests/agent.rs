@@ -124,6 +124,7 @@ fn dispatch(id: &str, d: &Device, cmds: &[&str], strategy: Strategy) -> Dispatch
         job: Some(wire::Job {
             operation: Some(wire::job::Operation::Commands(wire::Commands {
                 commands: cmds.iter().map(|c| c.to_string()).collect(),
+                specs: Vec::new(),
             })),
             ..Default::default()
         }),

@@ -364,6 +364,7 @@ async fn the_load_in_the_record_follows_the_agent() {
             operation: Some(netpulse_proto::worker::job::Operation::Commands(
                 netpulse_proto::worker::Commands {
                     commands: vec!["show clock".into()],
+                    specs: Vec::new(),
                 },
             )),
             ..Default::default()

@@ -15,6 +15,7 @@
 //!   ([`exit_code`]).
 
 pub mod child;
+pub mod command;
 pub mod error;
 pub mod exit_code;
 mod inbox;

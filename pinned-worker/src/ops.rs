@@ -5,6 +5,7 @@ use std::time::Duration;
 use netpulse_proto::worker::{CommandResult, CommandStatus};
 use tokio::time::Instant;
 
+pub use crate::command::CommandLine;
 use crate::error::SessionError;
 use crate::platform::{Platform, Save};
 use crate::session::DeviceSession;
@@ -12,7 +13,12 @@ use crate::session::DeviceSession;
 #[derive(Clone, Debug)]
 pub enum Operation {
     Commands(Vec<String>),
-    Config { lines: Vec<String>, save: bool },
+    /// Commands with their own reading rules.
+    Steps(Vec<CommandLine>),
+    Config {
+        lines: Vec<String>,
+        save: bool,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -29,14 +35,22 @@ pub struct JobOutcome {
     pub committed: bool,
     pub saved: bool,
     pub execute: Duration,
+    /// The last command ended at its `expect` pattern: the device waits for input the job
+    /// did not give, so the session must not serve another job.
+    pub left_waiting: bool,
 }
 
 impl JobSpec {
     /// Rejects what cannot work before any byte goes to the device.
     pub fn check(&self, platform: &Platform) -> Result<(), SessionError> {
+        let steps: Vec<&String>;
         let (items, what) = match &self.operation {
-            Operation::Commands(c) => (c, "commands"),
-            Operation::Config { lines, .. } => (lines, "config"),
+            Operation::Commands(c) => (c.iter().collect(), "commands"),
+            Operation::Steps(c) => {
+                steps = c.iter().map(|l| &l.command).collect();
+                (steps, "command_specs")
+            }
+            Operation::Config { lines, .. } => (lines.iter().collect::<Vec<_>>(), "config"),
         };
         if items.is_empty() {
             return Err(SessionError::InvalidArgument(format!(
@@ -109,7 +123,11 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
     }
     match &job.operation {
         Operation::Commands(cmds) => {
-            run_commands(session, cmds, job.command_timeout, &mut out).await
+            let steps: Vec<CommandLine> = cmds.iter().map(|c| CommandLine::plain(c)).collect();
+            run_commands(session, &steps, job.command_timeout, &mut out).await
+        }
+        Operation::Steps(steps) => {
+            run_commands(session, steps, job.command_timeout, &mut out).await
         }
         Operation::Config { lines, save } => {
             push_config(session, lines, *save, job.command_timeout, &mut out).await
@@ -121,14 +139,16 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
 
 async fn run_commands(
     s: &mut DeviceSession,
-    cmds: &[String],
+    cmds: &[CommandLine],
     timeout: Duration,
     out: &mut JobOutcome,
 ) {
     let mut rejected = Vec::new();
-    for (i, cmd) in cmds.iter().enumerate() {
-        match s.command(cmd, timeout).await {
+    for (i, line) in cmds.iter().enumerate() {
+        let cmd = &line.command;
+        match s.run_line(line, timeout).await {
             Ok(o) => {
+                out.left_waiting = !o.at_prompt;
                 let status = if o.rejected.is_some() {
                     CommandStatus::Rejected
                 } else {
@@ -153,7 +173,8 @@ async fn run_commands(
                     e.to_string(),
                     Duration::ZERO,
                 ));
-                out.results.extend(skipped(&cmds[i + 1..]));
+                let rest: Vec<String> = cmds[i + 1..].iter().map(|l| l.command.clone()).collect();
+                out.results.extend(skipped(&rest));
                 out.error = Some(e);
                 return;
             }

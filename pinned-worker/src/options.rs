@@ -6,7 +6,10 @@ use std::time::Duration;
 use netpulse_proto::worker::{self as wire, HostKeyPolicy as WirePolicy, WorkerMode};
 
 use crate::error::SessionError;
-use crate::ops::{JobSpec, Operation};
+use regex::Regex;
+
+use crate::ops::{CommandLine, JobSpec, Operation};
+use crate::platform::Confirmation;
 use crate::platform::{self, Platform};
 use crate::ssh::{HostKeyPolicy, Target};
 
@@ -82,6 +85,43 @@ fn ms(name: &str, v: u32, default: Duration) -> Result<Duration, SessionError> {
     }
 }
 
+fn command_line(i: usize, s: &wire::CommandSpec) -> Result<CommandLine, SessionError> {
+    let re = |field: String, p: &str| {
+        Regex::new(p).map_err(|e| {
+            invalid(format!(
+                "{field} is not a valid regular expression: {}",
+                e.to_string().lines().last().unwrap_or("").trim()
+            ))
+        })
+    };
+    Ok(CommandLine {
+        command: s.command.clone(),
+        read_timeout: match s.read_timeout_ms {
+            0 => None,
+            v => Some(ms(
+                &format!("specs[{i}].read_timeout_ms"),
+                v,
+                DEFAULT_COMMAND_TIMEOUT,
+            )?),
+        },
+        expect: match s.expect.as_str() {
+            "" => None,
+            e => Some(re(format!("specs[{i}].expect"), e)?),
+        },
+        answers: s
+            .answers
+            .iter()
+            .enumerate()
+            .map(|(j, a)| {
+                Ok(Confirmation {
+                    pattern: re(format!("specs[{i}].answers[{j}].prompt"), &a.prompt)?,
+                    answer: a.answer.clone(),
+                })
+            })
+            .collect::<Result<_, SessionError>>()?,
+    })
+}
+
 impl WorkerOptions {
     pub fn from_init(init: wire::Init) -> Result<Self, SessionError> {
         let mode = match init.mode() {
@@ -133,7 +173,10 @@ impl WorkerOptions {
     fn device_for(init: &wire::Init, c: &wire::Connection) -> Result<DeviceTarget, SessionError> {
         // The same rule as at the manager and the agent: host, port, user, password or key.
         let device = netpulse_model::Connection::check(c).map_err(|e| invalid(e.to_string()))?;
-        let platform = platform::lookup(&c.device_type)?;
+        let mut platform = platform::lookup(&c.device_type)?;
+        if !c.prompt_pattern.is_empty() {
+            platform = platform.with_prompt(&c.prompt_pattern)?;
+        }
         let known_hosts = || -> Result<PathBuf, SessionError> {
             if init.known_hosts_path.is_empty() {
                 return Err(invalid(
@@ -181,7 +224,16 @@ impl WorkerOptions {
 
     pub fn job_spec(&self, job: &wire::Job) -> Result<JobSpec, SessionError> {
         let operation = match &job.operation {
-            Some(wire::job::Operation::Commands(c)) => Operation::Commands(c.commands.clone()),
+            Some(wire::job::Operation::Commands(c)) if c.specs.is_empty() => {
+                Operation::Commands(c.commands.clone())
+            }
+            Some(wire::job::Operation::Commands(c)) => Operation::Steps(
+                c.specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| command_line(i, s))
+                    .collect::<Result<_, _>>()?,
+            ),
             Some(wire::job::Operation::Config(c)) => Operation::Config {
                 lines: c.lines.clone(),
                 save: c.save,

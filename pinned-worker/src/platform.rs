@@ -12,10 +12,12 @@ pub mod definition;
 
 use regex::{Captures, Regex, RegexSet};
 
+use crate::error::SessionError;
+
 pub use catalog::{Catalog, install, lookup, names};
 pub use definition::DefinitionError;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Platform {
     pub name: String,
     pub vendor: String,
@@ -71,7 +73,7 @@ impl ModeTest {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Enable {
     pub command: String,
     pub secret_prompt: Regex,
@@ -80,7 +82,7 @@ pub struct Enable {
     pub prompt_shows_privilege: bool,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ConfigMode {
     pub enter: String,
     pub exit: String,
@@ -88,7 +90,7 @@ pub struct ConfigMode {
     pub commit: Option<Commit>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Commit {
     /// Applies the candidate.
     pub command: String,
@@ -96,7 +98,7 @@ pub struct Commit {
     pub abort: String,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Save {
     Command {
         command: String,
@@ -121,7 +123,7 @@ impl Save {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Confirmation {
     pub pattern: Regex,
     pub answer: String,
@@ -133,10 +135,62 @@ impl AsRef<Confirmation> for Confirmation {
     }
 }
 
-/// Platforms are singletons of the catalog: two are the same when they have the same name.
+/// Platforms are singletons of the catalog (or of `with_prompt`): two are the same when they
+/// have the same name and prompt.
 impl PartialEq for Platform {
     fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
+        self.name == other.name && self.prompt.as_str() == other.prompt.as_str()
+    }
+}
+
+/// Platforms with a caller's prompt pattern, made once per (platform, pattern) in a process.
+static WITH_PROMPT: std::sync::Mutex<Vec<&'static Platform>> = std::sync::Mutex::new(Vec::new());
+
+impl Platform {
+    /// This platform with `pattern` in place of its prompt pattern.
+    pub fn with_prompt(&'static self, pattern: &str) -> Result<&'static Platform, SessionError> {
+        let mut made = WITH_PROMPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = made
+            .iter()
+            .find(|p| p.name == self.name && p.prompt.as_str() == pattern)
+        {
+            return Ok(p);
+        }
+        let prompt = Regex::new(pattern).map_err(|e| {
+            SessionError::InvalidArgument(format!(
+                "connection.prompt_pattern is not a valid regular expression: {}",
+                e.to_string().lines().last().unwrap_or("").trim()
+            ))
+        })?;
+        let p: &'static Platform = Box::leak(Box::new(Platform {
+            prompt,
+            ..self.clone()
+        }));
+        made.push(p);
+        Ok(p)
+    }
+
+    /// The shape of a prompt learned from the device rather than from the pattern: its text,
+    /// then up to 80 characters (a mode), then one of the platform's terminators.
+    pub fn learned_shape(&self, host: &str) -> Result<Regex, regex::Error> {
+        let terms = regex::escape(&self.terminators);
+        Regex::new(&format!(
+            r"^(?P<host>{})(?P<mode>[^\n]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
+            regex::escape(host)
+        ))
+    }
+
+    /// The device's name in a matched prompt: the `host` group, or (for a caller's pattern
+    /// without one) the prompt without its terminator.
+    pub fn host_of(&self, c: &Captures<'_>) -> String {
+        match c.name("host") {
+            Some(m) => m.as_str().to_string(),
+            None => c[0]
+                .trim_end()
+                .trim_end_matches(|ch| self.terminators.contains(ch))
+                .trim_end()
+                .to_string(),
+        }
     }
 }
 impl Eq for Platform {}
@@ -161,11 +215,17 @@ impl Platform {
 
     /// Output of one command: the text between the echoed command line and the prompt line.
     pub fn strip_echo_and_prompt(&self, text: &str, cmd: &str) -> String {
+        self.strip_echo(text, cmd, self.prompt_lines)
+    }
+
+    /// The text after the echoed command line, without the last `prompt_lines` lines.
+    pub fn strip_echo(&self, text: &str, cmd: &str, prompt_lines: usize) -> String {
         let mut lines: Vec<&str> = text.split('\n').collect();
-        for _ in 0..self.prompt_lines {
+        for _ in 0..prompt_lines {
             lines.pop(); // the prompt
         }
-        if let Some(pre) = &self.prompt_preamble
+        if prompt_lines > 0
+            && let Some(pre) = &self.prompt_preamble
             && lines.last().is_some_and(|l| pre.is_match(l))
         {
             lines.pop();

@@ -15,6 +15,7 @@ use russh::ChannelMsg;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use crate::command::CommandLine;
 use crate::error::SessionError;
 use crate::platform::{Confirmation, Platform, Save};
 use crate::ssh::{self, Target, Transport};
@@ -51,6 +52,8 @@ pub struct CommandOutput {
     /// The device's rejection text, when it rejected the command.
     pub rejected: Option<String>,
     pub duration: Duration,
+    /// False when the read ended at an expected pattern instead of the prompt.
+    pub at_prompt: bool,
 }
 
 enum ReadEnd {
@@ -137,6 +140,39 @@ impl DeviceSession {
             .await
             .map_err(|e| self.command_error(e, cmd, timeout))?;
         Ok(self.finish_output(cmd, start))
+    }
+
+    /// Sends one command under its own reading rules (timeout, expected pattern, answers).
+    pub async fn run_line(
+        &mut self,
+        line: &CommandLine,
+        timeout: Duration,
+    ) -> Result<CommandOutput, SessionError> {
+        let timeout = line.read_timeout.unwrap_or(timeout);
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line(&line.command).await?;
+        let platform = self.platform;
+        let answers: Vec<&Confirmation> =
+            line.answers.iter().chain(&platform.confirmations).collect();
+        let end = self
+            .read_until(
+                start + timeout,
+                true,
+                line.expect.as_ref(),
+                &answers,
+                SETTLE,
+            )
+            .await
+            .map_err(|e| self.command_error(e, &line.command, timeout))?;
+        let mut out = self.finish_output(&line.command, start);
+        if let ReadEnd::Pattern = end {
+            // Nothing to strip at the end: the last line is the device's question.
+            let text = terminal::clean(&self.buf);
+            out.output = platform.strip_echo(&text, &line.command, 0);
+            out.at_prompt = false;
+        }
+        Ok(out)
     }
 
     /// Application keepalive: RETURN must bring the prompt back in time. Returns the round trip.
@@ -337,7 +373,7 @@ impl DeviceSession {
     /// Drops output that arrived while idle; fails if the session ended meanwhile.
     fn discard_pending(&mut self) -> Result<(), SessionError> {
         loop {
-            match self.transport.channel.wait().now_or_never() {
+            match self.transport.poll_message() {
                 None => break,
                 Some(Some(ChannelMsg::Eof)) | Some(Some(ChannelMsg::Close)) | Some(None) => {
                     return Err(SessionError::SessionLost(
@@ -464,7 +500,7 @@ impl DeviceSession {
                 &tail
             };
             if let Some(c) = self.platform.prompt.captures(prompt_text) {
-                let host = c["host"].to_string();
+                let host = self.platform.host_of(&c);
                 let privileged = self.platform.privileged.test(&c);
                 let in_config = self.platform.in_config.test(&c);
                 if (!self.hostname.is_empty() && host.starts_with(&self.hostname))
@@ -498,16 +534,9 @@ impl DeviceSession {
         }
     }
 
-    /// Follows a prompt the platform's pattern did not describe: its text, then up to 80
-    /// characters (a mode), then one of the platform's terminators.
+    /// Follows a prompt the platform's pattern did not describe.
     fn learn_loosely(&mut self, host: &str) {
-        let terms = regex::escape(&self.platform.terminators);
-        let shape = format!(
-            r"^(?P<host>{})(?P<mode>[^
-]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
-            regex::escape(host)
-        );
-        match Regex::new(&shape) {
+        match self.platform.learned_shape(host) {
             Ok(re) => {
                 info!(prompt = %host, platform = %self.platform.name, "prompt does not fit the platform's pattern; following the one the device shows");
                 self.learned = Some(re);
@@ -529,6 +558,7 @@ impl DeviceSession {
             output,
             rejected,
             duration: start.elapsed(),
+            at_prompt: true,
         }
     }
 
@@ -563,17 +593,3 @@ impl DeviceSession {
         }
     }
 }
-
-/// `FutureExt::now_or_never` without the futures crate: poll once.
-trait NowOrNever: Future + Sized {
-    fn now_or_never(self) -> Option<Self::Output> {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut fut = std::pin::pin!(self);
-        match fut.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        }
-    }
-}
-impl<F: Future> NowOrNever for F {}

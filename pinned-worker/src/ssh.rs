@@ -153,6 +153,20 @@ pub struct Transport {
     pub channel: Channel<Msg>,
 }
 
+impl Transport {
+    /// The channel's next message if one is already there (`None`: nothing yet), without
+    /// waiting: the channel is polled once.
+    pub fn poll_message(&mut self) -> Option<Option<russh::ChannelMsg>> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(self.channel.wait());
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+}
+
 /// Connects, authenticates and opens a PTY shell. Each step has its own timeout.
 pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     let addr = t.addr();

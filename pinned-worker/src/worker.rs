@@ -456,6 +456,14 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             .error
             .as_ref()
             .is_some_and(SessionError::poisons_session);
+        if outcome.left_waiting
+            && !poisoned
+            && let Some(s) = self.session.take()
+        {
+            // The device waits for input the job did not give: the next job logs in afresh.
+            info!(job_id = %id, "the last command ended at its expected pattern; closing the session");
+            s.close().await;
+        }
         let reason = outcome.error.as_ref().map(|e| e.to_string());
         result.error = outcome.error.map(|e| e.to_wire());
         self.out.send(OutFrame::Result(result)).await?;

@@ -57,6 +57,7 @@ fn job(id: &str, cmds: &[&str]) -> wire::Job {
         job_id: id.into(),
         operation: Some(wire::job::Operation::Commands(Commands {
             commands: cmds.iter().map(|c| c.to_string()).collect(),
+            specs: Vec::new(),
         })),
         ..Default::default()
     }

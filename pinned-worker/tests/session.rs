@@ -608,3 +608,127 @@ async fn a_line_above_the_junos_prompt_is_not_output() {
     assert!(out.output.ends_with("Junos: 21.4R3-S3.4"), "{out:?}");
     assert!(!out.output.contains("master"), "{out:?}");
 }
+
+fn step(
+    command: &str,
+    timeout: Option<Duration>,
+    expect: Option<&str>,
+    answers: &[(&str, &str)],
+) -> ops::CommandLine {
+    ops::CommandLine {
+        command: command.into(),
+        read_timeout: timeout,
+        expect: expect.map(|e| regex::Regex::new(e).unwrap()),
+        answers: answers
+            .iter()
+            .map(|(p, a)| platform::Confirmation {
+                pattern: regex::Regex::new(p).unwrap(),
+                answer: a.to_string(),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn per_command_answers_expect_and_read_timeout() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let mut session = open(&s.device).await.unwrap();
+    // Two questions, each answered by its own pattern.
+    let answered = step(
+        "delete flash:old.bin",
+        None,
+        None,
+        &[
+            (r"Delete filename \[[^\]]*\]\? $", ""),
+            (r"\[confirm\]$", "y"),
+        ],
+    );
+    let out = ops::run(&mut session, &job(Operation::Steps(vec![answered]), true)).await;
+    assert!(out.error.is_none() && !out.left_waiting, "{out:?}");
+    assert!(
+        out.results[0].output.contains("Deleted flash:/old.bin"),
+        "{out:?}"
+    );
+
+    // Unanswered, the question holds the read until the command's own timeout.
+    let started = std::time::Instant::now();
+    let out = ops::run(
+        &mut session,
+        &job(
+            Operation::Steps(vec![step(
+                "delete flash:x.bin",
+                Some(Duration::from_millis(700)),
+                None,
+                &[],
+            )]),
+            true,
+        ),
+    )
+    .await;
+    assert!(
+        matches!(out.error, Some(SessionError::CommandTimeout { .. })),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < T, "the job's 10 s timeout was used");
+
+    // `expect` ends the read at the question, even one the platform answers itself; the next
+    // command is the answer.
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r2")).await;
+    let mut session = open(&s.device).await.unwrap();
+    let out = ops::run(
+        &mut session,
+        &job(
+            Operation::Steps(vec![
+                step(
+                    "copy running-config startup-config",
+                    None,
+                    Some(r"Destination filename \[.*\]\? $"),
+                    &[],
+                ),
+                step("", None, None, &[]),
+            ]),
+            true,
+        ),
+    )
+    .await;
+    assert!(out.error.is_none() && !out.left_waiting, "{out:?}");
+    assert!(
+        out.results[0].output.starts_with("Destination filename"),
+        "{out:?}"
+    );
+    assert!(out.results[1].output.contains("[OK]"), "{out:?}");
+    // A job whose last command ends at its pattern leaves the device waiting: it says so.
+    let out = ops::run(
+        &mut session,
+        &job(
+            Operation::Steps(vec![step("delete flash:y.bin", None, Some(r"\? $"), &[])]),
+            true,
+        ),
+    )
+    .await;
+    assert!(out.error.is_none() && out.left_waiting, "{out:?}");
+}
+
+#[tokio::test]
+async fn a_callers_prompt_pattern_replaces_the_platforms() {
+    let s = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let ios = platform::lookup("cisco_ios").unwrap();
+    let t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    // The host group decides the name the session anchors on...
+    let p = ios
+        .with_prompt(r"^(?P<host>r)1(?:\((?P<mode>[^)]+)\))?(?P<sign>[>#]) ?$")
+        .unwrap();
+    let mut session = DeviceSession::open(&t, p, "enable", T).await.unwrap();
+    assert_eq!(session.hostname(), "r");
+    let out = ops::run(&mut session, &job(cmds(&["show version"]), true)).await;
+    assert!(out.error.is_none() && session.privileged(), "{out:?}");
+    // ...and without one the prompt minus its terminator does.
+    let p = ios.with_prompt(r"^r1[>#]$").unwrap();
+    let session = DeviceSession::open(&t, p, "enable", T).await.unwrap();
+    assert_eq!(session.hostname(), "r1");
+    assert!(
+        std::ptr::eq(p, ios.with_prompt(r"^r1[>#]$").unwrap()),
+        "made once"
+    );
+    assert!(ios.with_prompt("(").is_err());
+}
