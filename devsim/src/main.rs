@@ -54,6 +54,10 @@ struct Args {
     /// Lines of the large-output command (show tech-support and equivalents).
     #[arg(long, env = "DEVSIM_TECH_SUPPORT_LINES", default_value_t = 1000)]
     tech_support_lines: usize,
+    /// An OpenSSH public key (`ssh-ed25519 AAAA... comment`) every device accepts for its
+    /// user, besides the password.
+    #[arg(long, env = "DEVSIM_AUTHORIZED_KEY")]
+    authorized_key: Option<String>,
     /// Host key file (OpenSSH format). Created when missing, so restarts keep the same key.
     #[arg(long, env = "DEVSIM_HOST_KEY")]
     host_key: Option<std::path::PathBuf>,
@@ -118,6 +122,16 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => devsim::server::load_or_create_host_key(path)?,
         None => devsim::server::random_host_key(),
     };
+    let authorized = match &args.authorized_key {
+        Some(k) => match russh::keys::PublicKey::from_openssh(k) {
+            Ok(k) => vec![k],
+            Err(e) => {
+                eprintln!("devsim: --authorized-key is not an OpenSSH public key: {e}");
+                std::process::exit(64);
+            }
+        },
+        None => Vec::new(),
+    };
     let shutdown = CancellationToken::new();
     let mut port = args.base_port;
     for (flavor, count) in devices {
@@ -133,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             spec.exec_timeout =
                 (args.exec_timeout_s > 0).then(|| Duration::from_secs(args.exec_timeout_s));
             spec.tech_support_lines = args.tech_support_lines;
+            spec.authorized_keys = authorized.clone();
             let dev = spawn_device(spec, key.clone(), shutdown.clone())
                 .await
                 .with_context(|| format!("binding {}:{port}", args.listen))?;

@@ -218,3 +218,131 @@ async fn idle_ttl_and_result_ttl_take_effect() {
         "{next:?}"
     );
 }
+
+/// `command_specs` (each field), `connection.prompt_pattern` and `connection.private_key` with
+/// its passphrase, through the public API to a device's questions and its SSH server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_specs_prompt_pattern_and_private_key_take_effect() {
+    let key = devsim::server::random_host_key();
+    let public = key.public_key().to_openssh().unwrap();
+    let c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=1".into(),
+            "--authorized-key".into(),
+            public,
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let specs = |v: Vec<CommandSpec>| {
+        let mut r = c.request(0, &[]);
+        r.enable_mode = true;
+        r.command_specs = v;
+        r
+    };
+    let spec = |command: &str| CommandSpec {
+        command: command.into(),
+        ..Default::default()
+    };
+
+    // `answers`: `delete` asks twice; each question gets its answer.
+    let answered = CommandSpec {
+        answers: vec![
+            Answer {
+                prompt: r"Delete filename \[[^\]]*\]\? $".into(),
+                answer: String::new(),
+            },
+            Answer {
+                prompt: r"\[confirm\]$".into(),
+                answer: "y".into(),
+            },
+        ],
+        ..spec("delete flash:old.bin")
+    };
+    let (job, _) = run(&c, specs(vec![answered])).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    assert!(
+        job.results[0].output.contains("Deleted flash:/old.bin"),
+        "{job:?}"
+    );
+
+    // `read_timeout_seconds`: unanswered, the question holds the read for 1 s, not the
+    // connection's 30 s.
+    let (job, took) = run(
+        &c,
+        specs(vec![CommandSpec {
+            read_timeout_seconds: 1,
+            ..spec("delete flash:x.bin")
+        }]),
+    )
+    .await;
+    assert_eq!(
+        (job.status(), kind(&job)),
+        (JobStatus::Failed, "command_timeout"),
+        "{job:?}"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    // `expect`: the read ends at the question; the next spec (an empty line: RETURN) answers.
+    let (job, _) = run(
+        &c,
+        specs(vec![
+            CommandSpec {
+                expect: r"Destination filename \[.*\]\? $".into(),
+                ..spec("copy running-config startup-config")
+            },
+            spec(""),
+        ]),
+    )
+    .await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    assert!(
+        job.results[0].output.starts_with("Destination filename"),
+        "{job:?}"
+    );
+    assert!(job.results[1].output.contains("[OK]"), "{job:?}");
+
+    // `prompt_pattern`: a bad one is refused at once; a good one logs in.
+    let mut r = c.request(0, &["show version"]);
+    r.connection.as_mut().unwrap().prompt_pattern = "R1[".into();
+    let e = c
+        .jobs(0)
+        .await
+        .unwrap()
+        .execute(c.authed(r))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("connection.prompt_pattern"), "{e:?}");
+    let mut r = c.request(0, &["show version"]);
+    let host = c.device(0).name.clone();
+    r.connection.as_mut().unwrap().prompt_pattern = format!(
+        r"^(?P<host>{})(?:\((?P<mode>[^)]+)\))?(?P<sign>[>#]) ?$",
+        regex::escape(&host)
+    );
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+
+    // `private_key` with `private_key_passphrase`, and no password.
+    let locked = key
+        .encrypt(&mut rand::rng(), "key-phrase-5")
+        .unwrap()
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let keyed = |passphrase: &str| {
+        let mut r = fifo(c.request(0, &["show version"]));
+        let conn = r.connection.as_mut().unwrap();
+        conn.password.clear();
+        conn.private_key = locked.clone();
+        conn.private_key_passphrase = passphrase.into();
+        r
+    };
+    let (job, _) = run(&c, keyed("key-phrase-5")).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    let (job, _) = run(&c, keyed("wrong")).await;
+    assert_eq!(job.status(), JobStatus::Failed, "{job:?}");
+    assert!(!format!("{job:?}").contains("key-phrase-5"));
+}

@@ -50,7 +50,10 @@ impl CommandSpec {
         check_line: impl Fn(&str, &str) -> Result<(), ModelError>,
     ) -> Result<CommandSpec, ModelError> {
         let at = |f: &str| format!("command_specs[{i}].{f}");
-        check_line(&at("command"), &c.command)?;
+        // An empty command is a RETURN, which answers a question the device asked.
+        if !c.command.is_empty() {
+            check_line(&at("command"), &c.command)?;
+        }
         let read_timeout = match c.read_timeout_seconds {
             0 => None,
             s => Some(seconds(&at("read_timeout_seconds"), s, 3600, 30)?),
