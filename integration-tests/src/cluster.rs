@@ -87,6 +87,8 @@ pub struct Options {
     pub max_pinned_workers: usize,
     /// Extra manager flags.
     pub manager_args: Vec<String>,
+    /// Extra node-agent flags.
+    pub agent_args: Vec<String>,
     /// The manager's log filter (tests read its debug lines; benchmarks turn them off).
     pub manager_log: String,
     /// The simulated devices' login password and enable secret (passed to devsim).
@@ -117,6 +119,7 @@ impl Default for Options {
             manager_lease_ttl_seconds: 3,
             max_pinned_workers: 100,
             manager_args: Vec::new(),
+            agent_args: Vec::new(),
             manager_log: "info,manager=debug".into(),
             password: "admin".into(),
             secret: "enable".into(),
@@ -251,6 +254,7 @@ impl TestCluster {
             ])
             .args(["--host-key-policy", "insecure-accept-any"])
             .args(["--shutdown-grace-seconds", "5", "--log", "info"])
+            .args(&self.opts.agent_args)
             .env_clear()
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

@@ -21,8 +21,20 @@ async fn a_burst_of_300_devices_lands_within_ten_percent_of_even_on_three_nodes(
     })
     .await
     .unwrap();
-    let template = c.request(0, &["show clock"]);
-    let bulk = bulk_request(template, &c.devsim.devices);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for done in bulk_to_the_end(&c).await {
+        *per_node.entry(done.node_id).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(
+        per_node.values().all(|n| (90..=110).contains(n)),
+        "{per_node:?}"
+    );
+}
+
+/// One `show clock` on every simulated device in a bulk; each job succeeded.
+async fn bulk_to_the_end(c: &TestCluster) -> Vec<Job> {
+    let bulk = bulk_request(c.request(0, &["show clock"]), &c.devsim.devices);
     let resp = c
         .jobs(0)
         .await
@@ -32,17 +44,13 @@ async fn a_burst_of_300_devices_lands_within_ten_percent_of_even_on_three_nodes(
         .unwrap()
         .into_inner();
     assert!(resp.rejected.is_empty(), "{:?}", resp.rejected);
-    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    let mut done = Vec::new();
     for j in &resp.jobs {
-        let done = c.wait_job(0, &j.id, LIMIT, is_final).await;
-        assert_eq!(done.status(), JobStatus::Succeeded, "{done:?}");
-        *per_node.entry(done.node_id).or_default() += 1;
+        let d = c.wait_job(0, &j.id, LIMIT, is_final).await;
+        assert_eq!(d.status(), JobStatus::Succeeded, "{d:?}");
+        done.push(d);
     }
-    assert_eq!(per_node.len(), 3, "{per_node:?}");
-    assert!(
-        per_node.values().all(|n| (90..=110).contains(n)),
-        "{per_node:?}"
-    );
+    done
 }
 
 async fn run(c: &TestCluster, device: usize) -> Job {
@@ -140,4 +148,67 @@ async fn a_full_node_gives_its_least_recently_used_idle_worker_to_a_new_device()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     c.assert_no_zombies().await;
+}
+
+/// A bulk over 200 devices behind one prefix with a login limit of 40 per second: the logins
+/// (the agent's worker starts, each logging in at once, by the times in its log) come at that
+/// pace instead of all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_logs_in_at_the_paces_limit() {
+    const RATE: usize = 40;
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=200".into()],
+        max_pinned_workers: 300,
+        manager_log: "info".into(),
+        agent_args: vec!["--login-limit".into(), format!("127.0.0.0/8={RATE}")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    bulk_to_the_end(&c).await;
+    let log = std::fs::read_to_string(&c.agents[0].log).unwrap();
+    let mut starts: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("worker spawned"))
+        .filter_map(|l| {
+            let plain: String = strip_ansi(l);
+            let ts = plain.split_whitespace().next()?;
+            // 2026-12-02T10:06:16.706238Z: seconds of the day are enough within one test.
+            let t = ts.split('T').nth(1)?.trim_end_matches('Z');
+            let mut hms = t.split(':').map(|x| x.parse::<f64>().ok());
+            Some(hms.next()?? * 3600.0 + hms.next()?? * 60.0 + hms.next()??)
+        })
+        .collect();
+    assert_eq!(starts.len(), 200, "worker starts in the agent's log");
+    starts.sort_by(f64::total_cmp);
+    let span = starts[199] - starts[0];
+    // 200 logins at 40/s take at least 199/40 s; unpaced they start within a second.
+    assert!(span >= 4.9, "200 logins within {span:.2} s");
+    // The gate holds every second to the rate (`logins.rs` tests it exactly); the log's times
+    // come after each worker's spawn, which a busy 2-core machine delays by up to a few
+    // hundred milliseconds, so a second of the log may hold a few more.
+    for (i, t) in starts.iter().enumerate() {
+        let in_a_second = starts[i..].iter().take_while(|s| **s < t + 1.0).count();
+        assert!(
+            in_a_second <= RATE * 3 / 2,
+            "{in_a_second} logins in the second from {t}"
+        );
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

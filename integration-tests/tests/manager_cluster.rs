@@ -63,6 +63,8 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         max_queued_per_device: 100,
         max_fifo_queued: 100,
         max_concurrent_logins: 64,
+        max_logins_per_second: 0.0,
+        login_limits: Vec::new(),
     };
     let agent = Agent::new("node-1".into(), settings, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

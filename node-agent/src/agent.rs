@@ -27,8 +27,12 @@ pub struct Limits {
     /// Jobs waiting per device, and fifo jobs waiting in all.
     pub max_queued_per_device: usize,
     pub max_fifo_queued: usize,
-    /// Pinned workers starting and logging in at once.
+    /// Workers starting and logging in at once.
     pub max_concurrent_logins: usize,
+    /// Logins started per second on this node; 0: no limit.
+    pub max_logins_per_second: f64,
+    /// Tighter rates for devices by address prefix.
+    pub login_limits: Vec<crate::logins::GroupLimit>,
 }
 
 /// Whether the agent takes new jobs.
@@ -73,7 +77,11 @@ impl Agent {
             spawner,
             tracker,
             limits.max_pinned_workers,
-            limits.max_concurrent_logins,
+            crate::logins::LoginGate::new(
+                limits.max_concurrent_logins,
+                limits.max_logins_per_second,
+                &limits.login_limits,
+            ),
         ));
         let (fifo_tx, fifo_rx) = mpsc::channel(limits.max_fifo_queued.max(1));
         ctx.tracker

@@ -1,6 +1,7 @@
 //! Command-line and environment configuration of the node agent, with its defaults and the
 //! one `validate` that rejects bad values at start-up (exit code 64).
 
+use crate::logins::GroupLimit;
 use pinned_worker::platform::{Catalog, DefinitionError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,10 +62,19 @@ pub struct AgentConfig {
     pub max_queued_per_device: usize,
     #[arg(long, env = "NETPULSE_MAX_FIFO_QUEUED", default_value_t = 10_000)]
     pub max_fifo_queued: usize,
-    /// Pinned workers starting and logging in at once; a bulk onto the node waits its turn
-    /// (its jobs stay queued) so that a connect storm does not starve the node or the devices.
+    /// Workers starting and logging in at once; a bulk onto the node waits its turn (its
+    /// jobs stay queued) so that a connect storm does not starve the node or the devices.
     #[arg(long, env = "NETPULSE_MAX_CONCURRENT_LOGINS", default_value_t = 64)]
     pub max_concurrent_logins: usize,
+    /// Logins started per second by this node (pinned and fifo workers); 0 for no limit. A
+    /// bulk over thousands of devices reaches them, and their AAA servers, at this pace.
+    #[arg(long, env = "NETPULSE_MAX_LOGINS_PER_SECOND", default_value_t = 100.0)]
+    pub max_logins_per_second: f64,
+    /// A tighter rate for devices in a prefix, CIDR=LOGINS_PER_SECOND (10.20.0.0/16=5);
+    /// repeat the flag, or separate with commas in the variable. The first that holds a
+    /// device's address applies, besides the node's rate.
+    #[arg(long, env = "NETPULSE_LOGIN_LIMITS", value_delimiter = ',')]
+    pub login_limit: Vec<GroupLimit>,
     /// A directory of platform definitions (`<name>.toml`) that add platforms or replace
     /// built-in ones; read and checked at start-up (see docs/platforms.md).
     #[arg(long, env = "NETPULSE_PLATFORMS_DIR")]
@@ -193,6 +203,12 @@ impl AgentConfig {
             3600,
         )?;
         range("kill-grace-seconds", self.kill_grace_seconds, 1, 300)?;
+        if !(0.0..=100_000.0).contains(&self.max_logins_per_second) {
+            return Err(format!(
+                "max-logins-per-second must be 0 (no limit) to 100000, got {}",
+                self.max_logins_per_second
+            ));
+        }
         if self.etcd_endpoints.iter().all(|e| e.trim().is_empty()) {
             return Err("etcd-endpoints must name at least one endpoint".into());
         }
@@ -219,6 +235,8 @@ impl AgentConfig {
             max_queued_per_device: self.max_queued_per_device,
             max_fifo_queued: self.max_fifo_queued,
             max_concurrent_logins: self.max_concurrent_logins,
+            max_logins_per_second: self.max_logins_per_second,
+            login_limits: self.login_limit.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! and spawner, the event bus, the worker table, the jobs in flight and the recent results.
 //! It depends on none of them, so they depend on it and not on each other.
 
+use crate::logins::LoginGate;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,8 +38,8 @@ pub struct Ctx {
     /// Cancelled at the end of shutdown: manager sessions close.
     pub sessions_stop: CancellationToken,
     pub metrics: crate::metrics::AgentMetrics,
-    /// Places for pinned workers being started and logging in: a connect storm is paced.
-    pub logins: Arc<Semaphore>,
+    /// Logins in progress and their pace: a connect storm is spread out.
+    pub logins: LoginGate,
     /// One per pinned worker process (`max_pinned_workers`): held from before a worker starts
     /// until it is reaped, so a device that took the place of an exiting worker waits for it.
     pub pinned_slots: Arc<Semaphore>,
@@ -75,7 +76,7 @@ impl Ctx {
         spawner: Arc<dyn Spawner>,
         tracker: TaskTracker,
         max_pinned: usize,
-        max_logins: usize,
+        logins: LoginGate,
     ) -> Ctx {
         Ctx {
             node_id,
@@ -85,7 +86,7 @@ impl Ctx {
             table: WorkerTable::default(),
             tracker,
             fifo_queued: AtomicUsize::new(0),
-            logins: Arc::new(Semaphore::new(max_logins.max(1))),
+            logins,
             pinned_slots: Arc::new(Semaphore::new(max_pinned)),
             next_worker: AtomicU64::new(0),
             jobs: Mutex::new(HashMap::new()),

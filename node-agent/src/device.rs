@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::ctx::Ctx;
+use crate::places::{Places, Taken};
 use crate::process::{self, TIMEOUT_MARGIN, unix_ms};
 use crate::supervise::{Ended, Step, Supervised};
 
@@ -84,8 +85,7 @@ pub struct DeviceActor {
     crash_streak: u32,
     backoff_until: Option<Instant>,
     /// A pinned place and a login place, taken in that order before a worker is started.
-    slot: Option<OwnedSemaphorePermit>,
-    permit: Option<OwnedSemaphorePermit>,
+    places: Places,
 }
 
 impl DeviceActor {
@@ -103,8 +103,7 @@ impl DeviceActor {
             live: None,
             crash_streak: 0,
             backoff_until: None,
-            slot: None,
-            permit: None,
+            places: Places::default(),
         }
     }
 
@@ -123,8 +122,7 @@ impl DeviceActor {
             let backoff = self
                 .backoff_until
                 .filter(|_| self.live.is_none() && !self.queue.is_empty());
-            let wants_slot = self.wants_worker() && self.slot.is_none();
-            let wants_login = self.wants_worker() && self.slot.is_some() && self.permit.is_none();
+            let wants_worker = self.wants_worker();
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(cmd) => {
@@ -147,8 +145,7 @@ impl DeviceActor {
                     }
                 }
                 _ = process::sleep_until(backoff) => self.backoff_until = None,
-                p = self.ctx.pinned_slots.clone().acquire_owned(), if wants_slot => self.slot = p.ok(),
-                p = self.ctx.logins.clone().acquire_owned(), if wants_login => self.permit = p.ok(),
+                _ = self.places.wait(&self.ctx, &self.key), if wants_worker => {}
             }
         }
         // The agent dropped us (shutdown): close the worker's stdin so it exits, publish the
@@ -192,25 +189,17 @@ impl DeviceActor {
     }
 
     /// Both places (pinned, login) when a worker is wanted and both are free; else `run` waits.
-    fn take_places(&mut self) -> Option<OwnedSemaphorePermit> {
+    fn take_places(&mut self) -> Option<Taken> {
         if !self.wants_worker() {
             // Nothing to start (any more): the places go back for other devices.
-            (self.slot, self.permit) = (None, None);
+            self.places.release();
             return None;
         }
-        let try_take = |s: &Arc<tokio::sync::Semaphore>| s.clone().try_acquire_owned().ok();
-        self.slot = self
-            .slot
-            .take()
-            .or_else(|| try_take(&self.ctx.pinned_slots));
-        if self.slot.is_some() && self.permit.is_none() {
-            self.permit = try_take(&self.ctx.logins);
-        }
-        self.slot.take_if(|_| self.permit.is_some())
+        self.places.try_take(&self.ctx, &self.key)
     }
 
     async fn start_work(&mut self) {
-        if let Some(slot) = self.take_places() {
+        if let Some(Taken { slot, login }) = self.take_places() {
             let first = self.queue.front().expect("non-empty");
             match Supervised::start(&self.ctx, &self.key, WorkerMode::Pinned, first).await {
                 Ok(w) => {
@@ -218,7 +207,7 @@ impl DeviceActor {
                     let (id, pid) = (w.id.clone(), w.pid);
                     self.live = Some(Live {
                         w,
-                        login: self.permit.take(),
+                        login: Some(login),
                         _slot: slot,
                         connected: false,
                         did_work: false,
@@ -238,7 +227,6 @@ impl DeviceActor {
                     });
                 }
                 Err(e) => {
-                    (self.slot, self.permit) = (None, None);
                     // Nothing can run here; fail the queue rather than spin.
                     warn!(device = %self.key, error = %e, "cannot start a worker");
                     for d in std::mem::take(&mut self.queue) {

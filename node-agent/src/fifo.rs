@@ -83,6 +83,25 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
 
 async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) -> String {
     let device = d.device.to_string();
+    // A one-shot worker logs in too: it takes its turn and a place like a pinned one.
+    let login = tokio::select! {
+        p = async {
+            let p = ctx.logins.in_progress.clone().acquire_owned().await;
+            let mut at = ctx.logins.reserve(d.device.host());
+            loop {
+                tokio::time::sleep_until(at).await;
+                match ctx.logins.admit(d.device.host()) {
+                    Ok(()) => break p,
+                    Err(retry) => at = retry,
+                }
+            }
+        } => p.ok(),
+        _ = &mut cancel => {
+            ctx.finish("", process::failed(&d.id, ErrorKind::Canceled, "canceled before it started".into(), true));
+            return d.id;
+        }
+    };
+    let mut login = login;
     let mut w = match Supervised::start(&ctx, &device, WorkerMode::Oneshot, &d).await {
         Ok(w) => w,
         Err(e) => {
@@ -122,7 +141,10 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
     let mut on_frame = |f: Option<Out>, result: &mut Option<wire::JobResult>| match f {
         Some(Out::Result(r)) if r.job_id == d.id && result.is_none() => *result = Some(r),
         Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
-        Some(Out::Connected(c)) => ctx.metrics.connected("fifo", c.connect_us),
+        Some(Out::Connected(c)) => {
+            login = None;
+            ctx.metrics.connected("fifo", c.connect_us);
+        }
         _ => {}
     };
     let end = loop {

@@ -140,6 +140,8 @@ fn setup(ignore_term: bool) -> Setup {
         max_queued_per_device: 100,
         max_fifo_queued: 100,
         max_concurrent_logins: 64,
+        max_logins_per_second: 0.0,
+        login_limits: Vec::new(),
     };
     let agent = Agent::with_spawner(
         "n".into(),

@@ -32,6 +32,8 @@ fn limits(max_pinned: usize, max_fifo: usize) -> Limits {
         max_queued_per_device: 100,
         max_fifo_queued: 100,
         max_concurrent_logins: 64,
+        max_logins_per_second: 0.0,
+        login_limits: Vec::new(),
     }
 }
 

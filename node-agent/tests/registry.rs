@@ -50,6 +50,8 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
             max_queued_per_device: 10,
             max_fifo_queued: 10,
             max_concurrent_logins: 64,
+            max_logins_per_second: 0.0,
+            login_limits: Vec::new(),
         },
     )
 }
