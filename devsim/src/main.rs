@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(about = "simulated network devices over real SSH")]
 struct Args {
-    /// Devices to serve, as `dialect=count` (dialects: cisco_ios, cisco_nxos, arista_eos,
-    /// juniper_junos, huawei). Repeatable.
+    /// Devices to serve, as `platform=count` (every built-in platform but linux: cisco_ios,
+    /// juniper_junos, fortinet, nokia_sros, ...; a wrong name lists them). Repeatable.
     #[arg(
         long = "devices",
         env = "DEVSIM_DEVICES",
