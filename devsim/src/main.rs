@@ -58,6 +58,9 @@ struct Args {
     /// user, besides the password.
     #[arg(long, env = "DEVSIM_AUTHORIZED_KEY")]
     authorized_key: Option<String>,
+    /// Offer only the SSH algorithms of old devices (SHA-1 key exchange, CBC, hmac-sha1).
+    #[arg(long, env = "DEVSIM_LEGACY_SSH_ONLY")]
+    legacy_ssh_only: bool,
     /// Host key file (OpenSSH format). Created when missing, so restarts keep the same key.
     #[arg(long, env = "DEVSIM_HOST_KEY")]
     host_key: Option<std::path::PathBuf>,
@@ -148,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 (args.exec_timeout_s > 0).then(|| Duration::from_secs(args.exec_timeout_s));
             spec.tech_support_lines = args.tech_support_lines;
             spec.authorized_keys = authorized.clone();
+            spec.legacy_ssh_only = args.legacy_ssh_only;
             let dev = spawn_device(spec, key.clone(), shutdown.clone())
                 .await
                 .with_context(|| format!("binding {}:{port}", args.listen))?;

@@ -48,6 +48,8 @@ pub struct DeviceSpec {
     /// The shell never prints anything (a device that never shows a prompt).
     pub mute_shell: bool,
     pub prompt: crate::shell::PromptVariant,
+    /// Offer only algorithms of old devices: SHA-1 key exchange, CBC ciphers, hmac-sha1.
+    pub legacy_ssh_only: bool,
     /// Refuse the password method; take the password only through keyboard-interactive, as
     /// many network devices do.
     pub keyboard_interactive_only: bool,
@@ -71,8 +73,20 @@ impl DeviceSpec {
             page_lines: 24,
             mute_shell: false,
             prompt: Default::default(),
+            legacy_ssh_only: false,
             keyboard_interactive_only: false,
         }
+    }
+}
+
+/// What a switch of the 2000s offers, and nothing newer.
+fn legacy_only() -> russh::Preferred {
+    use russh::{cipher, kex, mac};
+    russh::Preferred {
+        kex: vec![kex::DH_G14_SHA1, kex::DH_G1_SHA1].into(),
+        cipher: vec![cipher::AES_128_CBC, cipher::TRIPLE_DES_CBC].into(),
+        mac: vec![mac::HMAC_SHA1].into(),
+        ..Default::default()
     }
 }
 
@@ -144,6 +158,11 @@ pub async fn spawn_device(
         auth_rejection_time_initial: Some(Duration::ZERO),
         nodelay: true,
         inactivity_timeout: None,
+        preferred: if spec.legacy_ssh_only {
+            legacy_only()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     });
     let shared = Arc::new(Shared {

@@ -150,6 +150,7 @@ pub fn ssh_target(d: &SimDevice, limit: Duration) -> pinned_worker::ssh::Target 
         auth_timeout: limit,
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
+        legacy_algorithms: false,
     }
 }
 

@@ -346,3 +346,35 @@ async fn command_specs_prompt_pattern_and_private_key_take_effect() {
     assert_eq!(job.status(), JobStatus::Failed, "{job:?}");
     assert!(!format!("{job:?}").contains("key-phrase-5"));
 }
+
+/// `connection.legacy_algorithms`: a device that offers only SHA-1 key exchange, CBC ciphers
+/// and hmac-sha1 is refused without the opt-in (`connect_failed`, with the hint) and reached
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_algorithms_reach_an_old_device_only_when_asked() {
+    let c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=1".into(),
+            "--legacy-ssh-only".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (job, _) = run(&c, fifo(c.request(0, &["show version"]))).await;
+    assert_eq!(
+        (job.status(), kind(&job)),
+        (JobStatus::Failed, "connect_failed"),
+        "{job:?}"
+    );
+    let message = &job.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("connection.legacy_algorithms"),
+        "{message}"
+    );
+    let mut r = c.request(0, &["show version"]);
+    r.connection.as_mut().unwrap().legacy_algorithms = true;
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+}

@@ -109,6 +109,7 @@ fn merge(c: &mut netpulse_proto::api::Connection, o: netpulse_proto::api::Connec
     text(&mut c.private_key, o.private_key);
     text(&mut c.private_key_passphrase, o.private_key_passphrase);
     text(&mut c.prompt_pattern, o.prompt_pattern);
+    c.legacy_algorithms |= o.legacy_algorithms;
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct Connection {
     pub secret: Secret,
     /// Replaces the platform's prompt pattern (checked to compile); empty: the platform's.
     pub prompt_pattern: String,
+    /// Offer the legacy SSH algorithms too (an explicit opt-in per device).
+    pub legacy_algorithms: bool,
 }
 
 /// How the pinned session is kept: from the public `Connection`, carried in the dispatch.
@@ -97,6 +99,7 @@ impl TryFrom<&api::Connection> for Connection {
             device_type: c.device_type.clone(),
             secret: Secret::new(c.secret.clone()),
             prompt_pattern: c.prompt_pattern.clone(),
+            legacy_algorithms: c.legacy_algorithms,
         }
         .checked()
     }
@@ -115,6 +118,7 @@ impl TryFrom<&worker::Connection> for Connection {
             device_type: c.device_type.clone(),
             secret: Secret::new(c.secret.clone()),
             prompt_pattern: c.prompt_pattern.clone(),
+            legacy_algorithms: c.legacy_algorithms,
         }
         .checked()
     }
@@ -132,6 +136,7 @@ impl From<&Connection> for worker::Connection {
             device_type: c.device_type.clone(),
             secret: c.secret.expose().to_string(),
             prompt_pattern: c.prompt_pattern.clone(),
+            legacy_algorithms: c.legacy_algorithms,
         }
     }
 }

@@ -211,6 +211,7 @@ impl WorkerOptions {
                     ka.interval_ms,
                     DEFAULT_SSH_KEEPALIVE,
                 )?,
+                legacy_algorithms: c.legacy_algorithms,
                 ssh_keepalive_max: if ka.max_missed == 0 {
                     DEFAULT_SSH_KEEPALIVE_MAX
                 } else {

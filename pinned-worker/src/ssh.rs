@@ -38,6 +38,8 @@ pub struct Target {
     pub auth_timeout: Duration,
     pub ssh_keepalive_interval: Duration,
     pub ssh_keepalive_max: usize,
+    /// Also offer the algorithms old devices need (see [`preferred`]).
+    pub legacy_algorithms: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -167,6 +169,56 @@ impl Transport {
     }
 }
 
+/// The algorithms offered to a device: modern ones only (no SHA-1 anywhere, no CBC), unless
+/// the device is opted in to those old switches still need: the SHA-1 Diffie-Hellman key
+/// exchanges (group 1, group 14, group exchange), CBC ciphers with 3des-cbc, hmac-sha1, and
+/// ssh-rsa (SHA-1) and ssh-dss host keys. They come after the modern ones, so a device that
+/// has both still negotiates a modern set.
+pub fn preferred(legacy: bool) -> russh::Preferred {
+    use russh::keys::Algorithm;
+    use russh::{cipher, kex, mac};
+    let default = russh::Preferred::DEFAULT;
+    let mut key: Vec<Algorithm> = default
+        .key
+        .iter()
+        .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
+        .cloned()
+        .collect();
+    if !legacy {
+        return russh::Preferred {
+            key: key.into(),
+            ..default
+        };
+    }
+    let mut kex: Vec<kex::Name> = default.kex.to_vec();
+    // Before the extension pseudo-algorithms, which end the list.
+    let at = kex
+        .iter()
+        .position(|k| *k == kex::EXTENSION_SUPPORT_AS_CLIENT)
+        .unwrap_or(kex.len());
+    kex.splice(
+        at..at,
+        [kex::DH_GEX_SHA1, kex::DH_G14_SHA1, kex::DH_G1_SHA1],
+    );
+    let mut cipher: Vec<cipher::Name> = default.cipher.to_vec();
+    cipher.extend([
+        cipher::AES_256_CBC,
+        cipher::AES_192_CBC,
+        cipher::AES_128_CBC,
+        cipher::TRIPLE_DES_CBC,
+    ]);
+    let mut mac: Vec<mac::Name> = default.mac.to_vec();
+    mac.extend([mac::HMAC_SHA1_ETM, mac::HMAC_SHA1]);
+    key.extend([Algorithm::Rsa { hash: None }, Algorithm::Dsa]);
+    russh::Preferred {
+        kex: kex.into(),
+        key: key.into(),
+        cipher: cipher.into(),
+        mac: mac.into(),
+        ..default
+    }
+}
+
 /// Connects, authenticates and opens a PTY shell. Each step has its own timeout.
 pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     let addr = t.addr();
@@ -205,6 +257,7 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
         keepalive_max: t.ssh_keepalive_max,
         inactivity_timeout: None,
         nodelay: true,
+        preferred: preferred(t.legacy_algorithms),
         ..Default::default()
     });
     let rejection = Arc::new(Mutex::new(None));
@@ -226,9 +279,15 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
             if let Some(why) = rejection.lock().expect("lock").take() {
                 return Err(SessionError::HostKeyRejected(why));
             }
+            let hint = match (&e, t.legacy_algorithms) {
+                (russh::Error::NoCommonAlgo { .. }, false) => {
+                    "; an old device may need connection.legacy_algorithms"
+                }
+                _ => "",
+            };
             return Err(SessionError::ConnectFailed {
                 addr,
-                reason: format!("ssh handshake: {e}"),
+                reason: format!("ssh handshake: {e}{hint}"),
             });
         }
     };

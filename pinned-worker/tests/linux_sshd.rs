@@ -113,6 +113,7 @@ fn target(s: &Sshd) -> Target {
         auth_timeout: T,
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
+        legacy_algorithms: false,
     }
 }
 

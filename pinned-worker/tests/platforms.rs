@@ -96,6 +96,7 @@ async fn exercise(name: &str) -> Result<(), String> {
         auth_timeout: T,
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
+        legacy_algorithms: false,
     };
     let mut s = DeviceSession::open(&target, p, "enable", T)
         .await

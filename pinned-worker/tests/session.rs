@@ -43,6 +43,7 @@ fn target(d: &Device, policy: HostKeyPolicy) -> Target {
         auth_timeout: T,
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
+        legacy_algorithms: false,
     }
 }
 
@@ -731,4 +732,52 @@ async fn a_callers_prompt_pattern_replaces_the_platforms() {
         "made once"
     );
     assert!(ios.with_prompt("(").is_err());
+}
+
+#[tokio::test]
+async fn legacy_algorithms_are_offered_only_to_a_device_opted_in() {
+    let mut spec = DeviceSpec::new(Flavor::CiscoIos, "old-sw");
+    spec.legacy_ssh_only = true;
+    let s = sim(spec).await;
+    let ios = platform::lookup("cisco_ios").unwrap();
+    let mut t = target(&s.device, HostKeyPolicy::InsecureAcceptAny);
+    let e = DeviceSession::open(&t, ios, "enable", T)
+        .await
+        .err()
+        .expect("refused without the opt-in");
+    assert!(matches!(e, SessionError::ConnectFailed { .. }), "{e}");
+    assert!(
+        e.to_string().contains("connection.legacy_algorithms"),
+        "{e}"
+    );
+    t.legacy_algorithms = true;
+    let mut session = DeviceSession::open(&t, ios, "enable", T).await.unwrap();
+    assert!(
+        session
+            .command("show version", T)
+            .await
+            .unwrap()
+            .output
+            .contains("old-sw")
+    );
+    // By default nothing of SHA-1 or CBC is offered, ssh-rsa with SHA-1 included.
+    let modern = pinned_worker::ssh::preferred(false);
+    let names =
+        |p: &russh::Preferred| format!("{:?} {:?} {:?} {:?}", p.kex, p.cipher, p.mac, p.key);
+    let m = names(&modern);
+    assert!(
+        !m.contains("sha1")
+            && !m.contains("cbc")
+            && !m.contains("Dsa")
+            && !m.contains("hash: None"),
+        "{m}"
+    );
+    let l = names(&pinned_worker::ssh::preferred(true));
+    assert!(
+        l.contains("diffie-hellman-group1-sha1")
+            && l.contains("3des-cbc")
+            && l.contains("Dsa")
+            && l.contains("hash: None"),
+        "{l}"
+    );
 }
