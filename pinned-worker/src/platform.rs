@@ -27,8 +27,9 @@ pub struct Platform {
     /// The characters a prompt may end with (used for prompts `prompt` does not describe).
     pub terminators: String,
     /// Any line ending with one of `terminators`: how a first prompt of another shape is
-    /// recognised (after a quiet period).
-    pub loose_prompt: Regex,
+    /// recognised (after a quiet period). Compiled when first needed (`loose_prompt()`): a
+    /// worker whose device fits the pattern never pays for it.
+    pub loose_prompt: std::sync::OnceLock<Regex>,
     pub privileged: ModeTest,
     pub in_config: ModeTest,
     /// A line printed just above the prompt that belongs to the prompt (Junos `[edit]`).
@@ -170,12 +171,23 @@ impl Platform {
         Ok(p)
     }
 
+    /// See the `loose_prompt` field.
+    pub fn loose_prompt(&self) -> &Regex {
+        self.loose_prompt.get_or_init(|| {
+            Regex::new(&format!(
+                r"^(?P<host>[[:graph:]][[:print:]]{{0,78}}?)[[:space:]]*(?P<sign>[{}])[[:space:]]?$",
+                regex::escape(&self.terminators)
+            ))
+            .expect("terminators are escaped")
+        })
+    }
+
     /// The shape of a prompt learned from the device rather than from the pattern: its text,
     /// then up to 80 characters (a mode), then one of the platform's terminators.
     pub fn learned_shape(&self, host: &str) -> Result<Regex, regex::Error> {
         let terms = regex::escape(&self.terminators);
         Regex::new(&format!(
-            r"^(?P<host>{})(?P<mode>[^\n]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
+            r"^(?P<host>{})(?P<mode>[[:print:]]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
             regex::escape(host)
         ))
     }

@@ -521,7 +521,7 @@ impl DeviceSession {
                     return Ok(ReadEnd::Prompt);
                 }
             } else if self.hostname.is_empty()
-                && let Some(c) = self.platform.loose_prompt.captures(&tail)
+                && let Some(c) = self.platform.loose_prompt().captures(&tail)
             {
                 // A prompt of another shape than the platform's (a renamed or odd device):
                 // taken only once the output has been quiet for a while.

@@ -22,13 +22,13 @@ const MAX_DEPTH: usize = 8;
 
 struct Entry {
     file: String,
-    text: String,
+    text: std::borrow::Cow<'static, str>,
     def: OnceLock<Result<Definition, DefinitionError>>,
     platform: OnceLock<Result<&'static Platform, DefinitionError>>,
 }
 
 impl Entry {
-    fn new(file: String, text: String) -> Entry {
+    fn new(file: String, text: std::borrow::Cow<'static, str>) -> Entry {
         Entry {
             file,
             text,
@@ -68,7 +68,7 @@ impl Catalog {
             .iter()
             .map(|(name, text)| {
                 let file = format!("built-in {name}.toml");
-                (name.to_string(), Entry::new(file, text.to_string()))
+                (name.to_string(), Entry::new(file, (*text).into()))
             })
             .collect();
         Catalog {
@@ -109,7 +109,7 @@ impl Catalog {
                 field: "file".into(),
                 message: e.to_string(),
             })?;
-            let entry = Entry::new(file.clone(), text);
+            let entry = Entry::new(file.clone(), text.into());
             let name = entry.def()?.name.clone();
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
             if name != stem {

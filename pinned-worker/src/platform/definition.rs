@@ -400,13 +400,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             .as_deref()
             .map(|s| re("prompt.preamble", s))
             .transpose()?,
-        loose_prompt: re(
-            "prompt.terminators",
-            &format!(
-                r"^(?P<host>[^[:space:]][^\n]{{0,78}}?)[[:space:]]*(?P<sign>[{}])[[:space:]]?$",
-                regex::escape(&p.terminators)
-            ),
-        )?,
+        loose_prompt: std::sync::OnceLock::new(),
         terminators: p.terminators.clone(),
         prompt_lines: p.lines as usize,
         prompt,
