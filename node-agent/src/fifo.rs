@@ -87,14 +87,8 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
     let login = tokio::select! {
         p = async {
             let p = ctx.logins.in_progress.clone().acquire_owned().await;
-            let mut at = ctx.logins.reserve(d.device.host());
-            loop {
-                tokio::time::sleep_until(at).await;
-                match ctx.logins.admit(d.device.host()) {
-                    Ok(()) => break p,
-                    Err(retry) => at = retry,
-                }
-            }
+            ctx.logins.turn(d.device.host()).await;
+            p
         } => p.ok(),
         _ = &mut cancel => {
             ctx.finish("", process::failed(&d.id, ErrorKind::Canceled, "canceled before it started".into(), true));

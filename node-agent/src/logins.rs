@@ -172,6 +172,18 @@ impl LoginGate {
         Ok(())
     }
 
+    /// Waits for `host`'s turn and starts its login (for a caller that can wait in one go).
+    pub async fn turn(&self, host: &str) {
+        let mut at = self.reserve(host);
+        loop {
+            tokio::time::sleep_until(at).await;
+            match self.admit(host) {
+                Ok(()) => return,
+                Err(retry) => at = retry,
+            }
+        }
+    }
+
     /// The node's pace and the first group's that holds the address, those with a rate.
     fn paces(&self, host: &str) -> Vec<&Pace> {
         let ip: Option<IpAddr> = host.parse().ok();

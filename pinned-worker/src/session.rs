@@ -132,14 +132,7 @@ impl DeviceSession {
         cmd: &str,
         timeout: Duration,
     ) -> Result<CommandOutput, SessionError> {
-        let start = Instant::now();
-        self.discard_pending()?;
-        self.send_line(cmd).await?;
-        let answers = &self.platform.confirmations;
-        self.read_until(start + timeout, true, None, answers, SETTLE)
-            .await
-            .map_err(|e| self.command_error(e, cmd, timeout))?;
-        Ok(self.finish_output(cmd, start))
+        self.read_command(cmd, timeout, None, &[]).await
     }
 
     /// Sends one command under its own reading rules (timeout, expected pattern, answers).
@@ -149,27 +142,38 @@ impl DeviceSession {
         timeout: Duration,
     ) -> Result<CommandOutput, SessionError> {
         let timeout = line.read_timeout.unwrap_or(timeout);
+        self.read_command(&line.command, timeout, line.expect.as_ref(), &line.answers)
+            .await
+    }
+
+    /// Sends `cmd` and reads until the prompt, or until `expect`; `answers` come before the
+    /// platform's own.
+    async fn read_command(
+        &mut self,
+        cmd: &str,
+        timeout: Duration,
+        expect: Option<&Regex>,
+        answers: &[Confirmation],
+    ) -> Result<CommandOutput, SessionError> {
         let start = Instant::now();
         self.discard_pending()?;
-        self.send_line(&line.command).await?;
+        self.send_line(cmd).await?;
         let platform = self.platform;
-        let answers: Vec<&Confirmation> =
-            line.answers.iter().chain(&platform.confirmations).collect();
-        let end = self
-            .read_until(
-                start + timeout,
-                true,
-                line.expect.as_ref(),
-                &answers,
-                SETTLE,
-            )
-            .await
-            .map_err(|e| self.command_error(e, &line.command, timeout))?;
-        let mut out = self.finish_output(&line.command, start);
+        let deadline = start + timeout;
+        let end = if answers.is_empty() {
+            // The common case, without a list to build.
+            self.read_until(deadline, true, expect, &platform.confirmations, SETTLE)
+                .await
+        } else {
+            let both: Vec<&Confirmation> = answers.iter().chain(&platform.confirmations).collect();
+            self.read_until(deadline, true, expect, &both, SETTLE).await
+        }
+        .map_err(|e| self.command_error(e, cmd, timeout))?;
+        let mut out = self.finish_output(cmd, start);
         if let ReadEnd::Pattern = end {
             // Nothing to strip at the end: the last line is the device's question.
             let text = terminal::clean(&self.buf);
-            out.output = platform.strip_echo(&text, &line.command, 0);
+            out.output = platform.strip_echo(&text, cmd, 0);
             out.at_prompt = false;
         }
         Ok(out)

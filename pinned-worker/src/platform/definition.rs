@@ -304,12 +304,9 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         }
     };
     let paging = def.paging.clone().unwrap_or_default();
-    let enable = match &def.enable {
-        None | Some(Toggle::Off(false)) => None,
-        Some(Toggle::Off(true)) => {
-            return Err(err("enable", "is a table or false, got true".into()));
-        }
-        Some(Toggle::On(e)) => Some(Enable {
+    let enable = match section(file, "enable", &def.enable)? {
+        None => None,
+        Some(e) => Some(Enable {
             command: non_empty(file, "enable.command", &e.command)?,
             secret_prompt: re(
                 "enable.password_prompt",
@@ -320,12 +317,9 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             prompt_shows_privilege: e.prompt_shows_privilege,
         }),
     };
-    let config = match &def.config {
-        None | Some(Toggle::Off(false)) => None,
-        Some(Toggle::Off(true)) => {
-            return Err(err("config", "is a table or false, got true".into()));
-        }
-        Some(Toggle::On(c)) => Some(ConfigMode {
+    let config = match section(file, "config", &def.config)? {
+        None => None,
+        Some(c) => Some(ConfigMode {
             enter: non_empty(file, "config.enter", &c.enter)?,
             exit: non_empty(file, "config.exit", &c.exit)?,
             commit: match (&c.commit, &c.abort) {
@@ -355,12 +349,9 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
                 })
                 .collect()
         };
-    let save = match &def.save {
-        None | Some(Toggle::Off(false)) => Save::Unsupported,
-        Some(Toggle::Off(true)) => {
-            return Err(err("save", "is a table or false, got true".into()));
-        }
-        Some(Toggle::On(s)) => match (&s.command, s.by_commit) {
+    let save = match section(file, "save", &def.save)? {
+        None => Save::Unsupported,
+        Some(s) => match (&s.command, s.by_commit) {
             (Some(_), true) | (None, false) => {
                 return Err(err(
                     "save",
@@ -420,6 +411,23 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         drop_lines: RegexSet::new(&drop_lines)
             .map_err(|e| err("output.drop_lines", one_line(&e)))?,
     })
+}
+
+/// A section that may be switched off: `None` when absent or `false`.
+fn section<'a, T>(
+    file: &str,
+    field: &str,
+    t: &'a Option<Toggle<T>>,
+) -> Result<Option<&'a T>, DefinitionError> {
+    match t {
+        None | Some(Toggle::Off(false)) => Ok(None),
+        Some(Toggle::On(v)) => Ok(Some(v)),
+        Some(Toggle::Off(true)) => Err(DefinitionError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message: "is a table or false, got true".into(),
+        }),
+    }
 }
 
 fn non_empty(file: &str, field: &str, s: &str) -> Result<String, DefinitionError> {
