@@ -544,7 +544,9 @@ async fn execute_stream_answers_every_request_once_within_its_window() {
             let text = integration_tests::scrape(&metrics).await.unwrap();
             most = most.max(integration_tests::sample(&text, "netpulse_jobs_active").unwrap());
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if most > 4.0 {
+            // Four unanswered waits, and request 6 (no wait: answered at once) may still be
+            // running beside them.
+            if most > 5.0 {
                 return most;
             }
         }
@@ -558,7 +560,7 @@ async fn execute_stream_answers_every_request_once_within_its_window() {
     };
     let got = tokio::select! {
         got = tokio::time::timeout(Duration::from_secs(90), collect) => got.expect("every answer within 90 s"),
-        most = watch_window => panic!("{most} jobs active at once; the stream's window is 4"),
+        most = watch_window => panic!("{most} jobs active at once; the stream's window is 4, plus one job that does not wait"),
     };
 
     let mut seen: Vec<u64> = got.iter().map(|a| a.index).collect();
