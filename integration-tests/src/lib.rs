@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod etcd;
 pub mod otlp;
+pub mod sshd;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -151,6 +152,7 @@ pub fn ssh_target(d: &SimDevice, limit: Duration) -> pinned_worker::ssh::Target 
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
         legacy_algorithms: false,
+        jump: None,
     }
 }
 

@@ -378,3 +378,70 @@ async fn legacy_algorithms_reach_an_old_device_only_when_asked() {
     let (job, _) = run(&c, r).await;
     assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
 }
+
+/// `connection.jump_host`: OpenSSH's sshd as the bastion in front of devsim. The device is
+/// reached through it for pinned and fifo jobs (sshd's log shows the forwarded channel to the
+/// device's port), the jump host logging in with its own key; a wrong jump-host key and a jump
+/// host that refuses forwarding fail with errors that name the jump host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jump_host_carries_the_session_to_the_device() {
+    use integration_tests::sshd::Sshd;
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let jump = Sshd::start("").await;
+    let through = |sshd: &Sshd, key: String, strategy: Strategy| {
+        let mut r = c.request(0, &["show version"]);
+        r.strategy = strategy as i32;
+        r.connection.as_mut().unwrap().jump_host = Some(JumpHost {
+            host: "127.0.0.1".into(),
+            port: sshd.port as u32,
+            username: sshd.user.clone(),
+            private_key: key,
+            ..Default::default()
+        });
+        r
+    };
+    for strategy in [Strategy::Pinned, Strategy::Fifo] {
+        let (job, _) = run(&c, through(&jump, jump.client_key_pem(), strategy)).await;
+        assert_eq!(job.status(), JobStatus::Succeeded, "{strategy:?}: {job:?}");
+        assert!(job.results[0].output.contains("Cisco IOS"), "{job:?}");
+    }
+    let log = std::fs::read_to_string(jump.log()).unwrap();
+    let forwarded = format!("target 127.0.0.1 port {}", c.device(0).port);
+    assert_eq!(
+        log.matches(&forwarded).count(),
+        2,
+        "one forwarded channel per login, in sshd's log:\n{log}"
+    );
+
+    let stranger =
+        russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+            .unwrap()
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap()
+            .to_string();
+    let (job, _) = run(&c, through(&jump, stranger, Strategy::Fifo)).await;
+    let at = format!("jump host 127.0.0.1:{}", jump.port);
+    assert_eq!(kind(&job), "auth_failed", "{job:?}");
+    assert!(job.error.as_ref().unwrap().message.contains(&at), "{job:?}");
+
+    let closed = Sshd::start("AllowTcpForwarding no").await;
+    let (job, _) = run(
+        &c,
+        through(&closed, closed.client_key_pem(), Strategy::Fifo),
+    )
+    .await;
+    let message = &job.error.as_ref().unwrap().message;
+    assert_eq!(kind(&job), "connect_failed", "{job:?}");
+    assert!(
+        message.contains(&format!(
+            "the jump host 127.0.0.1:{} did not open a channel",
+            closed.port
+        )),
+        "{message}"
+    );
+}

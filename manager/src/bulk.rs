@@ -110,6 +110,11 @@ fn merge(c: &mut netpulse_proto::api::Connection, o: netpulse_proto::api::Connec
     text(&mut c.private_key_passphrase, o.private_key_passphrase);
     text(&mut c.prompt_pattern, o.prompt_pattern);
     c.legacy_algorithms |= o.legacy_algorithms;
+    // A device's own jump host replaces the template's whole (a different bastion has a
+    // different login).
+    if o.jump_host.is_some() {
+        c.jump_host = o.jump_host;
+    }
 }
 
 #[cfg(test)]
@@ -150,5 +155,21 @@ mod tests {
             ),
             ("192.0.2.7", 2222, "admin", "cisco_ios")
         );
+        let bastion = |host: &str| netpulse_proto::api::JumpHost {
+            host: host.into(),
+            username: "jump".into(),
+            ..Default::default()
+        };
+        c.jump_host = Some(bastion("192.0.2.100"));
+        merge(&mut c, Connection::default());
+        assert_eq!(c.jump_host, Some(bastion("192.0.2.100")), "kept when unset");
+        merge(
+            &mut c,
+            Connection {
+                jump_host: Some(bastion("192.0.2.200")),
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.jump_host, Some(bastion("192.0.2.200")), "replaced whole");
     }
 }

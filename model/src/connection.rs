@@ -24,6 +24,18 @@ pub struct Connection {
     pub prompt_pattern: String,
     /// Offer the legacy SSH algorithms too (an explicit opt-in per device).
     pub legacy_algorithms: bool,
+    /// The SSH server the device is reached through; `None`: directly.
+    pub jump_host: Option<JumpHost>,
+}
+
+/// A jump host (bastion) and its own login. `Debug` shows no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JumpHost {
+    pub addr: DeviceKey,
+    pub username: String,
+    pub password: Secret,
+    pub private_key: Secret,
+    pub private_key_passphrase: Secret,
 }
 
 /// How the pinned session is kept: from the public `Connection`, carried in the dispatch.
@@ -47,22 +59,84 @@ impl Default for SessionOptions {
     }
 }
 
-/// The credential rule: a user, and a password or a private key.
-fn credentials(username: &str, no_password: bool, no_key: bool) -> Result<(), ModelError> {
+/// The credential rule, for the device and for a jump host: a user, and a password or a
+/// private key.
+fn credentials(
+    field: &str,
+    username: &str,
+    no_password: bool,
+    no_key: bool,
+) -> Result<(), ModelError> {
     if username.is_empty() {
-        return Err(invalid("connection.username must not be empty"));
+        return Err(invalid(format!("{field}.username must not be empty")));
     }
     if no_password && no_key {
-        return Err(invalid(
-            "connection.password must not be empty unless connection.private_key is given",
-        ));
+        return Err(invalid(format!(
+            "{field}.password must not be empty unless {field}.private_key is given"
+        )));
     }
     Ok(())
+}
+
+const JUMP: &str = "connection.jump_host";
+
+impl TryFrom<&api::JumpHost> for JumpHost {
+    type Error = ModelError;
+
+    fn try_from(j: &api::JumpHost) -> Result<Self, ModelError> {
+        credentials(
+            JUMP,
+            &j.username,
+            j.password.is_empty(),
+            j.private_key.is_empty(),
+        )?;
+        Ok(JumpHost {
+            addr: DeviceKey::new(JUMP, &j.host, j.port)?,
+            username: j.username.clone(),
+            password: Secret::new(j.password.clone()),
+            private_key: Secret::new(j.private_key.clone()),
+            private_key_passphrase: Secret::new(j.private_key_passphrase.clone()),
+        })
+    }
+}
+
+impl TryFrom<&worker::JumpHost> for JumpHost {
+    type Error = ModelError;
+
+    fn try_from(j: &worker::JumpHost) -> Result<Self, ModelError> {
+        credentials(
+            JUMP,
+            &j.username,
+            j.password.is_empty(),
+            j.private_key_pem.is_empty(),
+        )?;
+        Ok(JumpHost {
+            addr: DeviceKey::new(JUMP, &j.host, j.port)?,
+            username: j.username.clone(),
+            password: Secret::new(j.password.clone()),
+            private_key: Secret::new(j.private_key_pem.clone()),
+            private_key_passphrase: Secret::new(j.private_key_passphrase.clone()),
+        })
+    }
+}
+
+impl From<&JumpHost> for worker::JumpHost {
+    fn from(j: &JumpHost) -> Self {
+        worker::JumpHost {
+            host: j.addr.host().to_string(),
+            port: j.addr.port() as u32,
+            username: j.username.clone(),
+            password: j.password.expose().to_string(),
+            private_key_pem: j.private_key.expose().to_string(),
+            private_key_passphrase: j.private_key_passphrase.expose().to_string(),
+        }
+    }
 }
 
 impl Connection {
     fn checked(self) -> Result<Self, ModelError> {
         credentials(
+            "connection",
             &self.username,
             self.password.is_empty(),
             self.private_key.is_empty(),
@@ -74,15 +148,20 @@ impl Connection {
     }
 
     /// Checks a worker-wire connection by the same rule without copying it (the worker does
-    /// so for every job); returns its device.
-    pub fn check(c: &worker::Connection) -> Result<DeviceKey, ModelError> {
+    /// so for every job); returns its device and its jump host's address.
+    pub fn check(c: &worker::Connection) -> Result<(DeviceKey, Option<DeviceKey>), ModelError> {
         let device = DeviceKey::new("connection", &c.host, c.port)?;
         credentials(
+            "connection",
             &c.username,
             c.password.is_empty(),
             c.private_key_pem.is_empty(),
         )?;
-        Ok(device)
+        let jump = match &c.jump_host {
+            None => None,
+            Some(j) => Some(JumpHost::try_from(j)?.addr),
+        };
+        Ok((device, jump))
     }
 }
 
@@ -100,6 +179,7 @@ impl TryFrom<&api::Connection> for Connection {
             secret: Secret::new(c.secret.clone()),
             prompt_pattern: c.prompt_pattern.clone(),
             legacy_algorithms: c.legacy_algorithms,
+            jump_host: c.jump_host.as_ref().map(JumpHost::try_from).transpose()?,
         }
         .checked()
     }
@@ -119,6 +199,7 @@ impl TryFrom<&worker::Connection> for Connection {
             secret: Secret::new(c.secret.clone()),
             prompt_pattern: c.prompt_pattern.clone(),
             legacy_algorithms: c.legacy_algorithms,
+            jump_host: c.jump_host.as_ref().map(JumpHost::try_from).transpose()?,
         }
         .checked()
     }
@@ -137,6 +218,7 @@ impl From<&Connection> for worker::Connection {
             secret: c.secret.expose().to_string(),
             prompt_pattern: c.prompt_pattern.clone(),
             legacy_algorithms: c.legacy_algorithms,
+            jump_host: c.jump_host.as_ref().map(worker::JumpHost::from),
         }
     }
 }
@@ -234,6 +316,60 @@ mod tests {
         assert_eq!(
             Connection::try_from(&no_user).unwrap_err().to_string(),
             "connection.username must not be empty"
+        );
+    }
+
+    #[test]
+    fn a_jump_host_has_its_own_login_checked_by_the_same_rule() {
+        let mut c = api_conn();
+        c.jump_host = Some(api::JumpHost {
+            host: "bastion".into(),
+            username: "jumper".into(),
+            private_key: "-----BEGIN OPENSSH PRIVATE KEY-----".into(),
+            private_key_passphrase: "jump-phrase".into(),
+            ..Default::default()
+        });
+        let m = Connection::try_from(&c).unwrap();
+        let j = m.jump_host.as_ref().unwrap();
+        assert_eq!(
+            (j.addr.to_string().as_str(), j.username.as_str()),
+            ("bastion:22", "jumper")
+        );
+        assert!(!format!("{m:?}").contains("jump-phrase"));
+        let wire = worker::Connection::from(&m);
+        assert_eq!(
+            wire.jump_host
+                .as_ref()
+                .map(|j| j.private_key_passphrase.as_str()),
+            Some("jump-phrase")
+        );
+        assert_eq!(Connection::try_from(&wire).unwrap(), m);
+        let (device, jump) = Connection::check(&wire).unwrap();
+        assert_eq!(
+            (device.to_string(), jump.map(|j| j.to_string())),
+            ("192.0.2.1:22".into(), Some("bastion:22".into()))
+        );
+
+        let no_key = api::JumpHost {
+            private_key: String::new(),
+            ..c.jump_host.clone().unwrap()
+        };
+        c.jump_host = Some(no_key);
+        assert_eq!(
+            Connection::try_from(&c).unwrap_err().to_string(),
+            "connection.jump_host.password must not be empty unless \
+             connection.jump_host.private_key is given"
+        );
+        c.jump_host = Some(api::JumpHost {
+            host: String::new(),
+            ..c.jump_host.clone().unwrap()
+        });
+        c.jump_host.as_mut().unwrap().password = "x".into();
+        assert!(
+            Connection::try_from(&c)
+                .unwrap_err()
+                .to_string()
+                .starts_with("connection.jump_host.host must be a host name")
         );
     }
 

@@ -21,7 +21,7 @@ mod request;
 mod secret;
 
 pub use command::{CommandSpec, pattern};
-pub use connection::{Connection, SessionOptions};
+pub use connection::{Connection, JumpHost, SessionOptions};
 pub use device::DeviceKey;
 pub use dispatch::AgentJob;
 pub use error::ModelError;

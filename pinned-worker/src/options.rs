@@ -172,7 +172,8 @@ impl WorkerOptions {
 
     fn device_for(init: &wire::Init, c: &wire::Connection) -> Result<DeviceTarget, SessionError> {
         // The same rule as at the manager and the agent: host, port, user, password or key.
-        let device = netpulse_model::Connection::check(c).map_err(|e| invalid(e.to_string()))?;
+        let (device, jump) =
+            netpulse_model::Connection::check(c).map_err(|e| invalid(e.to_string()))?;
         let mut platform = platform::lookup(&c.device_type)?;
         if !c.prompt_pattern.is_empty() {
             platform = platform.with_prompt(&c.prompt_pattern)?;
@@ -195,29 +196,45 @@ impl WorkerOptions {
         };
         let t = init.timeouts.unwrap_or_default();
         let ka = init.ssh_keepalive.unwrap_or_default();
-        Ok(DeviceTarget {
-            target: Target {
-                host: device.host().to_string(),
-                port: device.port(),
-                username: c.username.clone(),
-                password: c.password.clone(),
-                private_key_pem: c.private_key_pem.clone(),
-                private_key_passphrase: c.private_key_passphrase.clone(),
-                host_key_policy,
-                connect_timeout: ms("timeouts.connect_ms", t.connect_ms, DEFAULT_CONNECT_TIMEOUT)?,
-                auth_timeout: ms("timeouts.auth_ms", t.auth_ms, DEFAULT_AUTH_TIMEOUT)?,
-                ssh_keepalive_interval: ms(
-                    "ssh_keepalive.interval_ms",
-                    ka.interval_ms,
-                    DEFAULT_SSH_KEEPALIVE,
-                )?,
-                legacy_algorithms: c.legacy_algorithms,
-                ssh_keepalive_max: if ka.max_missed == 0 {
-                    DEFAULT_SSH_KEEPALIVE_MAX
-                } else {
-                    ka.max_missed as usize
-                },
+        let target = Target {
+            host: device.host().to_string(),
+            port: device.port(),
+            username: c.username.clone(),
+            password: c.password.clone(),
+            private_key_pem: c.private_key_pem.clone(),
+            private_key_passphrase: c.private_key_passphrase.clone(),
+            host_key_policy,
+            connect_timeout: ms("timeouts.connect_ms", t.connect_ms, DEFAULT_CONNECT_TIMEOUT)?,
+            auth_timeout: ms("timeouts.auth_ms", t.auth_ms, DEFAULT_AUTH_TIMEOUT)?,
+            ssh_keepalive_interval: ms(
+                "ssh_keepalive.interval_ms",
+                ka.interval_ms,
+                DEFAULT_SSH_KEEPALIVE,
+            )?,
+            legacy_algorithms: c.legacy_algorithms,
+            ssh_keepalive_max: if ka.max_missed == 0 {
+                DEFAULT_SSH_KEEPALIVE_MAX
+            } else {
+                ka.max_missed as usize
             },
+            jump: None,
+        };
+        // The jump host: its own login, the device's policy and timeouts, modern algorithms.
+        let jump = match (jump, &c.jump_host) {
+            (Some(addr), Some(j)) => Some(Box::new(Target {
+                host: addr.host().to_string(),
+                port: addr.port(),
+                username: j.username.clone(),
+                password: j.password.clone(),
+                private_key_pem: j.private_key_pem.clone(),
+                private_key_passphrase: j.private_key_passphrase.clone(),
+                legacy_algorithms: false,
+                ..target.clone()
+            })),
+            _ => None,
+        };
+        Ok(DeviceTarget {
+            target: Target { jump, ..target },
             platform,
             secret: c.secret.clone(),
         })

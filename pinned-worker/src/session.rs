@@ -339,7 +339,7 @@ impl DeviceSession {
 
     /// True when the transport is known to be gone. Cheap; does not touch the device.
     pub fn is_closed(&self) -> bool {
-        self.transport.handle.is_closed()
+        self.transport.is_closed()
     }
 
     /// Waits for something from the device while idle. Returns an error when the session
@@ -360,13 +360,7 @@ impl DeviceSession {
     }
 
     pub async fn close(self) {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(1),
-            self.transport
-                .handle
-                .disconnect(russh::Disconnect::ByApplication, "", "en"),
-        )
-        .await;
+        self.transport.close().await;
     }
 
     /// Checks, without sending anything, that the session is still usable.

@@ -40,6 +40,9 @@ pub struct Target {
     pub ssh_keepalive_max: usize,
     /// Also offer the algorithms old devices need (see [`preferred`]).
     pub legacy_algorithms: bool,
+    /// Reach the device through this SSH server (direct-tcpip over its session): its own
+    /// address and credentials, the same host-key policy and timeouts.
+    pub jump: Option<Box<Target>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for Target {
                 },
             )
             .field("host_key_policy", &self.host_key_policy)
+            .field("jump", &self.jump)
             .finish_non_exhaustive()
     }
 }
@@ -153,9 +157,30 @@ impl client::Handler for HostKeyCheck {
 pub struct Transport {
     pub handle: Handle<HostKeyCheck>,
     pub channel: Channel<Msg>,
+    /// The jump host's session, which carries the device's; dropping it ends both.
+    jump: Option<Handle<HostKeyCheck>>,
 }
 
 impl Transport {
+    /// True when the transport is known to be gone. Cheap; does not touch the device.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed() || self.jump.as_ref().is_some_and(|j| j.is_closed())
+    }
+
+    pub async fn close(self) {
+        let bye = |h: Handle<HostKeyCheck>| async move {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                h.disconnect(russh::Disconnect::ByApplication, "", "en"),
+            )
+            .await;
+        };
+        bye(self.handle).await;
+        if let Some(j) = self.jump {
+            bye(j).await;
+        }
+    }
+
     /// The channel's next message if one is already there (`None`: nothing yet), without
     /// waiting: the channel is polled once.
     pub fn poll_message(&mut self) -> Option<Option<russh::ChannelMsg>> {
@@ -219,86 +244,46 @@ pub fn preferred(legacy: bool) -> russh::Preferred {
     }
 }
 
-/// Connects, authenticates and opens a PTY shell. Each step has its own timeout.
+/// Connects (directly or through the jump host), authenticates and opens a PTY shell. Each
+/// step has its own timeout.
 pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     let addr = t.addr();
     if t.host_key_policy == HostKeyPolicy::InsecureAcceptAny {
         warn!(%addr, "host key checking is off (insecure_accept_any)");
     }
-    let key = if t.private_key_pem.is_empty() {
-        None
-    } else {
-        let pass = Some(t.private_key_passphrase.as_str()).filter(|p| !p.is_empty());
-        Some(
-            keys::decode_secret_key(&t.private_key_pem, pass).map_err(|e| {
-                SessionError::InvalidArgument(format!("private_key_pem does not decode: {e}"))
-            })?,
-        )
-    };
-    let timeout = |after| SessionError::ConnectTimeout {
-        addr: addr.clone(),
-        after,
-    };
-    let tcp = tokio::time::timeout(
-        t.connect_timeout,
-        TcpStream::connect((t.host.as_str(), t.port)),
-    )
-    .await
-    .map_err(|_| timeout(t.connect_timeout))?
-    .map_err(|e| SessionError::ConnectFailed {
-        addr: addr.clone(),
-        reason: e.to_string(),
-    })?;
-    // Commands and their echoes are small writes; Nagle would hold them for a delayed ACK.
-    let _ = tcp.set_nodelay(true);
-
-    let config = Arc::new(client::Config {
-        keepalive_interval: Some(t.ssh_keepalive_interval),
-        keepalive_max: t.ssh_keepalive_max,
-        inactivity_timeout: None,
-        nodelay: true,
-        preferred: preferred(t.legacy_algorithms),
-        ..Default::default()
-    });
-    let rejection = Arc::new(Mutex::new(None));
-    let check = HostKeyCheck {
-        host: t.host.clone(),
-        port: t.port,
-        policy: t.host_key_policy.clone(),
-        rejection: rejection.clone(),
-    };
-    let mut handle = match tokio::time::timeout(
-        t.connect_timeout,
-        client::connect_stream(config, tcp, check),
-    )
-    .await
-    {
-        Err(_) => return Err(timeout(t.connect_timeout)),
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            if let Some(why) = rejection.lock().expect("lock").take() {
-                return Err(SessionError::HostKeyRejected(why));
-            }
-            let hint = match (&e, t.legacy_algorithms) {
-                (russh::Error::NoCommonAlgo { .. }, false) => {
-                    "; an old device may need connection.legacy_algorithms"
-                }
-                _ => "",
-            };
-            return Err(SessionError::ConnectFailed {
-                addr,
-                reason: format!("ssh handshake: {e}{hint}"),
-            });
+    let (handle, jump) = match &t.jump {
+        None => (login(t, tcp_connect(t).await?, "private_key").await?, None),
+        Some(j) => {
+            let at_jump = |e| through(e, &j.addr());
+            let jh = login(
+                j,
+                tcp_connect(j).await.map_err(at_jump)?,
+                "jump_host.private_key",
+            )
+            .await
+            .map_err(at_jump)?;
+            let forwarded = tokio::time::timeout(
+                t.connect_timeout,
+                jh.channel_open_direct_tcpip(t.host.as_str(), t.port as u32, "127.0.0.1", 0),
+            )
+            .await
+            .map_err(|_| SessionError::ConnectTimeout {
+                addr: format!("{addr} through the jump host {}", j.addr()),
+                after: t.connect_timeout,
+            })?
+            .map_err(|e| SessionError::ConnectFailed {
+                addr: addr.clone(),
+                reason: format!(
+                    "the jump host {} did not open a channel to it: {e}",
+                    j.addr()
+                ),
+            })?;
+            (
+                login(t, forwarded.into_stream(), "private_key").await?,
+                Some(jh),
+            )
         }
     };
-
-    tokio::time::timeout(t.auth_timeout, authenticate(&mut handle, t, key))
-        .await
-        .map_err(|_| SessionError::AuthFailed {
-            user: t.username.clone(),
-            reason: format!("no answer within {:?}", t.auth_timeout),
-        })??;
-
     let channel = tokio::time::timeout(t.auth_timeout, async {
         let ch = handle.channel_open_session().await?;
         // Wide terminal so devices do not wrap long lines; replies are not awaited, a refusal
@@ -316,7 +301,125 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
         addr: addr.clone(),
         reason: format!("opening the shell channel: {e}"),
     })?;
-    Ok(Transport { handle, channel })
+    Ok(Transport {
+        handle,
+        channel,
+        jump,
+    })
+}
+
+/// An error of the jump host's own connection, said so.
+fn through(e: SessionError, jump: &str) -> SessionError {
+    match e {
+        SessionError::ConnectFailed { addr, reason } => SessionError::ConnectFailed {
+            addr: format!("the jump host {addr}"),
+            reason,
+        },
+        SessionError::ConnectTimeout { addr, after } => SessionError::ConnectTimeout {
+            addr: format!("the jump host {addr}"),
+            after,
+        },
+        SessionError::AuthFailed { user, reason } => SessionError::AuthFailed {
+            user,
+            reason: format!("{reason} (at the jump host {jump})"),
+        },
+        SessionError::HostKeyRejected(why) => {
+            SessionError::HostKeyRejected(format!("jump host: {why}"))
+        }
+        other => other,
+    }
+}
+
+async fn tcp_connect(t: &Target) -> Result<TcpStream, SessionError> {
+    let tcp = tokio::time::timeout(
+        t.connect_timeout,
+        TcpStream::connect((t.host.as_str(), t.port)),
+    )
+    .await
+    .map_err(|_| SessionError::ConnectTimeout {
+        addr: t.addr(),
+        after: t.connect_timeout,
+    })?
+    .map_err(|e| SessionError::ConnectFailed {
+        addr: t.addr(),
+        reason: e.to_string(),
+    })?;
+    // Commands and their echoes are small writes; Nagle would hold them for a delayed ACK.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// The SSH handshake and authentication over `stream` (TCP, or a channel of the jump host).
+async fn login<S>(
+    t: &Target,
+    stream: S,
+    key_field: &str,
+) -> Result<Handle<HostKeyCheck>, SessionError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = t.addr();
+    let key = if t.private_key_pem.is_empty() {
+        None
+    } else {
+        let pass = Some(t.private_key_passphrase.as_str()).filter(|p| !p.is_empty());
+        Some(
+            keys::decode_secret_key(&t.private_key_pem, pass).map_err(|e| {
+                SessionError::InvalidArgument(format!("{key_field} does not decode: {e}"))
+            })?,
+        )
+    };
+    let config = Arc::new(client::Config {
+        keepalive_interval: Some(t.ssh_keepalive_interval),
+        keepalive_max: t.ssh_keepalive_max,
+        inactivity_timeout: None,
+        nodelay: true,
+        preferred: preferred(t.legacy_algorithms),
+        ..Default::default()
+    });
+    let rejection = Arc::new(Mutex::new(None));
+    let check = HostKeyCheck {
+        host: t.host.clone(),
+        port: t.port,
+        policy: t.host_key_policy.clone(),
+        rejection: rejection.clone(),
+    };
+    let mut handle = match tokio::time::timeout(
+        t.connect_timeout,
+        client::connect_stream(config, stream, check),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(SessionError::ConnectTimeout {
+                addr,
+                after: t.connect_timeout,
+            });
+        }
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            if let Some(why) = rejection.lock().expect("lock").take() {
+                return Err(SessionError::HostKeyRejected(why));
+            }
+            let hint = match (&e, t.legacy_algorithms) {
+                (russh::Error::NoCommonAlgo { .. }, false) => {
+                    "; an old device may need connection.legacy_algorithms"
+                }
+                _ => "",
+            };
+            return Err(SessionError::ConnectFailed {
+                addr,
+                reason: format!("ssh handshake: {e}{hint}"),
+            });
+        }
+    };
+    tokio::time::timeout(t.auth_timeout, authenticate(&mut handle, t, key))
+        .await
+        .map_err(|_| SessionError::AuthFailed {
+            user: t.username.clone(),
+            reason: format!("no answer within {:?}", t.auth_timeout),
+        })??;
+    Ok(handle)
 }
 
 /// Answers keyboard-interactive prompts: an echoed prompt that asks for a user gets the user

@@ -3,7 +3,7 @@
 //! output (paging turned off, or the pager answered), a configuration push with commit and
 //! save where the platform has them, and the pushed line in the configuration afterwards.
 //! The devices are devsim's, written from what each vendor's CLI prints, so a wrong definition
-//! fails here. `linux` is exercised against OpenSSH in `linux_sshd.rs`.
+//! fails here. `linux` is exercised against OpenSSH in `integration-tests/tests/linux_sshd.rs`.
 
 use std::time::Duration;
 
@@ -97,6 +97,7 @@ async fn exercise(name: &str) -> Result<(), String> {
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
         legacy_algorithms: false,
+        jump: None,
     };
     let mut s = DeviceSession::open(&target, p, "enable", T)
         .await

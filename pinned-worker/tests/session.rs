@@ -44,6 +44,7 @@ fn target(d: &Device, policy: HostKeyPolicy) -> Target {
         ssh_keepalive_interval: Duration::from_secs(15),
         ssh_keepalive_max: 3,
         legacy_algorithms: false,
+        jump: None,
     }
 }
 
