@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use devsim::server::BusyRefusal;
 use devsim::{DeviceSpec, Flavor, spawn_device};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,12 @@ struct Args {
     /// Offer only the SSH algorithms of old devices (SHA-1 key exchange, CBC, hmac-sha1).
     #[arg(long, env = "DEVSIM_LEGACY_SSH_ONLY")]
     legacy_ssh_only: bool,
+    /// Connections each device serves at once (its VTY lines); 0: no limit.
+    #[arg(long, env = "DEVSIM_MAX_SESSIONS", default_value_t = 0)]
+    max_sessions: usize,
+    /// How a device with every line in use refuses one more connection.
+    #[arg(long, env = "DEVSIM_BUSY_REFUSAL", value_enum, default_value_t = BusyRefusal::Close)]
+    busy_refusal: BusyRefusal,
     /// Host key file (OpenSSH format). Created when missing, so restarts keep the same key.
     #[arg(long, env = "DEVSIM_HOST_KEY")]
     host_key: Option<std::path::PathBuf>,
@@ -152,6 +159,8 @@ async fn main() -> anyhow::Result<()> {
             spec.tech_support_lines = args.tech_support_lines;
             spec.authorized_keys = authorized.clone();
             spec.legacy_ssh_only = args.legacy_ssh_only;
+            spec.max_sessions = (args.max_sessions > 0).then_some(args.max_sessions);
+            spec.busy_refusal = args.busy_refusal;
             let dev = spawn_device(spec, key.clone(), shutdown.clone())
                 .await
                 .with_context(|| format!("binding {}:{port}", args.listen))?;

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,6 +53,19 @@ pub struct DeviceSpec {
     /// Refuse the password method; take the password only through keyboard-interactive, as
     /// many network devices do.
     pub keyboard_interactive_only: bool,
+    /// Connections served at once (a device's VTY lines); one more is refused.
+    pub max_sessions: Option<usize>,
+    pub busy_refusal: BusyRefusal,
+}
+
+/// How a device whose lines are all in use refuses one more connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BusyRefusal {
+    /// Close the TCP connection before the SSH banner, as IOS does with no free VTY line.
+    #[default]
+    Close,
+    /// Log the user in, then send an SSH disconnect "too many connections" (reason 12).
+    Disconnect,
 }
 
 impl DeviceSpec {
@@ -75,6 +88,8 @@ impl DeviceSpec {
             prompt: Default::default(),
             legacy_ssh_only: false,
             keyboard_interactive_only: false,
+            max_sessions: None,
+            busy_refusal: BusyRefusal::Close,
         }
     }
 }
@@ -103,6 +118,10 @@ struct Shared {
     faults: watch::Sender<Faults>,
     logins: AtomicU64,
     commands: AtomicU64,
+    /// TCP connections being served now.
+    sessions: AtomicUsize,
+    /// Connections refused because every line was in use.
+    refused: AtomicU64,
     /// Becomes true once the listener is closed.
     closed: watch::Sender<bool>,
 }
@@ -125,6 +144,10 @@ impl Device {
     /// Successful logins so far: a reused session does not add one.
     pub fn logins(&self) -> u64 {
         self.shared.logins.load(Ordering::Relaxed)
+    }
+    /// Connections refused because every line was in use.
+    pub fn refused(&self) -> u64 {
+        self.shared.refused.load(Ordering::Relaxed)
     }
     /// Command lines executed so far, across sessions.
     pub fn commands(&self) -> u64 {
@@ -170,6 +193,8 @@ pub async fn spawn_device(
         faults: watch::Sender::new(Faults::default()),
         logins: AtomicU64::new(0),
         commands: AtomicU64::new(0),
+        sessions: AtomicUsize::new(0),
+        refused: AtomicU64::new(0),
         closed: watch::Sender::new(false),
     });
     let device = Device {
@@ -189,6 +214,15 @@ pub async fn spawn_device(
                 },
             };
             let _ = tcp.set_nodelay(true);
+            let full = shared
+                .spec
+                .max_sessions
+                .is_some_and(|max| shared.sessions.load(Ordering::Relaxed) >= max);
+            if full && shared.spec.busy_refusal == BusyRefusal::Close {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, "every line is in use: connection closed");
+                continue;
+            }
             tokio::spawn(serve_connection(
                 tcp,
                 peer,
@@ -211,6 +245,14 @@ async fn serve_connection(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    shared.sessions.fetch_add(1, Ordering::Relaxed);
+    struct Served(Arc<Shared>);
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _served = Served(shared.clone());
     let faults = shared.faults.subscribe();
     let generation = faults.borrow().drop_generation;
     let (kill_tx, kill_rx) = watch::channel(false);
@@ -332,8 +374,21 @@ impl russh::server::Handler for Conn {
         &mut self,
         _channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
+        let spec = &self.shared.spec;
+        let over = spec
+            .max_sessions
+            .is_some_and(|max| self.shared.sessions.load(Ordering::Relaxed) > max);
+        if over && spec.busy_refusal == BusyRefusal::Disconnect {
+            self.shared.refused.fetch_add(1, Ordering::Relaxed);
+            session.disconnect(
+                russh::Disconnect::TooManyConnections,
+                "Too many sessions: all lines are in use",
+                "en",
+            )?;
+            return Ok(());
+        }
         reply.accept().await;
         Ok(())
     }

@@ -445,3 +445,58 @@ async fn a_jump_host_carries_the_session_to_the_device() {
         "{message}"
     );
 }
+
+/// `queue_timeout_seconds` bounds how long a fifo job retries a device that refuses it as busy
+/// (devsim serves one session at a time and closes the connection of the next, as IOS does
+/// with no free VTY line): two fifo jobs at once both succeed, one after retrying (the agent
+/// logs each retry); beside a pinned session that keeps the only line, a fifo job with a 2 s
+/// queue timeout ends `device_busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_device_is_retried_within_the_queue_timeout() {
+    let c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=1".into(),
+            "--max-sessions".into(),
+            "1".into(),
+            // Each line (paging off, the RETURN, the command) holds the line this long.
+            "--command-delay-ms".into(),
+            "400".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let both = tokio::join!(
+        run(&c, fifo(c.request(0, &["show clock"]))),
+        run(&c, fifo(c.request(0, &["show clock"])))
+    );
+    for (job, _) in [both.0, both.1] {
+        assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    }
+    let retries = || {
+        std::fs::read_to_string(&c.agents[0].log)
+            .unwrap()
+            .matches("the device is busy; retrying")
+            .count()
+    };
+    assert!(retries() >= 1, "no retry in the agent's log");
+
+    let (held, _) = run(&c, c.request(0, &["show clock"])).await;
+    assert_eq!(held.status(), JobStatus::Succeeded, "{held:?}");
+    let mut r = fifo(c.request(0, &["show clock"]));
+    r.queue_timeout_seconds = 2;
+    let before = retries();
+    let (job, took) = run(&c, r).await;
+    assert_eq!(kind(&job), "device_busy", "{job:?}");
+    assert!(
+        job.error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("refused the session"),
+        "{job:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(retries() > before, "it was retried before it failed");
+}

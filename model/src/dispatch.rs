@@ -26,6 +26,8 @@ pub struct AgentJob {
     pub connect_timeout: Duration,
     /// Execution timeout: the agent kills the worker when it does not answer in time.
     pub timeout: Duration,
+    /// How long a fifo job may retry a device that refused it as busy (zero: not at all).
+    pub busy_retry: Duration,
     /// Only look the job up here, never start it (see `Dispatch.resume_only`).
     pub resume_only: bool,
     /// The job frame the worker gets: its id, operation, enable mode, command timeout, trace
@@ -92,6 +94,11 @@ impl TryFrom<Dispatch> for AgentJob {
                 10,
             ),
             timeout: secs_or(at_most("timeout_seconds", d.timeout_seconds, 86_400)?, 300),
+            busy_retry: Duration::from_secs(at_most(
+                "queue_timeout_seconds",
+                d.queue_timeout_seconds,
+                86_400,
+            )? as u64),
             resume_only: d.resume_only,
             frame,
         })
@@ -133,6 +140,11 @@ mod tests {
         assert_eq!(
             (j.connect_timeout, j.timeout),
             (Duration::from_secs(3), Duration::from_secs(40))
+        );
+        assert_eq!(
+            j.busy_retry,
+            Duration::from_secs(300),
+            "the queue timeout's default"
         );
         assert_eq!(j.frame.job_id, "j1");
         assert_eq!(j.frame.connection.as_ref().unwrap().password, "hunter2");

@@ -32,10 +32,12 @@ pub enum ErrorKind {
     NodeLost,
     /// The job did not start within its queue timeout.
     QueueTimeout,
+    /// The device refused the session: its lines or sessions were all in use.
+    DeviceBusy,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownDeviceType,
         ErrorKind::ConnectFailed,
@@ -59,6 +61,7 @@ impl ErrorKind {
         ErrorKind::NodeUnavailable,
         ErrorKind::NodeLost,
         ErrorKind::QueueTimeout,
+        ErrorKind::DeviceBusy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl ErrorKind {
             ErrorKind::NodeUnavailable => "node_unavailable",
             ErrorKind::NodeLost => "node_lost",
             ErrorKind::QueueTimeout => "queue_timeout",
+            ErrorKind::DeviceBusy => "device_busy",
         }
     }
 }
@@ -122,6 +126,7 @@ impl From<worker::ErrorKind> for ErrorKind {
             W::Timeout => ErrorKind::Timeout,
             W::WorkerExited => ErrorKind::WorkerExited,
             W::NodeUnavailable => ErrorKind::NodeUnavailable,
+            W::DeviceBusy => ErrorKind::DeviceBusy,
         }
     }
 }
@@ -135,7 +140,7 @@ mod tests {
     fn names_are_unique_and_match_the_worker_protocol() {
         let names: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), ErrorKind::ALL.len());
-        for raw in 1..=21 {
+        for raw in 1..=22 {
             let w = worker::ErrorKind::try_from(raw).unwrap();
             let wire_name = w
                 .as_str_name()
@@ -144,7 +149,7 @@ mod tests {
             assert_eq!(ErrorKind::from(w).name(), wire_name);
         }
         assert!(
-            worker::ErrorKind::try_from(22).is_err(),
+            worker::ErrorKind::try_from(23).is_err(),
             "a new worker kind needs a name here"
         );
     }

@@ -261,6 +261,7 @@ impl JobRequest {
             timeout_seconds: self.options.timeout.as_secs() as u32,
             resume_only: false,
             connect_timeout_seconds: self.session.connect_timeout.as_secs() as u32,
+            queue_timeout_seconds: self.options.queue_timeout.as_secs() as u32,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use netpulse_model::AgentJob;
 use netpulse_proto::agent::{JobStarted, Strategy, WorkerState, agent_message::Msg};
@@ -81,7 +82,64 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<FifoCmd>, max_concurrency
     while running.join_next().await.is_some() {}
 }
 
+/// The first wait before a busy device is tried again; it doubles up to [`BUSY_BACKOFF_MAX`].
+const BUSY_BACKOFF: Duration = Duration::from_secs(1);
+const BUSY_BACKOFF_MAX: Duration = Duration::from_secs(16);
+
+/// Runs one fifo job: a one-shot worker, again after a back-off while the device refuses it as
+/// busy and the job's queue timeout allows.
 async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) -> String {
+    let retry_until = Instant::now() + d.busy_retry;
+    let mut cancel_open = true;
+    let mut backoff = BUSY_BACKOFF;
+    for attempt in 0u32.. {
+        let Some((worker_id, r)) =
+            attempt_once(&ctx, &d, &mut cancel, &mut cancel_open, attempt).await
+        else {
+            return d.id;
+        };
+        let busy = r
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::DeviceBusy as i32);
+        let wait = jittered(backoff, &d.id, attempt);
+        if !busy || !cancel_open || Instant::now() + wait >= retry_until {
+            ctx.finish(&worker_id, r);
+            return d.id;
+        }
+        info!(job_id = %d.id, device = %d.device, attempt, ?wait, "the device is busy; retrying");
+        ctx.metrics.busy_retried();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut cancel => {
+                ctx.finish("", process::failed(&d.id, ErrorKind::Canceled, "canceled while waiting to retry a busy device".into(), false));
+                return d.id;
+            }
+        }
+        backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
+    }
+    unreachable!("the attempts loop only ends by returning")
+}
+
+/// Between half and all of `backoff`, spread by job and attempt so that jobs refused together
+/// do not come back together.
+fn jittered(backoff: Duration, job_id: &str, attempt: u32) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (job_id, attempt).hash(&mut h);
+    backoff.mul_f64(0.5 + (h.finish() % 1000) as f64 / 2000.0)
+}
+
+/// One one-shot worker for the job: its login turn, the worker, its frames. Returns the worker
+/// and the result, or `None` when the job already ended (canceled before it started, or no
+/// worker could start).
+async fn attempt_once(
+    ctx: &Arc<Ctx>,
+    d: &AgentJob,
+    cancel: &mut oneshot::Receiver<()>,
+    cancel_open: &mut bool,
+    attempt: u32,
+) -> Option<(String, wire::JobResult)> {
     let device = d.device.to_string();
     // A one-shot worker logs in too: it takes its turn and a place like a pinned one.
     let login = tokio::select! {
@@ -90,13 +148,13 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
             ctx.logins.turn(d.device.host()).await;
             p
         } => p.ok(),
-        _ = &mut cancel => {
-            ctx.finish("", process::failed(&d.id, ErrorKind::Canceled, "canceled before it started".into(), true));
-            return d.id;
+        _ = &mut *cancel, if *cancel_open => {
+            ctx.finish("", process::failed(&d.id, ErrorKind::Canceled, "canceled before it started".into(), attempt == 0));
+            return None;
         }
     };
     let mut login = login;
-    let mut w = match Supervised::start(&ctx, &device, WorkerMode::Oneshot, &d).await {
+    let mut w = match Supervised::start(ctx, &device, WorkerMode::Oneshot, d).await {
         Ok(w) => w,
         Err(e) => {
             ctx.finish(
@@ -105,10 +163,10 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
                     &d.id,
                     ErrorKind::Internal,
                     format!("cannot start a worker: {e}"),
-                    true,
+                    attempt == 0,
                 ),
             );
-            return d.id;
+            return None;
         }
     };
     let id = w.id.clone();
@@ -121,17 +179,18 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
         row.spawned_unix_ms = unix_ms();
     });
     let deadline = Instant::now() + d.timeout + TIMEOUT_MARGIN;
-    if let Err(e) = w.child.send(&process::job_frame(&d)).await {
+    if let Err(e) = w.child.send(&process::job_frame(d)).await {
         warn!(worker_id = %id, error = %e, "could not hand the job to a one-shot worker");
     }
-    ctx.events.publish(Msg::Started(JobStarted {
-        job_id: d.id.clone(),
-        worker_id: id.clone(),
-    }));
+    if attempt == 0 {
+        ctx.events.publish(Msg::Started(JobStarted {
+            job_id: d.id.clone(),
+            worker_id: id.clone(),
+        }));
+    }
     let mut result = None;
     let mut timed_out = false;
     let mut exit_reason = None;
-    let mut cancel_open = true;
     let mut on_frame = |f: Option<Out>, result: &mut Option<wire::JobResult>| match f {
         Some(Out::Result(r)) if r.job_id == d.id && result.is_none() => *result = Some(r),
         Some(Out::Exiting(e)) => exit_reason = Some(e.reason),
@@ -152,8 +211,8 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
                 timed_out = true;
                 w.child.kill();
             }
-            r = &mut cancel, if cancel_open => {
-                cancel_open = false;
+            r = &mut *cancel, if *cancel_open => {
+                *cancel_open = false;
                 if r.is_ok() {
                     let _ = w.child.send(&process::cancel_frame(d.id.clone(), false)).await;
                 }
@@ -170,7 +229,7 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
     let (code, how) = (end.code, end.how);
     info!(worker_id = %id, %how, "one-shot worker exited");
     ctx.table.remove(&id);
-    w.count_exit(&ctx, code);
+    w.count_exit(ctx, code);
     let r = match result {
         Some(r) => r,
         None if timed_out => process::failed(
@@ -189,6 +248,5 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
             false,
         ),
     };
-    ctx.finish(&id, r);
-    d.id
+    Some((id, r))
 }

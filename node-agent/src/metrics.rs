@@ -42,6 +42,7 @@ pub struct AgentMetrics {
     lease_keepalive: Histogram,
     lease_lost: Counter,
     evictions: Counter,
+    busy_retries: Counter,
 }
 
 impl Default for AgentMetrics {
@@ -133,9 +134,16 @@ impl Default for AgentMetrics {
             "Idle pinned workers that gave their place to a new device on a full node (least recently used first)",
             evictions.clone(),
         );
+        let busy_retries = Counter::default();
+        r.register(
+            "busy_retries",
+            "Fifo jobs tried again because the device refused them as busy (every line in use)",
+            busy_retries.clone(),
+        );
         AgentMetrics {
             registry: r,
             evictions,
+            busy_retries,
             lease_keepalive,
             lease_lost,
             jobs,
@@ -180,6 +188,10 @@ impl AgentMetrics {
                 command.observe(c.duration_us as f64 / 1e6);
             }
         }
+    }
+
+    pub fn busy_retried(&self) {
+        self.busy_retries.inc();
     }
 
     pub fn connected(&self, strategy: &'static str, connect_us: u64) {

@@ -14,6 +14,8 @@ pub enum SessionError {
     ConnectFailed { addr: String, reason: String },
     #[error("connecting to {addr} timed out after {after:?}")]
     ConnectTimeout { addr: String, after: Duration },
+    #[error("{addr} refused the session, all its lines or sessions are in use: {reason}")]
+    DeviceBusy { addr: String, reason: String },
     #[error("authentication as {user:?} failed: {reason}")]
     AuthFailed { user: String, reason: String },
     #[error("host key rejected: {0}")]
@@ -58,6 +60,7 @@ impl SessionError {
             SessionError::ConnectFailed { .. } => ErrorKind::ConnectFailed,
             SessionError::ConnectTimeout { .. } => ErrorKind::ConnectTimeout,
             SessionError::AuthFailed { .. } => ErrorKind::AuthFailed,
+            SessionError::DeviceBusy { .. } => ErrorKind::DeviceBusy,
             SessionError::HostKeyRejected(_) => ErrorKind::HostKeyRejected,
             SessionError::PromptTimeout { .. } => ErrorKind::PromptTimeout,
             SessionError::CommandTimeout { .. } => ErrorKind::CommandTimeout,

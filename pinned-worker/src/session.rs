@@ -96,12 +96,18 @@ impl DeviceSession {
             Duration::ZERO,
         )
         .await
-        .map_err(|e| {
-            s.prompt_error(
+        .map_err(|e| match e {
+            ReadError::Closed(_) if let Some(reason) = s.transport.refusal(&s.tail()) => {
+                SessionError::DeviceBusy {
+                    addr: target.addr(),
+                    reason,
+                }
+            }
+            e => s.prompt_error(
                 e,
                 prompt_timeout,
                 "waiting for the first prompt after login",
-            )
+            ),
         })?;
         s.keepalive(prompt_timeout).await?;
         for cmd in &platform.paging_off {

@@ -83,8 +83,37 @@ pub struct HostKeyCheck {
     host: String,
     port: u16,
     policy: HostKeyPolicy,
-    /// Why the key was rejected, for the error message (russh only sees `false`).
-    rejection: Arc<Mutex<Option<String>>>,
+    notes: Arc<Mutex<Notes>>,
+}
+
+/// What the handler saw that russh's errors do not carry.
+#[derive(Default)]
+struct Notes {
+    /// Why the host key was rejected (russh only sees `false`).
+    rejection: Option<String>,
+    /// The server's disconnect message: its reason code and text.
+    disconnect: Option<(russh::Disconnect, String)>,
+}
+
+/// Words devices use when every line or session is taken.
+fn says_busy(text: &str) -> bool {
+    static BUSY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)too many (sessions|connections|users|logins)|lines are (all )?(busy|in use)|maximum (number of )?(sessions|connections|users|vty)|(session|user|connection|vty) limit|wait for previous session",
+        )
+        .expect("busy pattern")
+    });
+    BUSY.is_match(text)
+}
+
+impl Notes {
+    /// The device refused for lack of lines: a "too many connections" disconnect, or one
+    /// whose text says so.
+    fn busy(&self) -> Option<String> {
+        let (code, text) = self.disconnect.as_ref()?;
+        (matches!(code, russh::Disconnect::TooManyConnections) || says_busy(text))
+            .then(|| format!("it disconnected with {code:?}: {text:?}"))
+    }
 }
 
 impl HostKeyCheck {
@@ -147,9 +176,23 @@ impl client::Handler for HostKeyCheck {
         match verdict {
             Ok(()) => Ok(true),
             Err(why) => {
-                *self.rejection.lock().expect("lock") = Some(why);
+                self.notes.lock().expect("lock").rejection = Some(why);
                 Ok(false)
             }
+        }
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                self.notes.lock().expect("lock").disconnect =
+                    Some((info.reason_code, info.message));
+                Ok(())
+            }
+            client::DisconnectReason::Error(e) => Err(e),
         }
     }
 }
@@ -157,11 +200,20 @@ impl client::Handler for HostKeyCheck {
 pub struct Transport {
     pub handle: Handle<HostKeyCheck>,
     pub channel: Channel<Msg>,
+    notes: Arc<Mutex<Notes>>,
     /// The jump host's session, which carries the device's; dropping it ends both.
     jump: Option<Handle<HostKeyCheck>>,
 }
 
 impl Transport {
+    /// Why the device refused the session for lack of lines, when it did: its disconnect
+    /// message, or what it printed before it closed the session.
+    pub fn refusal(&self, printed: &str) -> Option<String> {
+        self.notes.lock().expect("lock").busy().or_else(|| {
+            says_busy(printed).then(|| format!("it printed {printed:?} and closed the session"))
+        })
+    }
+
     /// True when the transport is known to be gone. Cheap; does not touch the device.
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed() || self.jump.as_ref().is_some_and(|j| j.is_closed())
@@ -251,11 +303,11 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     if t.host_key_policy == HostKeyPolicy::InsecureAcceptAny {
         warn!(%addr, "host key checking is off (insecure_accept_any)");
     }
-    let (handle, jump) = match &t.jump {
+    let ((handle, notes), jump) = match &t.jump {
         None => (login(t, tcp_connect(t).await?, "private_key").await?, None),
         Some(j) => {
             let at_jump = |e| through(e, &j.addr());
-            let jh = login(
+            let (jh, _) = login(
                 j,
                 tcp_connect(j).await.map_err(at_jump)?,
                 "jump_host.private_key",
@@ -297,13 +349,20 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
         addr: addr.clone(),
         reason: "opening the shell channel timed out".into(),
     })?
-    .map_err(|e| SessionError::ConnectFailed {
-        addr: addr.clone(),
-        reason: format!("opening the shell channel: {e}"),
+    .map_err(|e| match notes.lock().expect("lock").busy() {
+        Some(reason) => SessionError::DeviceBusy {
+            addr: addr.clone(),
+            reason,
+        },
+        None => SessionError::ConnectFailed {
+            addr: addr.clone(),
+            reason: format!("opening the shell channel: {e}"),
+        },
     })?;
     Ok(Transport {
         handle,
         channel,
+        notes,
         jump,
     })
 }
@@ -354,7 +413,7 @@ async fn login<S>(
     t: &Target,
     stream: S,
     key_field: &str,
-) -> Result<Handle<HostKeyCheck>, SessionError>
+) -> Result<(Handle<HostKeyCheck>, Arc<Mutex<Notes>>), SessionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -377,12 +436,16 @@ where
         preferred: preferred(t.legacy_algorithms),
         ..Default::default()
     });
-    let rejection = Arc::new(Mutex::new(None));
+    let notes = Arc::new(Mutex::new(Notes::default()));
     let check = HostKeyCheck {
         host: t.host.clone(),
         port: t.port,
         policy: t.host_key_policy.clone(),
-        rejection: rejection.clone(),
+        notes: notes.clone(),
+    };
+    let busy = |reason| SessionError::DeviceBusy {
+        addr: addr.clone(),
+        reason,
     };
     let mut handle = match tokio::time::timeout(
         t.connect_timeout,
@@ -398,8 +461,24 @@ where
         }
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {
-            if let Some(why) = rejection.lock().expect("lock").take() {
+            let mut notes = notes.lock().expect("lock");
+            if let Some(why) = notes.rejection.take() {
                 return Err(SessionError::HostKeyRejected(why));
+            }
+            if let Some(why) = notes.busy() {
+                return Err(busy(why));
+            }
+            // IOS with no free VTY line, and OpenSSH over MaxStartups, close (or reset) the
+            // connection before the handshake, without a disconnect message.
+            let dropped = match &e {
+                russh::Error::Disconnect => true,
+                russh::Error::IO(io) => io.kind() == std::io::ErrorKind::ConnectionReset,
+                _ => false,
+            };
+            if dropped && notes.disconnect.is_none() {
+                return Err(busy(format!(
+                    "it dropped the connection before the SSH handshake ended ({e})"
+                )));
             }
             let hint = match (&e, t.legacy_algorithms) {
                 (russh::Error::NoCommonAlgo { .. }, false) => {
@@ -418,8 +497,9 @@ where
         .map_err(|_| SessionError::AuthFailed {
             user: t.username.clone(),
             reason: format!("no answer within {:?}", t.auth_timeout),
-        })??;
-    Ok(handle)
+        })?
+        .map_err(|e| notes.lock().expect("lock").busy().map_or(e, busy))?;
+    Ok((handle, notes))
 }
 
 /// Answers keyboard-interactive prompts: an echoed prompt that asks for a user gets the user
@@ -509,4 +589,39 @@ async fn authenticate(
         "the device refused {}",
         tried.join(" and ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_for_lack_of_lines_are_recognised_by_their_words() {
+        for busy in [
+            "Too many sessions: all lines are in use",
+            "Maximum number of sessions reached",
+            "Wait for previous session to complete",
+            "% All lines are busy",
+            "The VTY limit has been reached",
+        ] {
+            assert!(says_busy(busy), "{busy}");
+        }
+        for other in [
+            "Permission denied",
+            "Connection closed by foreign host",
+            "R1#",
+        ] {
+            assert!(!says_busy(other), "{other}");
+        }
+        let busy = |code, text: &str| {
+            Notes {
+                rejection: None,
+                disconnect: Some((code, text.into())),
+            }
+            .busy()
+        };
+        assert!(busy(russh::Disconnect::TooManyConnections, "").is_some());
+        assert!(busy(russh::Disconnect::ByApplication, "bye").is_none());
+        assert!(busy(russh::Disconnect::ByApplication, "Too many users").is_some());
+    }
 }

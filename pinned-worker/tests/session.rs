@@ -782,3 +782,40 @@ async fn legacy_algorithms_are_offered_only_to_a_device_opted_in() {
         "{l}"
     );
 }
+
+/// A device with every line in use refuses one more session, by closing the connection before
+/// the SSH banner or by an SSH "too many connections" disconnect: both are `DeviceBusy`, and a
+/// line that frees up takes the next login.
+#[tokio::test]
+async fn a_device_with_every_line_in_use_is_busy() {
+    use devsim::server::BusyRefusal;
+    for how in [BusyRefusal::Close, BusyRefusal::Disconnect] {
+        let mut spec = DeviceSpec::new(Flavor::CiscoIos, "full-sw");
+        spec.max_sessions = Some(1);
+        spec.busy_refusal = how;
+        let s = sim(spec).await;
+        let first = open(&s.device).await.unwrap();
+        let e = open(&s.device)
+            .await
+            .err()
+            .expect("the second session is refused");
+        assert!(matches!(e, SessionError::DeviceBusy { .. }), "{how:?}: {e}");
+        assert_eq!(
+            e.kind(),
+            netpulse_proto::worker::ErrorKind::DeviceBusy,
+            "{how:?}: {e}"
+        );
+        assert_eq!(s.device.refused(), 1, "{how:?}");
+        first.close().await;
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            match open(&s.device).await {
+                Ok(again) => break again.close().await,
+                Err(SessionError::DeviceBusy { .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::task::yield_now().await
+                }
+                Err(e) => panic!("{how:?}: the freed line takes no login: {e}"),
+            }
+        }
+    }
+}
