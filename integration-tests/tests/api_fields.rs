@@ -500,3 +500,88 @@ async fn a_busy_device_is_retried_within_the_queue_timeout() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(retries() > before, "it was retried before it failed");
 }
+
+/// `TestConnection` (and `ExecuteRequest.test_connection` under it): logs in on a fresh
+/// session and reports each step's time, the prompt, the name and the platform (an alias
+/// resolved), running nothing; a wrong password is `auth_failed`; bad input is
+/// `INVALID_ARGUMENT` with what is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_reports_the_login_without_running_anything() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1,juniper_junos=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut jobs = c.jobs(0).await.unwrap();
+    let test = |i: usize, device_type: &str| TestConnectionRequest {
+        connection: Some(Connection {
+            device_type: device_type.into(),
+            ..c.request(i, &[]).connection.unwrap()
+        }),
+        timeout_seconds: 30,
+    };
+    let r = jobs
+        .test_connection(c.authed(test(0, "cisco_ios")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.ok, "{r:?}");
+    let t = r.result.unwrap();
+    assert!(
+        t.tcp_us > 0 && t.handshake_us > 0 && t.auth_us > 0 && t.shell_us > 0 && t.prompt_us > 0,
+        "{t:?}"
+    );
+    assert_eq!(
+        t.total_us,
+        t.tcp_us + t.handshake_us + t.auth_us + t.shell_us + t.prompt_us
+    );
+    assert_eq!(t.hostname, "cisco-ios-1");
+    assert_eq!(t.platform, "cisco_ios");
+    assert!(t.prompt.starts_with("cisco-ios-1"), "{t:?}");
+    assert!(!r.node_id.is_empty() && !r.job_id.is_empty());
+    let job = jobs
+        .get_job(c.authed(GetJobRequest { id: r.job_id }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(job.results.is_empty(), "nothing ran: {job:?}");
+    assert_eq!(job.strategy(), Strategy::Fifo);
+
+    let r = jobs
+        .test_connection(c.authed(test(1, "juniper")))
+        .await
+        .unwrap()
+        .into_inner();
+    let t = r.result.as_ref().unwrap();
+    assert_eq!(
+        (t.platform.as_str(), t.hostname.as_str()),
+        ("juniper_junos", "admin@juniper-junos-1"),
+        "{r:?}"
+    );
+
+    let mut wrong = test(0, "cisco_ios");
+    wrong.connection.as_mut().unwrap().password = "not-the-password".into();
+    let r = jobs
+        .test_connection(c.authed(wrong))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.ok);
+    assert_eq!(r.error.as_ref().unwrap().kind, "auth_failed", "{r:?}");
+    assert!(!format!("{r:?}").contains("not-the-password"));
+
+    let mut slow = test(0, "cisco_ios");
+    slow.timeout_seconds = 3601;
+    let e = jobs.test_connection(c.authed(slow)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("1..=3600"), "{e:?}");
+    let mut both = c.request(0, &["show clock"]);
+    both.test_connection = true;
+    let e = jobs.execute(c.authed(both)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("test_connection runs nothing"),
+        "{e:?}"
+    );
+}

@@ -189,6 +189,42 @@ impl JobService for Api {
         Ok(Response::new(r?))
     }
 
+    async fn test_connection(
+        &self,
+        req: Request<TestConnectionRequest>,
+    ) -> Result<Response<TestConnectionResponse>, Status> {
+        let r = req.into_inner();
+        let timeout = match r.timeout_seconds {
+            0 => 60,
+            t @ 1..=3600 => t,
+            t => {
+                return Err(Status::invalid_argument(format!(
+                    "timeout_seconds must be 1..=3600 (0 for 60), got {t}"
+                )));
+            }
+        };
+        // A fifo job: a fresh session even where the device has a pinned one.
+        let job = self
+            .answer(ExecuteRequest {
+                connection: r.connection,
+                test_connection: true,
+                strategy: Strategy::Fifo as i32,
+                timeout_seconds: timeout,
+                queue_timeout_seconds: timeout,
+                result_ttl_seconds: 600,
+                wait: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(Response::new(TestConnectionResponse {
+            ok: job.status() == JobStatus::Succeeded,
+            error: job.error,
+            result: job.connection_test,
+            node_id: job.node_id,
+            job_id: job.id,
+        }))
+    }
+
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
         Ok(Response::new(
             self.scheduler.queries.get_job(&req.into_inner().id).await?,

@@ -72,6 +72,7 @@ impl TryFrom<Dispatch> for AgentJob {
         let lines = match &frame.operation {
             Some(worker::job::Operation::Commands(c)) => c.commands.len() + c.specs.len(),
             Some(worker::job::Operation::Config(c)) => c.lines.len(),
+            Some(worker::job::Operation::Probe(_)) => 1,
             None => return Err(invalid("job needs commands or config")),
         };
         if lines == 0 || lines > MAX_LINES {

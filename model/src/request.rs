@@ -36,6 +36,8 @@ pub enum Operation {
         lines: Vec<String>,
         save: bool,
     },
+    /// Log in, report the session's set-up, run nothing.
+    TestConnection,
 }
 
 impl From<&Operation> for worker::job::Operation {
@@ -55,6 +57,7 @@ impl From<&Operation> for worker::job::Operation {
                     save: *save,
                 })
             }
+            Operation::TestConnection => worker::job::Operation::Probe(worker::Probe {}),
         }
     }
 }
@@ -176,6 +179,19 @@ impl JobRequest {
             !req.config.is_empty(),
         ];
         let operation = match given {
+            [false, false, false] if req.test_connection => {
+                if req.save || req.enable_mode {
+                    return Err(invalid(
+                        "test_connection runs nothing: save and enable_mode do not apply",
+                    ));
+                }
+                Operation::TestConnection
+            }
+            _ if req.test_connection => {
+                return Err(invalid(
+                    "test_connection runs nothing: leave commands, command_specs and config empty",
+                ));
+            }
             [true, false, false] | [false, true, false] if req.save => {
                 return Err(invalid("save applies to config, not to commands"));
             }
@@ -196,7 +212,7 @@ impl JobRequest {
             },
             [false, false, false] => {
                 return Err(invalid(
-                    "give commands, command_specs or config: all are empty",
+                    "give commands, command_specs or config (or set test_connection): all are empty",
                 ));
             }
             _ => {

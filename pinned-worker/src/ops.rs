@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use netpulse_proto::api::ConnectionTest;
 use netpulse_proto::worker::{CommandResult, CommandStatus};
 use tokio::time::Instant;
 
@@ -19,6 +20,8 @@ pub enum Operation {
         lines: Vec<String>,
         save: bool,
     },
+    /// Nothing runs: the answer is how the session was set up.
+    Probe,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +41,8 @@ pub struct JobOutcome {
     /// The last command ended at its `expect` pattern: the device waits for input the job
     /// did not give, so the session must not serve another job.
     pub left_waiting: bool,
+    /// The answer to a probe.
+    pub probed: Option<ConnectionTest>,
 }
 
 impl JobSpec {
@@ -51,6 +56,7 @@ impl JobSpec {
                 (steps, "command_specs")
             }
             Operation::Config { lines, .. } => (lines.iter().collect::<Vec<_>>(), "config"),
+            Operation::Probe => return Ok(()),
         };
         if items.is_empty() {
             return Err(SessionError::InvalidArgument(format!(
@@ -77,6 +83,25 @@ impl JobSpec {
             )));
         }
         Ok(())
+    }
+}
+
+/// The session's set-up, in the public form.
+fn probed(session: &DeviceSession) -> ConnectionTest {
+    let s = session.setup();
+    let us = |d: Duration| d.as_micros() as u64;
+    let steps = [s.tcp, s.handshake, s.auth, s.shell, s.prompt].map(us);
+    ConnectionTest {
+        tcp_us: steps[0],
+        handshake_us: steps[1],
+        auth_us: steps[2],
+        shell_us: steps[3],
+        prompt_us: steps[4],
+        total_us: steps.iter().sum(),
+        prompt: s.prompt_line.clone(),
+        hostname: session.hostname().to_string(),
+        platform: session.platform().name.to_string(),
+        privileged: session.privileged(),
     }
 }
 
@@ -132,6 +157,7 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
         Operation::Config { lines, save } => {
             push_config(session, lines, *save, job.command_timeout, &mut out).await
         }
+        Operation::Probe => out.probed = Some(probed(session)),
     }
     out.execute = start.elapsed();
     out

@@ -256,6 +256,7 @@ impl WorkerOptions {
                 lines: c.lines.clone(),
                 save: c.save,
             },
+            Some(wire::job::Operation::Probe(_)) => Operation::Probe,
             None => return Err(invalid("job needs commands or config".into())),
         };
         Ok(JobSpec {

@@ -21,6 +21,9 @@ use crate::platform::{Confirmation, Platform, Save};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
 
+mod errors;
+use errors::ReadError;
+
 /// How long an unanchored prompt match must stay quiet before it counts.
 const SETTLE: Duration = Duration::from_millis(150);
 /// Most questions one command may have answered (a device that keeps asking is not looped on).
@@ -61,12 +64,6 @@ enum ReadEnd {
     Pattern,
 }
 
-enum ReadError {
-    Timeout,
-    Closed(String),
-    TooLarge,
-}
-
 impl DeviceSession {
     /// Connects, logs in, finds the prompt, confirms it with a RETURN and turns paging off.
     pub async fn open(
@@ -86,7 +83,8 @@ impl DeviceSession {
             secret: secret.to_string(),
             learned: None,
         };
-        let deadline = Instant::now() + prompt_timeout;
+        let began = Instant::now();
+        let deadline = began + prompt_timeout;
         // Login questions (a licence to read, a key to press) are answered on the way.
         s.read_until(
             deadline,
@@ -116,12 +114,18 @@ impl DeviceSession {
                 debug!(command = cmd, %why, "paging-off command rejected; --More-- will be answered instead");
             }
         }
+        s.transport.setup.prompt = began.elapsed();
+        s.transport.setup.prompt_line = s.tail().lines().last().unwrap_or("").trim().into();
         info!(addr = %target.addr(), hostname = %s.hostname, "session ready");
         Ok(s)
     }
 
     pub fn hostname(&self) -> &str {
         &self.hostname
+    }
+
+    pub fn setup(&self) -> &ssh::Setup {
+        &self.transport.setup
     }
 
     pub fn privileged(&self) -> bool {
@@ -563,37 +567,6 @@ impl DeviceSession {
             rejected,
             duration: start.elapsed(),
             at_prompt: true,
-        }
-    }
-
-    fn tail(&self) -> String {
-        let text = terminal::clean(&self.buf[self.buf.len().saturating_sub(400)..]);
-        let n = text.chars().count();
-        text.chars().skip(n.saturating_sub(160)).collect()
-    }
-
-    fn prompt_error(&self, e: ReadError, after: Duration, context: &'static str) -> SessionError {
-        match e {
-            ReadError::Timeout => SessionError::PromptTimeout {
-                after,
-                context,
-                tail: self.tail(),
-            },
-            ReadError::Closed(why) => SessionError::SessionLost(why),
-            ReadError::TooLarge => SessionError::OutputTooLarge {
-                limit: MAX_OUTPUT_BYTES,
-            },
-        }
-    }
-
-    fn command_error(&self, e: ReadError, cmd: &str, after: Duration) -> SessionError {
-        match e {
-            ReadError::Timeout => SessionError::CommandTimeout {
-                command: cmd.to_string(),
-                after,
-                tail: self.tail(),
-            },
-            other => self.prompt_error(other, after, "command"),
         }
     }
 }

@@ -9,9 +9,13 @@ use russh::client::{self, Handle, Msg};
 use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, keys};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::error::SessionError;
+
+mod algorithms;
+pub use algorithms::preferred;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostKeyPolicy {
@@ -197,9 +201,23 @@ impl client::Handler for HostKeyCheck {
     }
 }
 
+/// How a session was set up: each step's time, and the prompt it found.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// TCP connect; through a jump host, its whole login and the forwarded channel.
+    pub tcp: Duration,
+    pub handshake: Duration,
+    pub auth: Duration,
+    pub shell: Duration,
+    /// Set by the session: the first prompt, login questions and paging off.
+    pub prompt: Duration,
+    pub prompt_line: String,
+}
+
 pub struct Transport {
     pub handle: Handle<HostKeyCheck>,
     pub channel: Channel<Msg>,
+    pub setup: Setup,
     notes: Arc<Mutex<Notes>>,
     /// The jump host's session, which carries the device's; dropping it ends both.
     jump: Option<Handle<HostKeyCheck>>,
@@ -246,56 +264,6 @@ impl Transport {
     }
 }
 
-/// The algorithms offered to a device: modern ones only (no SHA-1 anywhere, no CBC), unless
-/// the device is opted in to those old switches still need: the SHA-1 Diffie-Hellman key
-/// exchanges (group 1, group 14, group exchange), CBC ciphers with 3des-cbc, hmac-sha1, and
-/// ssh-rsa (SHA-1) and ssh-dss host keys. They come after the modern ones, so a device that
-/// has both still negotiates a modern set.
-pub fn preferred(legacy: bool) -> russh::Preferred {
-    use russh::keys::Algorithm;
-    use russh::{cipher, kex, mac};
-    let default = russh::Preferred::DEFAULT;
-    let mut key: Vec<Algorithm> = default
-        .key
-        .iter()
-        .filter(|a| !matches!(a, Algorithm::Rsa { hash: None }))
-        .cloned()
-        .collect();
-    if !legacy {
-        return russh::Preferred {
-            key: key.into(),
-            ..default
-        };
-    }
-    let mut kex: Vec<kex::Name> = default.kex.to_vec();
-    // Before the extension pseudo-algorithms, which end the list.
-    let at = kex
-        .iter()
-        .position(|k| *k == kex::EXTENSION_SUPPORT_AS_CLIENT)
-        .unwrap_or(kex.len());
-    kex.splice(
-        at..at,
-        [kex::DH_GEX_SHA1, kex::DH_G14_SHA1, kex::DH_G1_SHA1],
-    );
-    let mut cipher: Vec<cipher::Name> = default.cipher.to_vec();
-    cipher.extend([
-        cipher::AES_256_CBC,
-        cipher::AES_192_CBC,
-        cipher::AES_128_CBC,
-        cipher::TRIPLE_DES_CBC,
-    ]);
-    let mut mac: Vec<mac::Name> = default.mac.to_vec();
-    mac.extend([mac::HMAC_SHA1_ETM, mac::HMAC_SHA1]);
-    key.extend([Algorithm::Rsa { hash: None }, Algorithm::Dsa]);
-    russh::Preferred {
-        kex: kex.into(),
-        key: key.into(),
-        cipher: cipher.into(),
-        mac: mac.into(),
-        ..default
-    }
-}
-
 /// Connects (directly or through the jump host), authenticates and opens a PTY shell. Each
 /// step has its own timeout.
 pub async fn open(t: &Target) -> Result<Transport, SessionError> {
@@ -303,14 +271,21 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
     if t.host_key_policy == HostKeyPolicy::InsecureAcceptAny {
         warn!(%addr, "host key checking is off (insecure_accept_any)");
     }
+    let mut setup = Setup::default();
+    let began = Instant::now();
     let ((handle, notes), jump) = match &t.jump {
-        None => (login(t, tcp_connect(t).await?, "private_key").await?, None),
+        None => {
+            let tcp = tcp_connect(t).await?;
+            setup.tcp = began.elapsed();
+            (login(t, tcp, "private_key", &mut setup).await?, None)
+        }
         Some(j) => {
             let at_jump = |e| through(e, &j.addr());
             let (jh, _) = login(
                 j,
                 tcp_connect(j).await.map_err(at_jump)?,
                 "jump_host.private_key",
+                &mut Setup::default(),
             )
             .await
             .map_err(at_jump)?;
@@ -330,12 +305,12 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
                     j.addr()
                 ),
             })?;
-            (
-                login(t, forwarded.into_stream(), "private_key").await?,
-                Some(jh),
-            )
+            setup.tcp = began.elapsed();
+            let device = login(t, forwarded.into_stream(), "private_key", &mut setup).await?;
+            (device, Some(jh))
         }
     };
+    let shell_began = Instant::now();
     let channel = tokio::time::timeout(t.auth_timeout, async {
         let ch = handle.channel_open_session().await?;
         // Wide terminal so devices do not wrap long lines; replies are not awaited, a refusal
@@ -359,9 +334,11 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
             reason: format!("opening the shell channel: {e}"),
         },
     })?;
+    setup.shell = shell_began.elapsed();
     Ok(Transport {
         handle,
         channel,
+        setup,
         notes,
         jump,
     })
@@ -413,6 +390,7 @@ async fn login<S>(
     t: &Target,
     stream: S,
     key_field: &str,
+    setup: &mut Setup,
 ) -> Result<(Handle<HostKeyCheck>, Arc<Mutex<Notes>>), SessionError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -447,6 +425,7 @@ where
         addr: addr.clone(),
         reason,
     };
+    let began = Instant::now();
     let mut handle = match tokio::time::timeout(
         t.connect_timeout,
         client::connect_stream(config, stream, check),
@@ -492,6 +471,8 @@ where
             });
         }
     };
+    setup.handshake = began.elapsed();
+    let began = Instant::now();
     tokio::time::timeout(t.auth_timeout, authenticate(&mut handle, t, key))
         .await
         .map_err(|_| SessionError::AuthFailed {
@@ -499,6 +480,7 @@ where
             reason: format!("no answer within {:?}", t.auth_timeout),
         })?
         .map_err(|e| notes.lock().expect("lock").busy().map_or(e, busy))?;
+    setup.auth = began.elapsed();
     Ok((handle, notes))
 }
 

@@ -451,6 +451,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         result.execute_us = outcome.execute.as_micros() as u64;
         result.saved = outcome.saved;
         result.committed = outcome.committed;
+        result.probed = outcome.probed;
         result.ok = outcome.error.is_none();
         let poisoned = outcome
             .error
