@@ -7,7 +7,9 @@
 //! (`RESOURCE_EXHAUSTED`, `FAILED_PRECONDITION`, `INTERNAL`).
 
 mod inventory;
+mod reach;
 mod render;
+mod test_connection;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +69,9 @@ struct Cli {
 enum Cmd {
     /// Run commands (or push configuration) on one device; waits and prints the output.
     Exec(ExecArgs),
+    /// Log in to one device and show each step's time, the prompt and the platform; runs
+    /// nothing.
+    Test(test_connection::TestArgs),
     /// Run on every device of an inventory file (YAML or CSV) with a progress bar and a summary.
     Bulk(BulkArgs),
     /// List, show, follow or cancel jobs.
@@ -106,6 +111,13 @@ struct JobOptions {
     /// Longest run of the job on the device, in seconds (0: the server's default, 300).
     #[arg(long, default_value_t = 0)]
     job_timeout: u32,
+    #[command(flatten)]
+    login: Login,
+}
+
+/// Who logs in to the device and how it is reached.
+#[derive(Args, Debug)]
+struct Login {
     /// Device login user.
     #[arg(long, env = "NETPULSE_DEVICE_USERNAME")]
     username: Option<String>,
@@ -118,9 +130,12 @@ struct JobOptions {
     /// The variable that holds the enable secret.
     #[arg(long, default_value = "NETPULSE_DEVICE_SECRET")]
     secret_env: String,
-    /// cisco_ios, cisco_xe, cisco_nxos, arista_eos, juniper_junos, huawei or linux.
+    /// A platform name, Netmiko's spelling (cisco_ios, juniper_junos, huawei_vrpv8, fortinet,
+    /// linux, ...; docs/platforms.md lists them).
     #[arg(long)]
     device_type: Option<String>,
+    #[command(flatten)]
+    reach: reach::Reach,
 }
 
 #[derive(Args, Debug)]
@@ -357,6 +372,7 @@ async fn run(cli: Cli) -> Outcome {
     match cli.cmd {
         Cmd::Exec(a) => exec(&api, a, json).await,
         Cmd::Bulk(a) => bulk(&api, a, json).await,
+        Cmd::Test(a) => test_connection::run(&api, a, json).await,
         Cmd::Jobs(c) => jobs(&api, c, json).await,
         Cmd::Workers(c) => workers(&api, c, json).await,
         Cmd::Nodes(c) => nodes(&api, c, json).await,
@@ -390,7 +406,7 @@ fn read_secret(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
-impl JobOptions {
+impl Login {
     fn password(&self) -> anyhow::Result<Option<String>> {
         if let Some(path) = &self.password_file {
             let text = std::fs::read_to_string(path)
@@ -400,6 +416,35 @@ impl JobOptions {
         Ok(read_secret(&self.password_env))
     }
 
+    /// The connection to `host:port` with these credentials and flags.
+    fn connection(&self, host: String, port: u32) -> anyhow::Result<Connection> {
+        let mut connection = Connection {
+            host,
+            port,
+            username: self.username.clone().unwrap_or_default(),
+            password: self.password()?.unwrap_or_default(),
+            device_type: self.device_type.clone().unwrap_or_default(),
+            secret: read_secret(&self.secret_env).unwrap_or_default(),
+            ..Default::default()
+        };
+        self.reach.apply(&mut connection)?;
+        Ok(connection)
+    }
+
+    /// One device's connection: it needs a password or a key.
+    fn device(&self, host: String, port: u32) -> anyhow::Result<Connection> {
+        let c = self.connection(host, port)?;
+        if c.password.is_empty() && c.private_key.is_empty() {
+            anyhow::bail!(
+                "no device password: set {}, or give --password-file or --key-file",
+                self.password_env
+            );
+        }
+        Ok(c)
+    }
+}
+
+impl JobOptions {
     /// The request every device starts from; the caller sets the connection's address.
     fn template(&self, lines: Vec<String>) -> anyhow::Result<ExecuteRequest> {
         let (commands, config) = if self.config {
@@ -408,13 +453,7 @@ impl JobOptions {
             (lines, Vec::new())
         };
         Ok(ExecuteRequest {
-            connection: Some(Connection {
-                username: self.username.clone().unwrap_or_default(),
-                password: self.password()?.unwrap_or_default(),
-                device_type: self.device_type.clone().unwrap_or_default(),
-                secret: read_secret(&self.secret_env).unwrap_or_default(),
-                ..Default::default()
-            }),
+            connection: Some(self.login.connection(String::new(), 0)?),
             commands,
             config,
             strategy: match self.strategy {
@@ -432,16 +471,7 @@ impl JobOptions {
 
 async fn exec(api: &Api, a: ExecArgs, json: bool) -> Outcome {
     let mut req = a.job.template(a.lines)?;
-    let conn = req.connection.as_mut().expect("template has a connection");
-    conn.host = a.host;
-    conn.port = a.port;
-    if conn.password.is_empty() {
-        return Err(anyhow::anyhow!(
-            "no device password: set {} or give --password-file",
-            a.job.password_env
-        )
-        .into());
-    }
+    req.connection = Some(a.job.login.device(a.host, a.port)?);
     req.idempotency_key = a.idempotency_key.unwrap_or_default();
     let job = api.jobs().execute(api.req(req)).await?.into_inner();
     if a.job.no_wait && !json {

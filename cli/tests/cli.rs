@@ -308,3 +308,113 @@ async fn every_subcommand_against_a_local_cluster() {
 
     c.shutdown().await;
 }
+
+/// `netpulse test`, and the connection flags of `exec`: `--key-file` (with its passphrase from
+/// the environment, and no password), `--jump-host` with `--jump-key-file` (OpenSSH's sshd as
+/// the bastion), `--legacy-algorithms` and `--prompt-pattern` (a bad one exits 2).
+#[tokio::test]
+async fn test_and_the_connection_flags() {
+    use integration_tests::sshd::Sshd;
+    let jump = Sshd::start("").await;
+    let c = TestCluster::start(Options {
+        tokens: vec![TOKEN.into()],
+        devsim: vec![
+            "--devices".into(),
+            "cisco_ios=1".into(),
+            "--authorized-key".into(),
+            jump.client_key.public_key().to_openssh().unwrap(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cli = Cli { c: &c };
+    let port = c.device(0).port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let locked = jump
+        .client_key
+        .encrypt(&mut rand::rng(), "phrase-9")
+        .unwrap()
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let key_file = write(dir.path(), "device_key", &locked);
+    let jump_key = write(dir.path(), "jump_key", &jump.client_key_pem());
+
+    let test = [
+        "test",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--device-type",
+        "cisco_ios",
+    ];
+    let t = cli.json(&test).await;
+    assert_eq!(t["ok"], true, "{t}");
+    assert_eq!(t["platform"], "cisco_ios");
+    assert_eq!(t["hostname"], "cisco-ios-1");
+    assert!(t["timings_us"]["total"].as_u64().unwrap() > 0, "{t}");
+    let out = cli.run(&test).await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("platform   cisco_ios"),
+        "{}",
+        text(&out)
+    );
+
+    let jump_spec = format!("{}@127.0.0.1:{}", jump.user, jump.port);
+    let out = cli
+        .run_env(
+            &[
+                "exec",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--device-type",
+                "cisco_ios",
+                "--strategy",
+                "fifo",
+                "--key-file",
+                &key_file,
+                "--jump-host",
+                &jump_spec,
+                "--jump-key-file",
+                &jump_key,
+                "--legacy-algorithms",
+                "--prompt-pattern",
+                r"^(?P<host>cisco-ios-1)(?:\((?P<mode>[^)]+)\))?(?P<sign>[>#]) ?$",
+                "show version",
+            ],
+            &[
+                ("NETPULSE_DEVICE_PASSWORD", ""),
+                ("NETPULSE_KEY_PASSPHRASE", "phrase-9"),
+            ],
+        )
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("Cisco IOS"), "{}", text(&out));
+    let log = std::fs::read_to_string(jump.log()).unwrap();
+    assert!(
+        log.contains(&format!("target 127.0.0.1 port {port}")),
+        "not through the jump host"
+    );
+
+    let out = cli
+        .run(&[
+            "exec",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--device-type",
+            "cisco_ios",
+            "--prompt-pattern",
+            "(",
+            "show version",
+        ])
+        .await;
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(text(&out).contains("prompt_pattern"), "{}", text(&out));
+}
