@@ -111,6 +111,9 @@ struct JobOptions {
     /// Longest run of the job on the device, in seconds (0: the server's default, 300).
     #[arg(long, default_value_t = 0)]
     job_timeout: u32,
+    /// Also return the session's transcript (what it received and sent, secrets masked).
+    #[arg(long)]
+    transcript: bool,
     #[command(flatten)]
     login: Login,
 }
@@ -463,6 +466,7 @@ impl JobOptions {
             enable_mode: self.enable,
             save: self.save,
             timeout_seconds: self.job_timeout,
+            transcript: self.transcript,
             wait: !self.no_wait,
             ..Default::default()
         })

@@ -37,6 +37,7 @@ pub fn job_json(j: &Job) -> Value {
             "error": r.error, "duration_ms": r.duration_ms,
         })).collect::<Vec<_>>(),
         "output_truncated": j.output_truncated,
+        "transcript": j.transcript,
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
         "created_unix_ms": j.created_unix_ms,
         "started_unix_ms": j.started_unix_ms,
@@ -81,6 +82,13 @@ pub fn job_text(j: &Job) -> String {
     }
     if j.output_truncated {
         out.push_str("(output truncated by the server's size limit)\n");
+    }
+    if !j.transcript.is_empty() {
+        out.push_str("## transcript\n");
+        out.push_str(&j.transcript);
+        if !j.transcript.ends_with('\n') {
+            out.push('\n');
+        }
     }
     out
 }

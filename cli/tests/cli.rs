@@ -395,6 +395,7 @@ async fn test_and_the_connection_flags() {
         .await;
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("Cisco IOS"), "{}", text(&out));
+    assert!(!text(&out).contains("## transcript"), "none unless asked");
     let log = std::fs::read_to_string(jump.log()).unwrap();
     assert!(
         log.contains(&format!("target 127.0.0.1 port {port}")),
@@ -417,4 +418,21 @@ async fn test_and_the_connection_flags() {
         .await;
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(text(&out).contains("prompt_pattern"), "{}", text(&out));
+
+    let transcribed = [
+        "exec",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--device-type",
+        "cisco_ios",
+        "--transcript",
+        "show clock",
+    ];
+    let j = cli.json(&transcribed).await;
+    let t = j["transcript"].as_str().unwrap();
+    assert!(t.contains("[sent] show clock"), "{j}");
+    let out = cli.run(&transcribed).await;
+    assert!(text(&out).contains("## transcript"), "{}", text(&out));
 }

@@ -585,3 +585,51 @@ async fn test_connection_reports_the_login_without_running_anything() {
         "{e:?}"
     );
 }
+
+/// `transcript`: the job returns what its session received and sent, the login included when
+/// the job opened the session, the enable secret masked; a job that does not ask gets none,
+/// and a later job on the reused session gets only its own exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcript_shows_the_session_with_secrets_masked() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        password: "pw-s3cret".into(),
+        secret: "en-s3cret".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut r = c.request(0, &["show clock"]);
+    r.enable_mode = true;
+    r.transcript = true;
+    let (job, _) = run(&c, r.clone()).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    let t = &job.transcript;
+    for seen in [
+        "cisco-ios-1>",
+        "[sent] enable",
+        "[sent] ********",
+        "cisco-ios-1#",
+        "[sent] show clock",
+    ] {
+        assert!(
+            t.contains(seen),
+            "{seen:?} missing from the transcript:\n{t}"
+        );
+    }
+    assert!(!t.contains("s3cret"), "a secret in the transcript:\n{t}");
+
+    r.transcript = false;
+    let (job, _) = run(&c, r.clone()).await;
+    assert!(job.session_reused && job.transcript.is_empty(), "{job:?}");
+    r.transcript = true;
+    r.commands = vec!["show version".into()];
+    let (job, _) = run(&c, r).await;
+    let t = &job.transcript;
+    assert!(job.session_reused, "{job:?}");
+    assert!(
+        t.contains("[sent] show version") && t.contains("Cisco IOS"),
+        "{t}"
+    );
+    assert!(!t.contains("show clock"), "only this job's exchange:\n{t}");
+}

@@ -79,6 +79,7 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
     job.ended_unix_ms = now;
     job.session_reused = r.session_reused;
     job.connection_test = r.probed;
+    job.transcript = r.transcript;
     job.results = r
         .results
         .into_iter()

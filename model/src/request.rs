@@ -99,6 +99,8 @@ pub struct JobOptions {
     pub timeout: Duration,
     /// How long the finished job is kept.
     pub result_ttl: Duration,
+    /// Return the session's transcript with the job.
+    pub transcript: bool,
 }
 
 /// A validated `ExecuteRequest`: everything past the manager's API trusts it.
@@ -251,6 +253,7 @@ impl JobRequest {
                 )?,
                 timeout: seconds("timeout_seconds", req.timeout_seconds, 86_400, 300)?,
                 result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
+                transcript: req.transcript,
             },
             wait: req.wait,
             idempotency_key,
@@ -271,6 +274,7 @@ impl JobRequest {
                 command_timeout_ms: self.session.command_timeout.as_millis() as u32,
                 connection: None,
                 trace_context: self.trace_context.clone(),
+                transcript: self.options.transcript,
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,

@@ -25,4 +25,5 @@ pub mod platform;
 pub mod session;
 pub mod ssh;
 pub mod terminal;
+pub mod transcript;
 pub mod worker;

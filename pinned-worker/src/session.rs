@@ -20,6 +20,7 @@ use crate::error::SessionError;
 use crate::platform::{Confirmation, Platform, Save};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
+use crate::transcript::Transcript;
 
 mod errors;
 use errors::ReadError;
@@ -47,6 +48,7 @@ pub struct DeviceSession {
     /// Set when the first prompt did not fit the platform's pattern: the learned prompt's
     /// own shape (its text, then anything, then a terminator), followed from then on.
     learned: Option<Regex>,
+    transcript: Transcript,
 }
 
 #[derive(Debug)]
@@ -82,6 +84,7 @@ impl DeviceSession {
             in_config: false,
             secret: secret.to_string(),
             learned: None,
+            transcript: Transcript::new(target.secrets().into_iter().chain([secret.into()])),
         };
         let began = Instant::now();
         let deadline = began + prompt_timeout;
@@ -122,6 +125,10 @@ impl DeviceSession {
 
     pub fn hostname(&self) -> &str {
         &self.hostname
+    }
+
+    pub fn transcript(&mut self) -> &mut Transcript {
+        &mut self.transcript
     }
 
     pub fn setup(&self) -> &ssh::Setup {
@@ -357,6 +364,7 @@ impl DeviceSession {
     pub async fn idle_event(&mut self) -> Result<(), SessionError> {
         match self.transport.channel.wait().await {
             Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => {
+                self.transcript.received(&data);
                 if self.buf.len() < 1 << 20 {
                     self.buf.extend_from_slice(&data);
                 }
@@ -401,6 +409,7 @@ impl DeviceSession {
     }
 
     async fn send_line(&mut self, line: &str) -> Result<(), SessionError> {
+        self.transcript.sent(line);
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
@@ -452,6 +461,7 @@ impl DeviceSession {
             };
             match msg {
                 ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
+                    self.transcript.received(&data);
                     self.buf.extend_from_slice(&data)
                 }
                 ChannelMsg::Eof | ChannelMsg::Close => {

@@ -81,6 +81,15 @@ impl Target {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// The passwords and passphrases of this target and its jump host.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all = vec![self.password.clone(), self.private_key_passphrase.clone()];
+        if let Some(j) = &self.jump {
+            all.extend(j.secrets());
+        }
+        all
+    }
 }
 
 pub struct HostKeyCheck {

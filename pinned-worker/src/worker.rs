@@ -422,6 +422,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             }
         }
         let session = self.session.as_mut().expect("session is open");
+        session.transcript().begin_job(job.transcript);
         let outcome = match guarded(
             &mut self.inbox,
             &mut self.out,
@@ -452,6 +453,11 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         result.saved = outcome.saved;
         result.committed = outcome.committed;
         result.probed = outcome.probed;
+        if job.transcript
+            && let Some(s) = self.session.as_mut()
+        {
+            result.transcript = s.transcript().take();
+        }
         result.ok = outcome.error.is_none();
         let poisoned = outcome
             .error
