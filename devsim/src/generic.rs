@@ -26,6 +26,12 @@ fn prompt(sh: &Shell, m: &Model) -> String {
     } else {
         m.candidate_marks.0
     };
+    // A bare prompt shows the hostname without the user.
+    let template = if sh.s.prompt.bare {
+        template.replace("{u}@", "")
+    } else {
+        template.to_string()
+    };
     template
         .replace("{h}", &sh.s.hostname)
         .replace("{u}", &sh.s.username)

@@ -62,6 +62,13 @@ struct Args {
     /// Offer only the SSH algorithms of old devices (SHA-1 key exchange, CBC, hmac-sha1).
     #[arg(long, env = "DEVSIM_LEGACY_SSH_ONLY")]
     legacy_ssh_only: bool,
+    /// A line every device prints above its prompt outside configuration mode (a Junos
+    /// virtual chassis prints `{master:0}`).
+    #[arg(long, env = "DEVSIM_PROMPT_LINE_ABOVE")]
+    prompt_line_above: Option<String>,
+    /// Prompts show the hostname without the user (`r1>` where Junos shows `admin@r1>`).
+    #[arg(long, env = "DEVSIM_BARE_PROMPT")]
+    bare_prompt: bool,
     /// Connections each device serves at once (its VTY lines); 0: no limit.
     #[arg(long, env = "DEVSIM_MAX_SESSIONS", default_value_t = 0)]
     max_sessions: usize,
@@ -161,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
             spec.legacy_ssh_only = args.legacy_ssh_only;
             spec.max_sessions = (args.max_sessions > 0).then_some(args.max_sessions);
             spec.busy_refusal = args.busy_refusal;
+            spec.prompt.line_above = args.prompt_line_above.clone();
+            spec.prompt.bare = args.bare_prompt;
             let dev = spawn_device(spec, key.clone(), shutdown.clone())
                 .await
                 .with_context(|| format!("binding {}:{port}", args.listen))?;

@@ -43,6 +43,15 @@ impl Flavor {
         }
     }
 
+    /// The command that shows the device's software version.
+    pub fn version_command(self) -> &'static str {
+        match self {
+            Flavor::Huawei => "display version",
+            Flavor::Model(m) => m.version.0,
+            _ => "show version",
+        }
+    }
+
     /// Every flavor: the five with their own personality, then the models.
     pub fn all() -> Vec<Flavor> {
         let mut v = Flavor::ALL.to_vec();
@@ -323,38 +332,39 @@ impl Shell {
     }
 
     pub(crate) fn prompt(&self) -> String {
-        if let Some(p) = self.personality.prompt(self) {
-            return p;
-        }
-        let h = &self.s.hostname;
         let above = match (&self.s.prompt.line_above, self.config_mode) {
             (Some(l), false) => format!("{l}\r\n"),
             _ => String::new(),
         };
-        match self.s.flavor {
-            Flavor::JuniperJunos => {
-                let who = if self.s.prompt.bare {
-                    h.clone()
-                } else {
-                    format!("{}@{h}", self.s.username)
-                };
-                if self.config_mode {
-                    format!("\r\n[edit]\r\n{who}# ")
-                } else {
-                    format!("{above}{who}> ")
-                }
-            }
-            Flavor::Huawei => match (&self.section, self.config_mode) {
-                (Some((_, label)), _) => format!("[{h}-{label}]"),
-                (None, true) => format!("[{h}]"),
-                (None, false) => format!("<{h}>"),
-            },
-            _ => match (&self.section, self.config_mode) {
-                (Some((_, label)), _) => format!("{h}({label})#"),
-                (None, true) => format!("{h}(config)#"),
-                (None, false) => format!("{h}{}", if self.privileged { "#" } else { ">" }),
-            },
+        if let Some(p) = self.personality.prompt(self) {
+            return above + &p;
         }
+        let h = &self.s.hostname;
+        above
+            + &match self.s.flavor {
+                Flavor::JuniperJunos => {
+                    let who = if self.s.prompt.bare {
+                        h.clone()
+                    } else {
+                        format!("{}@{h}", self.s.username)
+                    };
+                    if self.config_mode {
+                        format!("\r\n[edit]\r\n{who}# ")
+                    } else {
+                        format!("{who}> ")
+                    }
+                }
+                Flavor::Huawei => match (&self.section, self.config_mode) {
+                    (Some((_, label)), _) => format!("[{h}-{label}]"),
+                    (None, true) => format!("[{h}]"),
+                    (None, false) => format!("<{h}>"),
+                },
+                _ => match (&self.section, self.config_mode) {
+                    (Some((_, label)), _) => format!("{h}({label})#"),
+                    (None, true) => format!("{h}(config)#"),
+                    (None, false) => format!("{h}{}", if self.privileged { "#" } else { ">" }),
+                },
+            }
     }
 
     fn write_prompt(&mut self) {

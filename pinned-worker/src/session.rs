@@ -48,6 +48,8 @@ pub struct DeviceSession {
     /// Set when the first prompt did not fit the platform's pattern: the learned prompt's
     /// own shape (its text, then anything, then a terminator), followed from then on.
     learned: Option<Regex>,
+    /// A line the device prints above every prompt (`{master:0}`), learned at login.
+    above: Option<String>,
     transcript: Transcript,
 }
 
@@ -84,6 +86,7 @@ impl DeviceSession {
             in_config: false,
             secret: secret.to_string(),
             learned: None,
+            above: None,
             transcript: Transcript::new(target.secrets().into_iter().chain([secret.into()])),
         };
         let began = Instant::now();
@@ -111,6 +114,13 @@ impl DeviceSession {
             ),
         })?;
         s.keepalive(prompt_timeout).await?;
+        // A RETURN prints nothing: what comes back besides the prompt is printed above it.
+        let reply = platform.strip_echo(&terminal::clean(&s.buf), "", platform.prompt_lines);
+        s.above = reply
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .map(Into::into);
         for cmd in &platform.paging_off {
             let out = s.command(cmd, prompt_timeout).await?;
             if let Some(why) = out.rejected {
@@ -565,9 +575,17 @@ impl DeviceSession {
 
     fn finish_output(&mut self, cmd: &str, start: Instant) -> CommandOutput {
         let text = terminal::clean(&self.buf);
-        let output = self
+        let mut output = self
             .platform
             .drop_noise(self.platform.strip_echo_and_prompt(&text, cmd));
+        if let Some(above) = &self.above
+            && output
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.trim() == above)
+        {
+            output.truncate(output.rfind('\n').unwrap_or(0));
+        }
         let rejected = self
             .platform
             .rejection(&output)
