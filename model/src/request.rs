@@ -367,7 +367,7 @@ mod tests {
         r.commands.clear();
         assert_eq!(
             err(r),
-            "give commands, command_specs or config: all are empty"
+            "give commands, command_specs or config (or set test_connection): all are empty"
         );
         let mut r = req();
         r.config = vec!["hostname x".into()];
