@@ -80,23 +80,39 @@ fn credentials(
 
 const JUMP: &str = "connection.jump_host";
 
+impl JumpHost {
+    /// One rule for both wire forms: an address, a user, and a password or a key.
+    fn checked(
+        host: &str,
+        port: u32,
+        username: &str,
+        password: &str,
+        private_key: &str,
+        private_key_passphrase: &str,
+    ) -> Result<Self, ModelError> {
+        credentials(JUMP, username, password.is_empty(), private_key.is_empty())?;
+        Ok(JumpHost {
+            addr: DeviceKey::new(JUMP, host, port)?,
+            username: username.to_string(),
+            password: Secret::new(password.to_string()),
+            private_key: Secret::new(private_key.to_string()),
+            private_key_passphrase: Secret::new(private_key_passphrase.to_string()),
+        })
+    }
+}
+
 impl TryFrom<&api::JumpHost> for JumpHost {
     type Error = ModelError;
 
     fn try_from(j: &api::JumpHost) -> Result<Self, ModelError> {
-        credentials(
-            JUMP,
+        JumpHost::checked(
+            &j.host,
+            j.port,
             &j.username,
-            j.password.is_empty(),
-            j.private_key.is_empty(),
-        )?;
-        Ok(JumpHost {
-            addr: DeviceKey::new(JUMP, &j.host, j.port)?,
-            username: j.username.clone(),
-            password: Secret::new(j.password.clone()),
-            private_key: Secret::new(j.private_key.clone()),
-            private_key_passphrase: Secret::new(j.private_key_passphrase.clone()),
-        })
+            &j.password,
+            &j.private_key,
+            &j.private_key_passphrase,
+        )
     }
 }
 
@@ -104,19 +120,14 @@ impl TryFrom<&worker::JumpHost> for JumpHost {
     type Error = ModelError;
 
     fn try_from(j: &worker::JumpHost) -> Result<Self, ModelError> {
-        credentials(
-            JUMP,
+        JumpHost::checked(
+            &j.host,
+            j.port,
             &j.username,
-            j.password.is_empty(),
-            j.private_key_pem.is_empty(),
-        )?;
-        Ok(JumpHost {
-            addr: DeviceKey::new(JUMP, &j.host, j.port)?,
-            username: j.username.clone(),
-            password: Secret::new(j.password.clone()),
-            private_key: Secret::new(j.private_key_pem.clone()),
-            private_key_passphrase: Secret::new(j.private_key_passphrase.clone()),
-        })
+            &j.password,
+            &j.private_key_pem,
+            &j.private_key_passphrase,
+        )
     }
 }
 

@@ -92,7 +92,8 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
     let retry_until = Instant::now() + d.busy_retry;
     let mut cancel_open = true;
     let mut backoff = BUSY_BACKOFF;
-    for attempt in 0u32.. {
+    let mut attempt = 0u32;
+    loop {
         let Some((worker_id, r)) =
             attempt_once(&ctx, &d, &mut cancel, &mut cancel_open, attempt).await
         else {
@@ -117,8 +118,8 @@ async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) 
             }
         }
         backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
+        attempt += 1;
     }
-    unreachable!("the attempts loop only ends by returning")
 }
 
 /// Between half and all of `backoff`, spread by job and attempt so that jobs refused together

@@ -578,13 +578,11 @@ impl DeviceSession {
         let mut output = self
             .platform
             .drop_noise(self.platform.strip_echo_and_prompt(&text, cmd));
-        if let Some(above) = &self.above
-            && output
-                .rsplit('\n')
-                .next()
-                .is_some_and(|l| l.trim() == above)
-        {
-            output.truncate(output.rfind('\n').unwrap_or(0));
+        if let Some(above) = &self.above {
+            let (rest, last) = output.rsplit_once('\n').unwrap_or(("", &output));
+            if last.trim() == above {
+                output.truncate(rest.len());
+            }
         }
         let rejected = self
             .platform

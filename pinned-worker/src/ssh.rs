@@ -333,15 +333,15 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
         addr: addr.clone(),
         reason: "opening the shell channel timed out".into(),
     })?
-    .map_err(|e| match notes.lock().expect("lock").busy() {
-        Some(reason) => SessionError::DeviceBusy {
-            addr: addr.clone(),
-            reason,
-        },
-        None => SessionError::ConnectFailed {
-            addr: addr.clone(),
-            reason: format!("opening the shell channel: {e}"),
-        },
+    .map_err(|e| {
+        busy_or(
+            &notes,
+            &addr,
+            SessionError::ConnectFailed {
+                addr: addr.clone(),
+                reason: format!("opening the shell channel: {e}"),
+            },
+        )
     })?;
     setup.shell = shell_began.elapsed();
     Ok(Transport {
@@ -351,6 +351,17 @@ pub async fn open(t: &Target) -> Result<Transport, SessionError> {
         notes,
         jump,
     })
+}
+
+/// `e`, unless the device's disconnect said it refused for lack of lines.
+fn busy_or(notes: &Mutex<Notes>, addr: &str, e: SessionError) -> SessionError {
+    match notes.lock().expect("lock").busy() {
+        Some(reason) => SessionError::DeviceBusy {
+            addr: addr.to_string(),
+            reason,
+        },
+        None => e,
+    }
 }
 
 /// An error of the jump host's own connection, said so.
@@ -488,7 +499,7 @@ where
             user: t.username.clone(),
             reason: format!("no answer within {:?}", t.auth_timeout),
         })?
-        .map_err(|e| notes.lock().expect("lock").busy().map_or(e, busy))?;
+        .map_err(|e| busy_or(&notes, &addr, e))?;
     setup.auth = began.elapsed();
     Ok((handle, notes))
 }

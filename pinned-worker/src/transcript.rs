@@ -55,10 +55,9 @@ impl Transcript {
 
     fn push(&mut self, data: &[u8]) {
         self.bytes.extend_from_slice(data);
-        // Trimmed in batches, at a line start, so that no secret is cut in half.
+        // Trimmed in batches.
         if self.bytes.len() > 2 * CAP {
-            let from = self.bytes.len() - CAP;
-            let cut = memchr::memchr(b'\n', &self.bytes[from..]).map_or(from, |i| from + i + 1);
+            let cut = newest_lines(&self.bytes);
             self.bytes.drain(..cut);
             self.dropped += cut;
         }
@@ -67,27 +66,27 @@ impl Transcript {
     /// The text so far, at most [`CAP`] bytes of it, secrets masked; recording stops.
     pub fn take(&mut self) -> String {
         self.on = false;
-        let dropped = std::mem::take(&mut self.dropped);
         let bytes = std::mem::take(&mut self.bytes);
-        Self::text(bytes, dropped, &self.secrets)
-    }
-
-    fn text(bytes: Vec<u8>, dropped: usize, secrets: &[String]) -> String {
-        let start = bytes.len().saturating_sub(CAP);
-        let start = match memchr::memchr(b'\n', &bytes[start..]) {
-            Some(i) if start > 0 => start + i + 1,
-            _ => start,
-        };
+        let start = newest_lines(&bytes);
         let mut text = String::from_utf8_lossy(&bytes[start..]).into_owned();
-        for s in secrets {
+        for s in &self.secrets {
             text = text.replace(s.as_str(), MASK);
         }
-        let dropped = dropped + start;
+        let dropped = std::mem::take(&mut self.dropped) + start;
         if dropped > 0 {
             text.insert_str(0, &format!("[{dropped} earlier bytes left out]\n"));
         }
         text
     }
+}
+
+/// Where the newest [`CAP`] bytes begin, moved on to a line start so that no secret is cut
+/// in half (0 when all fit).
+fn newest_lines(bytes: &[u8]) -> usize {
+    let Some(from) = bytes.len().checked_sub(CAP).filter(|&f| f > 0) else {
+        return 0;
+    };
+    memchr::memchr(b'\n', &bytes[from..]).map_or(from, |i| from + i + 1)
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ const LONG_LINES: usize = 80;
 
 /// What a test sends to one kind of device.
 struct Case {
-    version: &'static str,
     long: &'static str,
     show_config: &'static str,
     config: Vec<&'static str>,
@@ -29,7 +28,6 @@ struct Case {
 
 fn case(flavor: Flavor) -> Case {
     let ios = |show_config| Case {
-        version: "show version",
         long: "show tech-support",
         show_config,
         config: vec!["ntp server 203.0.113.9"],
@@ -37,21 +35,18 @@ fn case(flavor: Flavor) -> Case {
     };
     match flavor {
         Flavor::Model(m) => Case {
-            version: m.version.0,
             long: m.long_command,
             show_config: m.show_config,
             config: m.sample_config.to_vec(),
             shows: m.sample_shows,
         },
         Flavor::JuniperJunos => Case {
-            version: "show version",
             long: "request support information",
             show_config: "show configuration | display set",
             config: vec!["set system ntp server 203.0.113.9"],
             shows: "set system ntp server 203.0.113.9",
         },
         Flavor::Huawei => Case {
-            version: "display version",
             long: "display diagnostic-information",
             show_config: "display current-configuration",
             config: vec!["ntp-service unicast-server 203.0.113.9"],
@@ -77,6 +72,7 @@ async fn exercise(name: &str) -> Result<(), String> {
     let flavor: Flavor = name.parse()?;
     let p = platform::lookup(name).map_err(|e| e.to_string())?;
     let c = case(flavor);
+    let version = flavor.version_command();
     let mut spec = DeviceSpec::new(flavor, "r1");
     spec.tech_support_lines = LONG_LINES;
     let stop = CancellationToken::new();
@@ -110,7 +106,7 @@ async fn exercise(name: &str) -> Result<(), String> {
     let out = ops::run(
         &mut s,
         &job(
-            Operation::Commands(lines(&[c.version, "bogus netpulse"])),
+            Operation::Commands(lines(&[version, "bogus netpulse"])),
             false,
         ),
     )
@@ -120,7 +116,7 @@ async fn exercise(name: &str) -> Result<(), String> {
         return Err(format!("user mode: {out:?}"));
     }
     let shown = &out.results[0].output;
-    if shown.is_empty() || shown.contains(c.version) {
+    if shown.is_empty() || shown.contains(version) {
         return Err(format!("user-mode output {shown:?}"));
     }
 
