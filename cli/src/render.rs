@@ -27,6 +27,7 @@ pub fn job_json(j: &Job) -> Value {
         "host": j.host,
         "port": j.port,
         "device_type": j.device_type,
+        "platform": j.platform,
         "strategy": strategy(j.strategy()),
         "node_id": j.node_id,
         "worker_id": j.worker_id,
@@ -104,6 +105,10 @@ pub fn job_summary(j: &Job) -> String {
     );
     if !j.node_id.is_empty() {
         s.push_str(&format!(" via {}", j.node_id));
+    }
+    if !j.platform.is_empty() && j.platform != j.device_type {
+        // An alias or autodetect: say what the device was taken for.
+        s.push_str(&format!(" as {}", j.platform));
     }
     if let Some(t) = j.timings {
         s.push_str(&format!(" in {} ms", t.total_ms));
@@ -235,5 +240,25 @@ mod tests {
         assert_eq!(status(JobStatus::Succeeded), "succeeded");
         assert_eq!(strategy(Strategy::Unspecified), "pinned");
         assert_eq!(strategy(Strategy::Fifo), "fifo");
+    }
+
+    #[test]
+    fn a_summary_names_the_platform_only_when_the_device_type_did_not() {
+        let mut j = Job {
+            id: "j1".into(),
+            host: "r1".into(),
+            port: 22,
+            device_type: "autodetect".into(),
+            platform: "arista_eos".into(),
+            ..Default::default()
+        };
+        assert!(
+            job_summary(&j).contains(" as arista_eos"),
+            "{}",
+            job_summary(&j)
+        );
+        assert_eq!(job_json(&j)["platform"], "arista_eos");
+        j.device_type = "arista_eos".into();
+        assert!(!job_summary(&j).contains(" as "), "{}", job_summary(&j));
     }
 }

@@ -152,7 +152,7 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
                 "Arista vEOS-lab\nSoftware image version: 4.30.1F\nHostname: {h}\nUptime: 12 days, 3 hours"
             ),
             _ => format!(
-                "Cisco IOS XE Software, Version 17.09.04a\n{h} uptime is 12 days, 3 hours, 4 minutes\nSystem image file is \"bootflash:packages.conf\""
+                "Cisco IOS Software, IOSv Software (VIOS-ADVENTERPRISEK9-M), Version 15.9(3)M4, RELEASE SOFTWARE (fc3)\n{h} uptime is 12 days, 3 hours, 4 minutes\nSystem image file is \"flash0:/vios-adventerprisek9-m\""
             ),
         };
         return sh.lines(text.lines().map(String::from).collect());

@@ -130,6 +130,10 @@ pub(crate) static CISCO_S300: Model = Model {
     paging_off: &["terminal datadump"],
     error: "% Unrecognized command",
     caret: false,
+    version: (
+        "show version",
+        "SW version    2.5.9.54 ( date  22-Dec-2020 time  11:34:59 )\nBoot version  1.3.5.06 ( date  21-Jul-2013 time  15:12:10 )\nHW version    V02",
+    ),
     save: Some(SaveModel {
         command: "write memory",
         questions: &[("Overwrite file [startup-config].... (Y/N)[N] ?", "y")],
@@ -189,6 +193,10 @@ pub(crate) static DELL_OS10: Model = Model {
 
 pub(crate) static DELL_POWERCONNECT: Model = Model {
     device_type: "dell_powerconnect",
+    version: (
+        "show system",
+        "System Description: Dell Ethernet Switch\nSystem Up Time (days,hour:min:sec): 21,03:12:44\nSystem Name: {h}\nMachine Type: PowerConnect 6248P",
+    ),
     paging_off: &["terminal datadump", "terminal length 0"],
     config: Some(ConfigModel {
         enter: "configure",
@@ -235,6 +243,10 @@ pub(crate) static ARUBA_OS: Model = Model {
     },
     paging_off: &["no paging"],
     error: "% Parse error",
+    version: (
+        "show version",
+        "Aruba Operating System Software.\nArubaOS (MODEL: Aruba7010), Version 8.10.0.7\nWebsite: http://www.arubanetworks.com\n(c) Copyright 2023 Hewlett Packard Enterprise Development LP.",
+    ),
     caret: true,
     config: Some(ConfigModel {
         enter: "configure terminal",
@@ -250,14 +262,14 @@ pub(crate) static ARUBA_OS: Model = Model {
 
 pub(crate) const HP_PROCURVE: Model = Model {
     device_type: "hp_procurve",
-    banner: "\nHP J9773A 2530-24G-PoEP Switch\nSoftware revision YA.16.10.0009\n\n(C) Copyright 2020 Hewlett Packard Enterprise Development LP\n\n",
+    banner: "\nHP J8697A Switch 5406zl\nSoftware revision K.15.18.0013\n\n(C) Copyright 2015 Hewlett-Packard Development Company, L.P.\n\n",
     login_question: Some("Press any key to continue"),
     paging_off: &["no page"],
     error: "Invalid input: {cmd}",
     caret: false,
     version: (
         "show version",
-        "Image stamp:    /ws/swbuildm/rel_orlando_qaoff/code/build/anm(swbuildm_rel_orlando_qaoff_rel_orlando)\n                YA.16.10.0009",
+        "Image stamp:    /ws/swbuildm/K_15_18_0013/code/build/btm(swbuildm_K_15_18_0013)\n                Nov 28 2015 10:49:32\n                K.15.18.0013\n                1838\nBoot Image:     Primary",
     ),
     config: Some(ConfigModel {
         enter_text: "",
@@ -273,6 +285,11 @@ pub(crate) const HP_PROCURVE: Model = Model {
 pub(crate) static ARUBA_OSSWITCH: Model = Model {
     device_type: "aruba_osswitch",
     banner: "\nAruba JL256A 2930F-48G-PoE+-4SFP+ Switch\nSoftware revision WC.16.11.0012\n\n",
+    // Release 16 renamed the line ArubaOS-Switch; `show version` looks as it did.
+    version: (
+        "show version",
+        "Image stamp:    /ws/swbuildm/rel_orlando_qaoff/code/build/anm(swbuildm_rel_orlando_qaoff_rel_orlando)\n                WC.16.11.0012\n                143\nBoot Image:     Primary",
+    ),
     ..HP_PROCURVE
 };
 
@@ -333,13 +350,17 @@ pub(crate) const BROCADE_NETIRON: Model = Model {
     paging_reply: "",
     version: (
         "show version",
-        "System Mode: MLX\nChassis: NetIron 4-slot (Serial #: BEK0123456)\nIronWare : Version 6.0.00aT163",
+        "System Mode: MLX\nChassis: NetIron 4-slot (Serial #: BEK0123456)\nIronWare : Version 5.8.0fT163 Copyright (c) 1996-2015 Brocade Communications Systems, Inc.",
     ),
     ..RUCKUS_FASTIRON
 };
 
 pub(crate) static EXTREME_NETIRON: Model = Model {
     device_type: "extreme_netiron",
+    version: (
+        "show version",
+        "System Mode: MLX\nChassis: NetIron 4-slot (Serial #: BEK0123456)\nIronWare : Version 6.2.00aT163 Copyright (c) 2017 Extreme Networks, Inc.",
+    ),
     ..BROCADE_NETIRON
 };
 
@@ -453,6 +474,10 @@ pub(crate) static IPINFUSION_OCNOS: Model = Model {
 
 pub(crate) static UBIQUITI_EDGESWITCH: Model = Model {
     device_type: "ubiquiti_edgeswitch",
+    version: (
+        "show version",
+        "Switch: 1\n\nSystem Description............................. EdgeSwitch 24-Port 250W, 1.9.3.5283784, Linux 3.6.5-f4a26ed5\nMachine Type................................... EdgeSwitch 24-Port 250W",
+    ),
     banner: "\nWelcome to EdgeSwitch\n\nBy logging in, accessing, or using the Ubiquiti product, you\nacknowledge that you have read and understood the Ubiquiti\nLicense Agreement (available in the Web UI at, by default,\nhttp://192.168.1.2) and agree to be bound by its terms.\n\n",
     prompts: Prompts {
         user: "({h}) >",

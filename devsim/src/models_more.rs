@@ -421,7 +421,7 @@ pub(crate) static MIKROTIK_ROUTEROS: Model = Model {
     error: "bad command name {cmd} (line 1 column 1)",
     version: (
         "/system resource print",
-        "                   uptime: 3w2d4h\n                  version: 7.12 (stable)\n               board-name: CHR",
+        "                   uptime: 3w2d4h\n                  version: 7.12 (stable)\n               board-name: CHR\n                 platform: MikroTik",
     ),
     long_command: "/log print",
     show_config: "/export",

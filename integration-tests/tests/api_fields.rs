@@ -548,17 +548,29 @@ async fn test_connection_reports_the_login_without_running_anything() {
     assert!(job.results.is_empty(), "nothing ran: {job:?}");
     assert_eq!(job.strategy(), Strategy::Fifo);
 
-    let r = jobs
-        .test_connection(c.authed(test(1, "juniper")))
-        .await
-        .unwrap()
-        .into_inner();
-    let t = r.result.as_ref().unwrap();
-    assert_eq!(
-        (t.platform.as_str(), t.hostname.as_str()),
-        ("juniper_junos", "admin@juniper-junos-1"),
-        "{r:?}"
-    );
+    // By an alias, and by autodetect: the platform reported is the one the session followed.
+    for device_type in ["juniper", "autodetect"] {
+        let r = jobs
+            .test_connection(c.authed(test(1, device_type)))
+            .await
+            .unwrap()
+            .into_inner();
+        let t = r.result.as_ref().unwrap();
+        assert_eq!(
+            (t.platform.as_str(), t.hostname.as_str()),
+            ("juniper_junos", "admin@juniper-junos-1"),
+            "{r:?}"
+        );
+        let job = jobs
+            .get_job(c.authed(GetJobRequest { id: r.job_id }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (job.device_type.as_str(), job.platform.as_str()),
+            (device_type, "juniper_junos")
+        );
+    }
 
     let mut wrong = test(0, "cisco_ios");
     wrong.connection.as_mut().unwrap().password = "not-the-password".into();

@@ -77,4 +77,12 @@ async fn linux_platform_against_openssh() {
         .unwrap()
         .close()
         .await;
+
+    // Autodetect: the shell answers none of the network CLIs' commands, and `uname -a`.
+    let probe = platform::lookup(platform::AUTODETECT).unwrap();
+    let mut s = DeviceSession::open(&t, probe, "", T).await.unwrap();
+    assert_eq!(s.platform().name, "linux");
+    let out = s.command("echo detected-$((40+2))", T).await.unwrap();
+    assert_eq!(out.output, "detected-42");
+    s.close().await;
 }

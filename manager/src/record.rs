@@ -80,6 +80,7 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
     job.session_reused = r.session_reused;
     job.connection_test = r.probed;
     job.transcript = r.transcript;
+    job.platform = r.platform;
     job.results = r
         .results
         .into_iter()

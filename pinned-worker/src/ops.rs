@@ -68,6 +68,10 @@ impl JobSpec {
                 "{what} lines must not contain line breaks, got {bad:?}"
             )));
         }
+        if platform.detector.is_some() {
+            // Checked again once the session has identified the platform.
+            return Ok(());
+        }
         if self.enable && platform.enable.is_none() {
             return Err(SessionError::Unsupported(format!(
                 "enable_mode is not available on {}",

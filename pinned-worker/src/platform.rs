@@ -9,6 +9,7 @@
 
 mod catalog;
 pub mod definition;
+pub mod detect;
 
 use regex::{Captures, Regex, RegexSet};
 
@@ -16,6 +17,7 @@ use crate::error::SessionError;
 
 pub use catalog::{Catalog, install, lookup, names};
 pub use definition::DefinitionError;
+pub use detect::{AUTODETECT, Detect, Detector};
 
 #[derive(Clone, Debug)]
 pub struct Platform {
@@ -43,6 +45,11 @@ pub struct Platform {
     pub confirmations: Vec<Confirmation>,
     pub rejected: RegexSet,
     pub drop_lines: RegexSet,
+    /// How autodetection recognises this platform.
+    pub detect: Option<Detect>,
+    /// Set only on the `autodetect` platform: the session identifies the device with it,
+    /// then carries on as the platform it found.
+    pub detector: Option<&'static Detector>,
 }
 
 /// Whether a matched prompt means a mode.
@@ -183,12 +190,20 @@ impl Platform {
     }
 
     /// The shape of a prompt learned from the device rather than from the pattern: its text,
-    /// then up to 80 characters (a mode), then one of the platform's terminators.
+    /// in which numbers may change (a command counter: ExtremeXOS `sw1.12 #`), then up to 80
+    /// characters (a mode), then one of the platform's terminators.
     pub fn learned_shape(&self, host: &str) -> Result<Regex, regex::Error> {
         let terms = regex::escape(&self.terminators);
+        let mut text = String::new();
+        let mut rest = host;
+        while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+            text.push_str(&regex::escape(&rest[..i]));
+            text.push_str("[0-9]+");
+            rest = rest[i..].trim_start_matches(|c: char| c.is_ascii_digit());
+        }
+        text.push_str(&regex::escape(rest));
         Regex::new(&format!(
-            r"^(?P<host>{})(?P<mode>[[:print:]]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$",
-            regex::escape(host)
+            r"^(?P<host>{text})(?P<mode>[[:print:]]{{0,80}}?)(?P<sign>[{terms}])[[:space:]]?$"
         ))
     }
 
@@ -378,6 +393,15 @@ mod tests {
             junos.strip_echo_and_prompt(raw, "set system ntp server 1.2.3.4"),
             ""
         );
+    }
+
+    #[test]
+    fn a_learned_prompt_lets_its_numbers_change() {
+        let exos = lookup("extreme_exos").unwrap();
+        let re = exos.learned_shape("sw-1.1").unwrap();
+        assert!(re.is_match("sw-1.2 # ") && re.is_match("sw-1.12 # "));
+        assert!(!re.is_match("sw-x.2 # ") && !re.is_match("other-1.2 # "));
+        assert!(re.is_match("sw-1.1(config) # "));
     }
 
     #[test]

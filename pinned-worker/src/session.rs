@@ -17,20 +17,20 @@ use tracing::{debug, info};
 
 use crate::command::CommandLine;
 use crate::error::SessionError;
-use crate::platform::{Confirmation, Platform, Save};
+use crate::platform::{Confirmation, Platform};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
 use crate::transcript::Transcript;
 
 mod errors;
+mod identify;
+mod modes;
 use errors::ReadError;
 
 /// How long an unanchored prompt match must stay quiet before it counts.
 const SETTLE: Duration = Duration::from_millis(150);
 /// Most questions one command may have answered (a device that keeps asking is not looped on).
 const MAX_ANSWERS: usize = 16;
-/// Most exit commands sent to leave nested configuration modes.
-const MAX_EXITS: usize = 4;
 /// How long the output must stay quiet before a prompt of an unexpected shape counts.
 const LOOSE_SETTLE: Duration = Duration::from_millis(300);
 const NO_ANSWERS: &[Confirmation] = &[];
@@ -113,24 +113,36 @@ impl DeviceSession {
                 "waiting for the first prompt after login",
             ),
         })?;
-        s.keepalive(prompt_timeout).await?;
-        // A RETURN prints nothing: what comes back besides the prompt is printed above it.
-        let reply = platform.strip_echo(&terminal::clean(&s.buf), "", platform.prompt_lines);
-        s.above = reply
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .map(Into::into);
-        for cmd in &platform.paging_off {
-            let out = s.command(cmd, prompt_timeout).await?;
-            if let Some(why) = out.rejected {
-                debug!(command = cmd, %why, "paging-off command rejected; --More-- will be answered instead");
-            }
+        let login = terminal::clean(&s.buf);
+        s.settle_in(prompt_timeout).await?;
+        if let Some(detector) = platform.detector {
+            s.identify(detector, &login, prompt_timeout).await?;
         }
         s.transport.setup.prompt = began.elapsed();
         s.transport.setup.prompt_line = s.tail().lines().last().unwrap_or("").trim().into();
         info!(addr = %target.addr(), hostname = %s.hostname, "session ready");
         Ok(s)
+    }
+
+    /// After the first prompt: confirms it with a RETURN, learns the line printed above it,
+    /// and turns paging off.
+    async fn settle_in(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        self.keepalive(timeout).await?;
+        // A RETURN prints nothing: what comes back besides the prompt is printed above it.
+        let platform = self.platform;
+        let reply = platform.strip_echo(&terminal::clean(&self.buf), "", platform.prompt_lines);
+        self.above = reply
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .map(Into::into);
+        for cmd in &platform.paging_off {
+            let out = self.command(cmd, timeout).await?;
+            if let Some(why) = out.rejected {
+                debug!(command = cmd, %why, "paging-off command rejected; --More-- will be answered instead");
+            }
+        }
+        Ok(())
     }
 
     pub fn hostname(&self) -> &str {
@@ -215,153 +227,6 @@ impl DeviceSession {
             .await
             .map_err(|e| self.prompt_error(e, timeout, "keepalive"))?;
         Ok(start.elapsed())
-    }
-
-    /// Enters privileged mode, answering the secret prompt. No-op when already privileged.
-    pub async fn enable(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(en) = &self.platform.enable else {
-            return Err(SessionError::Unsupported(format!(
-                "{} has no enable mode",
-                self.platform.name
-            )));
-        };
-        if self.privileged && en.prompt_shows_privilege {
-            return Ok(());
-        }
-        let start = Instant::now();
-        self.discard_pending()?;
-        self.send_line(&en.command).await?;
-        let end = self
-            .read_until(
-                start + timeout,
-                true,
-                Some(&en.secret_prompt),
-                NO_ANSWERS,
-                SETTLE,
-            )
-            .await
-            .map_err(|e| self.command_error(e, &en.command, timeout))?;
-        if let ReadEnd::Pattern = end {
-            if self.secret.is_empty() {
-                // Answer the prompt anyway so the session is left at a prompt.
-                let _ = self.send_line("").await;
-                let _ = self
-                    .read_until(Instant::now() + timeout, true, None, NO_ANSWERS, SETTLE)
-                    .await;
-                return Err(SessionError::EnableFailed(
-                    "the device asks for an enable secret and none was given".into(),
-                ));
-            }
-            self.buf.clear();
-            let secret = self.secret.clone();
-            self.send_line(&secret).await?;
-            self.read_until(Instant::now() + timeout, true, None, NO_ANSWERS, SETTLE)
-                .await
-                .map_err(|e| self.command_error(e, "<enable secret>", timeout))?;
-        }
-        let text = terminal::clean(&self.buf);
-        if let Some(why) = self.platform.rejection(&text) {
-            return Err(SessionError::EnableFailed(why.trim().to_string()));
-        }
-        if en.prompt_shows_privilege && !self.privileged {
-            let why = text
-                .lines()
-                .find(|l| l.starts_with('%'))
-                .unwrap_or("prompt did not change to privileged mode");
-            return Err(SessionError::EnableFailed(why.trim().to_string()));
-        }
-        Ok(())
-    }
-
-    pub async fn enter_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(cm) = &self.platform.config else {
-            return Ok(());
-        };
-        let out = self.command(&cm.enter, timeout).await?;
-        if !self.in_config {
-            let why = out.rejected.unwrap_or(out.output);
-            return Err(SessionError::ConfigModeFailed(format!(
-                "{:?} did not enter configuration mode: {}",
-                cm.enter,
-                why.trim()
-            )));
-        }
-        Ok(())
-    }
-
-    pub async fn exit_config(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let Some(cm) = &self.platform.config else {
-            return Ok(());
-        };
-        if !self.in_config {
-            return Ok(());
-        }
-        // Some platforms leave one level per exit (MLNX-OS, FASTPATH): repeat a few times.
-        for _ in 0..MAX_EXITS {
-            self.command(&cm.exit, timeout).await?;
-            if !self.in_config {
-                break;
-            }
-        }
-        if self.in_config {
-            return Err(SessionError::ConfigModeFailed(format!(
-                "{:?} did not leave configuration mode",
-                cm.exit
-            )));
-        }
-        Ok(())
-    }
-
-    /// Applies the candidate configuration on platforms that have one. Returns whether it did.
-    pub async fn commit(&mut self, timeout: Duration) -> Result<bool, SessionError> {
-        let platform = self.platform;
-        let Some(commit) = platform.config.as_ref().and_then(|c| c.commit.as_ref()) else {
-            return Ok(false);
-        };
-        let out = self.command(&commit.command, timeout).await?;
-        if let Some(why) = out.rejected {
-            return Err(SessionError::CommitFailed(why.trim().to_string()));
-        }
-        Ok(true)
-    }
-
-    /// Throws the candidate configuration away after a failed push (platforms with commit).
-    pub async fn discard_candidate(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let platform = self.platform;
-        if let Some(commit) = platform.config.as_ref().and_then(|c| c.commit.as_ref()) {
-            self.command(&commit.abort, timeout).await?;
-        }
-        Ok(())
-    }
-
-    /// Saves the running configuration. Call outside configuration mode, unless the platform
-    /// saves from inside it (`Save::in_config`).
-    pub async fn save(&mut self, timeout: Duration) -> Result<(), SessionError> {
-        let platform = self.platform;
-        let (command, confirm) = match &platform.save {
-            Save::Command {
-                command, confirm, ..
-            } => (command.as_str(), confirm.as_slice()),
-            Save::ByCommit => return Ok(()),
-            Save::Unsupported => {
-                return Err(SessionError::Unsupported(format!(
-                    "{} has no save command",
-                    self.platform.name
-                )));
-            }
-        };
-        let start = Instant::now();
-        self.discard_pending()?;
-        self.send_line(command).await?;
-        let answers: Vec<&Confirmation> = confirm.iter().chain(&platform.confirmations).collect();
-        self.read_until(start + timeout, true, None, &answers, SETTLE)
-            .await
-            .map_err(|e| self.command_error(e, command, timeout))?;
-        let out = self.finish_output(command, start);
-        if let Some(why) = out.rejected {
-            return Err(SessionError::SaveFailed(why.trim().to_string()));
-        }
-        Ok(())
     }
 
     /// True when the transport is known to be gone. Cheap; does not touch the device.

@@ -453,6 +453,9 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         result.saved = outcome.saved;
         result.committed = outcome.committed;
         result.probed = outcome.probed;
+        if let Some(s) = &self.session {
+            result.platform = s.platform().name.clone();
+        }
         if job.transcript
             && let Some(s) = self.session.as_mut()
         {

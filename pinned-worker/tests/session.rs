@@ -819,3 +819,53 @@ async fn a_device_with_every_line_in_use_is_busy() {
         }
     }
 }
+
+#[tokio::test]
+async fn autodetect_that_matches_nothing_names_what_it_tried() {
+    // An operator's cisco_ios without a [detect] section: nothing else claims classic IOS.
+    let builtin = include_str!("../platforms/cisco_ios.toml");
+    let without = &builtin[..builtin.find("[detect]").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cisco_ios.toml"), without).unwrap();
+    let catalog = Box::leak(Box::new(platform::Catalog::with_dir(dir.path()).unwrap()));
+    let probe = catalog.lookup(platform::AUTODETECT).unwrap();
+    let sim = sim(DeviceSpec::new(Flavor::CiscoIos, "r1")).await;
+    let target = target(&sim.device, HostKeyPolicy::InsecureAcceptAny);
+    let e = DeviceSession::open(&target, probe, "", T)
+        .await
+        .err()
+        .expect("nothing matches");
+    let msg = e.to_string();
+    assert!(matches!(e, SessionError::Unsupported(_)), "{e:?}");
+    assert!(
+        msg.contains("r1>")
+            && msg.contains("show version, display version")
+            && msg.contains("uname -a"),
+        "{msg}"
+    );
+
+    // With the built-in definitions the same device is found, and the session runs as it.
+    let probe = platform::lookup(platform::AUTODETECT).unwrap();
+    let mut s = DeviceSession::open(&target, probe, "enable", T)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.platform().name.as_str(), s.hostname()),
+        ("cisco_ios", "r1")
+    );
+    let out = ops::run(&mut s, &job(cmds(&["show clock"]), true)).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(s.privileged());
+    s.close().await;
+
+    // A caller's prompt pattern applies to the probe and then to the platform found.
+    let pattern = r"^(?P<host>r1)(?P<sign>[>#])$";
+    let probe = probe.with_prompt(pattern).unwrap();
+    let s = DeviceSession::open(&target, probe, "enable", T)
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.platform().name.as_str(), s.platform().prompt.as_str()),
+        ("cisco_ios", pattern)
+    );
+}

@@ -8,7 +8,7 @@
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Commit, ConfigMode, Confirmation, Enable, ModeTest, Platform, Save};
+use super::{Commit, ConfigMode, Confirmation, Detect, Enable, ModeTest, Platform, Save};
 
 /// The pager markers most platforms print (`--More--`, `---(more)---`, `---- More ----`).
 pub const DEFAULT_MORE: &str = r"(?i)^[[:space:]]*(--[[:space:]]?more[[:space:]]?--|---[[:space:]]?\(more( [0-9]+%)?\)[[:space:]]?---|-+ more -+|<--- more --->)[[:space:]]*$";
@@ -47,6 +47,10 @@ pub struct Definition {
     pub errors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDef>,
+    /// How `device_type: autodetect` recognises this platform. Never inherited: a platform
+    /// built on another prints its own version text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<DetectDef>,
 }
 
 /// A section, or `false` to drop the one a base definition has.
@@ -169,6 +173,22 @@ pub struct OutputDef {
     pub drop_lines: Vec<String>,
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectDef {
+    /// A command that shows what the device is (`show version`); sent in user mode, before
+    /// paging is turned off, so it should print little.
+    pub command: String,
+    /// Any of these in the command's output identifies the platform.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
+    /// Any of these in what the device prints at login, up to its first prompt, does too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub banner: Vec<String>,
+    /// Confidence of a match, 1..=99; the highest wins, and a 99 ends the search at once.
+    pub priority: u8,
+}
+
 /// Why a definition cannot be used: the file, the field and what is wrong.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("platform definition {file}: {field}: {message}")]
@@ -212,11 +232,19 @@ impl Definition {
             confirmations: or(&self.confirmations, &base.confirmations),
             errors: or(&self.errors, &base.errors),
             output: or(&self.output, &base.output),
+            detect: self.detect.clone(),
         }
     }
 }
 
 fn check_name(file: &str, field: &str, name: &str) -> Result<(), DefinitionError> {
+    if name == super::detect::AUTODETECT {
+        return Err(DefinitionError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message: format!("{name:?} is reserved: it asks the worker to identify the platform"),
+        });
+    }
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && name
@@ -381,6 +409,31 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     let errors = def.errors.clone().unwrap_or_default();
     let rejected = RegexSet::new(&errors).map_err(|e| err("errors", one_line(&e)))?;
     let drop_lines = def.output.clone().unwrap_or_default().drop_lines;
+    let detect = match &def.detect {
+        None => None,
+        Some(d) => {
+            if !(1..=super::detect::CERTAIN).contains(&d.priority) {
+                return Err(err(
+                    "detect.priority",
+                    format!("must be 1..={}, got {}", super::detect::CERTAIN, d.priority),
+                ));
+            }
+            if d.patterns.is_empty() && d.banner.is_empty() {
+                return Err(err(
+                    "detect",
+                    "needs at least one of patterns and banner".into(),
+                ));
+            }
+            let set =
+                |field: &str, v: &[String]| RegexSet::new(v).map_err(|e| err(field, one_line(&e)));
+            Some(Detect {
+                command: non_empty(file, "detect.command", &d.command)?,
+                patterns: set("detect.patterns", &d.patterns)?,
+                banner: set("detect.banner", &d.banner)?,
+                priority: d.priority,
+            })
+        }
+    };
     Ok(Platform {
         name: def.name.clone(),
         vendor: def.vendor.clone().unwrap_or_default(),
@@ -410,6 +463,8 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         rejected,
         drop_lines: RegexSet::new(&drop_lines)
             .map_err(|e| err("output.drop_lines", one_line(&e)))?,
+        detect,
+        detector: None,
     })
 }
 
