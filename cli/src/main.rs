@@ -114,6 +114,10 @@ struct JobOptions {
     /// Also return the session's transcript (what it received and sent, secrets masked).
     #[arg(long)]
     transcript: bool,
+    /// Run the commands in one of the platform's named modes (`shell` on Junos, `admin` on
+    /// IOS-XR, `bash` on EOS and NX-OS; docs/platforms.md lists them).
+    #[arg(long)]
+    mode: Option<String>,
     #[command(flatten)]
     login: Login,
 }
@@ -467,6 +471,7 @@ impl JobOptions {
             save: self.save,
             timeout_seconds: self.job_timeout,
             transcript: self.transcript,
+            mode: self.mode.clone().unwrap_or_default(),
             wait: !self.no_wait,
             ..Default::default()
         })

@@ -435,4 +435,23 @@ async fn test_and_the_connection_flags() {
     assert!(t.contains("[sent] show clock"), "{j}");
     let out = cli.run(&transcribed).await;
     assert!(text(&out).contains("## transcript"), "{}", text(&out));
+
+    // --mode reaches the worker (IOS has no named modes), and autodetect names what it found.
+    let device = ["exec", "--host", "127.0.0.1", "--port", &port];
+    let moded = [
+        &device[..],
+        &["--device-type", "cisco_ios", "--mode", "shell", "id"],
+    ]
+    .concat();
+    let out = cli.run(&moded).await;
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out).contains("cisco_ios has no mode \"shell\""),
+        "{}",
+        text(&out)
+    );
+    let detected = [&device[..], &["--device-type", "autodetect", "show clock"]].concat();
+    assert_eq!(cli.json(&detected).await["platform"], "cisco_ios");
+    let out = cli.run(&detected).await;
+    assert!(text(&out).contains(" as cisco_ios"), "{}", text(&out));
 }

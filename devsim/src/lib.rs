@@ -24,6 +24,7 @@ mod models;
 mod models_more;
 pub mod server;
 pub mod shell;
+pub mod subshell;
 mod vendor;
 
 pub use server::{Device, DeviceSpec, spawn_device};

@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use crate::config::RunningConfig;
 use crate::model::Model;
+use crate::subshell::{self, SubShell};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Flavor {
@@ -189,6 +190,8 @@ pub struct Shell {
     /// prompt label (`config-if`, `GigabitEthernet0/0/1`, ...).
     pub(crate) config_mode: bool,
     pub(crate) section: Option<(usize, String)>,
+    /// Inside a mode a command opened (`start shell`), with its own prompt.
+    sub: Option<&'static SubShell>,
     pub(crate) paging: bool,
     pub(crate) running: RunningConfig,
     pub(crate) startup: RunningConfig,
@@ -219,6 +222,7 @@ impl Shell {
             privileged,
             config_mode: false,
             section: None,
+            sub: None,
             paging: true,
             startup: running.clone(),
             candidate: running.clone(),
@@ -319,7 +323,46 @@ impl Shell {
             self.waiting = Waiting::Hang;
             return After::Wait;
         }
+        if let Some(sub) = self.sub {
+            return self.in_sub(sub, line);
+        }
+        if !self.config_mode
+            && let Some(sub) = subshell::of(self.s.flavor.device_type())
+                .iter()
+                .find(|s| matches(line, s.enter).is_some() && (self.privileged || !s.privileged))
+        {
+            self.sub = Some(sub);
+            self.text(sub.greeting);
+            return After::Prompt;
+        }
         self.personality.command(self, line)
+    }
+
+    fn fill(&self, text: &str) -> String {
+        text.replace("{h}", &self.s.hostname)
+            .replace("{u}", &self.s.username)
+    }
+
+    /// A line typed inside a mode a command opened.
+    fn in_sub(&mut self, sub: &'static SubShell, line: &str) -> After {
+        if line.is_empty() {
+            return After::Prompt;
+        }
+        if line == sub.exit {
+            self.sub = None;
+            return After::Prompt;
+        }
+        if let Some((_, out)) = sub
+            .commands
+            .iter()
+            .find(|(c, _)| matches(line, c).is_some())
+        {
+            let text = self.fill(out);
+            return self.lines(text.lines().map(String::from).collect());
+        }
+        let word = line.split_whitespace().next().unwrap_or("");
+        self.say(&sub.error.replace("{cmd}", word));
+        After::Prompt
     }
 
     fn answer(&mut self, answer: &str) -> After {
@@ -332,6 +375,9 @@ impl Shell {
     }
 
     pub(crate) fn prompt(&self) -> String {
+        if let Some(sub) = self.sub {
+            return self.fill(sub.prompt);
+        }
         let above = match (&self.s.prompt.line_above, self.config_mode) {
             (Some(l), false) => format!("{l}\r\n"),
             _ => String::new(),

@@ -62,6 +62,16 @@ async fn run(c: &TestCluster, r: ExecuteRequest) -> (Job, Duration) {
     (job, started.elapsed())
 }
 
+/// The refusal of a request the manager must not accept.
+async fn refused(c: &TestCluster, r: ExecuteRequest) -> tonic::Status {
+    c.jobs(0)
+        .await
+        .unwrap()
+        .execute(c.authed(r))
+        .await
+        .unwrap_err()
+}
+
 fn kind(j: &Job) -> &str {
     j.error.as_ref().map_or("", |e| e.kind.as_str())
 }
@@ -307,13 +317,7 @@ async fn command_specs_prompt_pattern_and_private_key_take_effect() {
     // `prompt_pattern`: a bad one is refused at once; a good one logs in.
     let mut r = c.request(0, &["show version"]);
     r.connection.as_mut().unwrap().prompt_pattern = "R1[".into();
-    let e = c
-        .jobs(0)
-        .await
-        .unwrap()
-        .execute(c.authed(r))
-        .await
-        .unwrap_err();
+    let e = refused(&c, r).await;
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("connection.prompt_pattern"), "{e:?}");
     let mut r = c.request(0, &["show version"]);
@@ -644,4 +648,50 @@ async fn a_transcript_shows_the_session_with_secrets_masked() {
         "{t}"
     );
     assert!(!t.contains("show clock"), "only this job's exchange:\n{t}");
+}
+
+/// `mode` runs the commands in one of the platform's named modes (Junos's shell here) and the
+/// pinned session is back at the CLI for the next job; a mode the platform lacks fails with
+/// the modes it has, and a mode beside config is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_mode_runs_the_commands_and_the_session_comes_back() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "juniper_junos=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut r = c.request(0, &["uname -a", "id"]);
+    r.mode = "shell".into();
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    assert!(job.results[0].output.starts_with("FreeBSD "), "{job:?}");
+    assert!(job.results[1].output.starts_with("uid="), "{job:?}");
+
+    let (job, _) = run(&c, c.request(0, &["show version"])).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    assert!(
+        job.session_reused && job.results[0].output.contains("Junos:"),
+        "{job:?}"
+    );
+
+    let mut r = c.request(0, &["show platform"]);
+    r.mode = "admin".into();
+    let (job, _) = run(&c, r).await;
+    assert_eq!(
+        (job.status(), kind(&job)),
+        (JobStatus::Failed, "unsupported")
+    );
+    let message = &job.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("\"admin\"") && message.contains("shell"),
+        "{message}"
+    );
+
+    let mut r = c.request(0, &[]);
+    r.config = vec!["set system host-name x".into()];
+    r.mode = "shell".into();
+    let e = refused(&c, r).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("mode applies to commands"), "{e:?}");
 }

@@ -55,6 +55,7 @@ async fn linux_platform_against_openssh() {
         operation: Operation::Config { lines, save: false },
         enable: false,
         command_timeout: T,
+        mode: None,
     };
     let outcome = ops::run(&mut s, &job).await;
     let statuses: Vec<i32> = outcome.results.iter().map(|r| r.status).collect();

@@ -113,6 +113,8 @@ pub struct JobRequest {
     pub options: JobOptions,
     pub wait: bool,
     pub idempotency_key: Option<String>,
+    /// The platform's named mode the commands run in.
+    pub mode: Option<String>,
     /// The submit's trace context, passed to the agent in every dispatch (empty: not traced).
     pub trace_context: HashMap<String, String>,
 }
@@ -233,6 +235,29 @@ impl JobRequest {
                 )));
             }
         };
+        let mode = match req.mode {
+            m if m.is_empty() => None,
+            _ if !matches!(
+                operation,
+                Operation::Commands(_) | Operation::CommandSpecs(_)
+            ) =>
+            {
+                return Err(invalid(
+                    "mode applies to commands and command_specs, not to config or test_connection",
+                ));
+            }
+            m if m.len() <= 32
+                && m.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') =>
+            {
+                Some(m)
+            }
+            m => {
+                return Err(invalid(format!(
+                    "mode is a platform's mode name, 1..=32 of a-z, 0-9 and _, got {m:?}"
+                )));
+            }
+        };
         let c = req
             .connection
             .as_ref()
@@ -257,6 +282,7 @@ impl JobRequest {
             },
             wait: req.wait,
             idempotency_key,
+            mode,
             trace_context: HashMap::new(),
         })
     }
@@ -275,6 +301,7 @@ impl JobRequest {
                 connection: None,
                 trace_context: self.trace_context.clone(),
                 transcript: self.options.transcript,
+                mode: self.mode.clone().unwrap_or_default(),
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,
@@ -424,6 +451,20 @@ mod tests {
         let mut r = req();
         r.save = true;
         assert!(err(r).contains("save applies to config"));
+        let mut r = req();
+        r.mode = "Shell!".into();
+        assert!(err(r).contains("mode is a platform's mode name"));
+        let mut r = req();
+        r.commands.clear();
+        r.config = vec!["hostname x".into()];
+        r.mode = "shell".into();
+        assert!(err(r).contains("mode applies to commands and command_specs"));
+        let mut r = req();
+        r.mode = "shell".into();
+        let d = JobRequest::from_wire(r, &RequestLimits::default())
+            .unwrap()
+            .to_dispatch("j");
+        assert_eq!(d.job.unwrap().mode, "shell");
         let mut r = req();
         r.timeout_seconds = 86_401;
         assert_eq!(

@@ -29,6 +29,8 @@ pub struct JobSpec {
     pub operation: Operation,
     pub enable: bool,
     pub command_timeout: Duration,
+    /// The platform's named mode the commands run in (entered before, left after).
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -56,8 +58,18 @@ impl JobSpec {
                 (steps, "command_specs")
             }
             Operation::Config { lines, .. } => (lines.iter().collect::<Vec<_>>(), "config"),
+            Operation::Probe if self.mode.is_some() => {
+                return Err(SessionError::InvalidArgument(
+                    "a mode applies to commands and command_specs, not to a connection test".into(),
+                ));
+            }
             Operation::Probe => return Ok(()),
         };
+        if let (Operation::Config { .. }, Some(_)) = (&self.operation, &self.mode) {
+            return Err(SessionError::InvalidArgument(
+                "a mode applies to commands and command_specs, not to config".into(),
+            ));
+        }
         if items.is_empty() {
             return Err(SessionError::InvalidArgument(format!(
                 "{what} must hold at least one line, got none"
@@ -85,6 +97,9 @@ impl JobSpec {
                 "save is not available on {}",
                 platform.name
             )));
+        }
+        if let Some(mode) = &self.mode {
+            platform.mode(mode)?;
         }
         Ok(())
     }
@@ -150,6 +165,12 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
         out.error = Some(e);
         return out;
     }
+    if let Some(mode) = &job.mode
+        && let Err(e) = session.enter_mode(mode, job.command_timeout).await
+    {
+        out.error = Some(e);
+        return out;
+    }
     match &job.operation {
         Operation::Commands(cmds) => {
             let steps: Vec<CommandLine> = cmds.iter().map(|c| CommandLine::plain(c)).collect();
@@ -162,6 +183,15 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
             push_config(session, lines, *save, job.command_timeout, &mut out).await
         }
         Operation::Probe => out.probed = Some(probed(session)),
+    }
+    if job.mode.is_some()
+        && !out
+            .error
+            .as_ref()
+            .is_some_and(SessionError::poisons_session)
+        && let Err(e) = session.leave_mode(job.command_timeout).await
+    {
+        out.error.get_or_insert(e);
     }
     out.execute = start.elapsed();
     out

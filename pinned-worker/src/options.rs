@@ -267,6 +267,7 @@ impl WorkerOptions {
                 job.command_timeout_ms,
                 self.command_timeout,
             )?,
+            mode: (!job.mode.is_empty()).then(|| job.mode.clone()),
         })
     }
 }

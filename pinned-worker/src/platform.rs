@@ -45,6 +45,8 @@ pub struct Platform {
     pub confirmations: Vec<Confirmation>,
     pub rejected: RegexSet,
     pub drop_lines: RegexSet,
+    /// Modes besides user, enable and configuration, by name.
+    pub modes: Vec<NamedMode>,
     /// How autodetection recognises this platform.
     pub detect: Option<Detect>,
     /// Set only on the `autodetect` platform: the session identifies the device with it,
@@ -131,6 +133,23 @@ impl Save {
     }
 }
 
+/// A mode besides user, enable and configuration: a shell under the CLI (Junos `start shell`,
+/// EOS `bash`), an admin mode (IOS-XR `admin`).
+#[derive(Clone, Debug)]
+pub struct NamedMode {
+    pub name: String,
+    pub enter: String,
+    pub exit: String,
+    /// The prompt inside the mode.
+    pub prompt: Regex,
+    /// Rejection patterns inside the mode (`None`: the platform's).
+    pub rejected: Option<RegexSet>,
+    /// Entered from privileged mode.
+    pub enable: bool,
+    /// The platform as the session follows it inside the mode (see [`Platform::inside`]).
+    pub inside: std::sync::OnceLock<&'static Platform>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Confirmation {
     pub pattern: Regex,
@@ -176,6 +195,43 @@ impl Platform {
         }));
         made.push(p);
         Ok(p)
+    }
+
+    /// The mode named `name`, or why there is none.
+    pub fn mode(&self, name: &str) -> Result<&NamedMode, SessionError> {
+        self.modes.iter().find(|m| m.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.modes.iter().map(|m| m.name.as_str()).collect();
+            SessionError::Unsupported(format!(
+                "{} has no mode {name:?}; its modes: {}",
+                self.name,
+                if names.is_empty() {
+                    "none besides user, enable and configuration".into()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// This platform as followed inside `mode`: the mode's prompt (one line) and rejection
+    /// patterns, no privilege or configuration test, no further modes. Made once per process.
+    pub fn inside(&'static self, mode: &'static NamedMode) -> &'static Platform {
+        mode.inside.get_or_init(|| {
+            Box::leak(Box::new(Platform {
+                prompt: mode.prompt.clone(),
+                prompt_lines: 1,
+                prompt_preamble: None,
+                loose_prompt: std::sync::OnceLock::new(),
+                privileged: ModeTest::Never,
+                in_config: ModeTest::Never,
+                rejected: mode
+                    .rejected
+                    .clone()
+                    .unwrap_or_else(|| self.rejected.clone()),
+                modes: Vec::new(),
+                ..self.clone()
+            }))
+        })
     }
 
     /// See the `loose_prompt` field.

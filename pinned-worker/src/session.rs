@@ -17,7 +17,7 @@ use tracing::{debug, info};
 
 use crate::command::CommandLine;
 use crate::error::SessionError;
-use crate::platform::{Confirmation, Platform};
+use crate::platform::{Confirmation, NamedMode, Platform};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
 use crate::transcript::Transcript;
@@ -50,6 +50,8 @@ pub struct DeviceSession {
     learned: Option<Regex>,
     /// A line the device prints above every prompt (`{master:0}`), learned at login.
     above: Option<String>,
+    /// Inside a named mode: the platform and hostname to return to, and the mode.
+    outer: Option<(&'static Platform, String, &'static NamedMode)>,
     transcript: Transcript,
 }
 
@@ -87,6 +89,7 @@ impl DeviceSession {
             secret: secret.to_string(),
             learned: None,
             above: None,
+            outer: None,
             transcript: Transcript::new(target.secrets().into_iter().chain([secret.into()])),
         };
         let began = Instant::now();

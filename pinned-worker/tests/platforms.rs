@@ -1,5 +1,6 @@
 //! Every built-in platform definition against a simulated device of that platform: login and
-//! prompt, a command in user mode, a rejected command, enable where the platform has it, long
+//! prompt, a command in user mode, a rejected command, each named mode (a command and a
+//! rejected one inside it, then back at the CLI), enable where the platform has it, long
 //! output (paging turned off, or the pager answered), a configuration push with commit and
 //! save where the platform has them, and the pushed line in the configuration afterwards.
 //! The devices are devsim's, written from what each vendor's CLI prints, so a wrong definition
@@ -61,6 +62,7 @@ fn job(operation: Operation, enable: bool) -> JobSpec {
         operation,
         enable,
         command_timeout: T,
+        mode: None,
     }
 }
 
@@ -118,6 +120,46 @@ async fn exercise(name: &str) -> Result<(), String> {
     let shown = &out.results[0].output;
     if shown.is_empty() || shown.contains(version) {
         return Err(format!("user-mode output {shown:?}"));
+    }
+
+    // Each named mode: a command the mode knows and one it rejects, then back at the CLI.
+    let subs = devsim::subshell::of(flavor.device_type());
+    if subs.len() != p.modes.len() {
+        return Err(format!(
+            "{} modes defined, devsim has {}",
+            p.modes.len(),
+            subs.len()
+        ));
+    }
+    for m in &p.modes {
+        let Some(sub) = subs.iter().find(|d| d.enter == m.enter) else {
+            return Err(format!(
+                "mode {}: devsim opens nothing with {:?}",
+                m.name, m.enter
+            ));
+        };
+        let mut spec = job(
+            Operation::Commands(lines(&[sub.commands[0].0, "bogus-netpulse"])),
+            false,
+        );
+        spec.mode = Some(m.name.clone());
+        let out = ops::run(&mut s, &spec).await;
+        let st: Vec<i32> = out.results.iter().map(|r| r.status).collect();
+        let first = out.results.first().map_or("", |r| r.output.as_str());
+        let want = sub.commands[0].1.lines().last().unwrap_or("");
+        let want = want.replace("{h}", "r1").replace("{u}", "admin");
+        if st != [CommandStatus::Ok as i32, CommandStatus::Rejected as i32]
+            || !first.ends_with(&want)
+        {
+            return Err(format!("mode {}: {out:?}", m.name));
+        }
+        let back = s
+            .command(version, T)
+            .await
+            .map_err(|e| format!("after mode {}: {e}", m.name))?;
+        if back.output.is_empty() || back.rejected.is_some() {
+            return Err(format!("after mode {}: {back:?}", m.name));
+        }
     }
 
     if p.enable.is_some() {

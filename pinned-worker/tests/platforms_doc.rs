@@ -10,7 +10,7 @@ const END: &str = "<!-- platforms: end -->";
 fn table() -> String {
     let c = Catalog::builtin();
     let mut out = String::from(
-        "| device_type | vendor | enable | configuration mode | commit (abort) | save | answered questions | paging off | autodetect by |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| device_type | vendor | enable | configuration mode | commit (abort) | save | other modes | answered questions | paging off | autodetect by |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for name in c.names() {
         let Ok(p) = c.lookup(&name) else { continue };
@@ -71,6 +71,15 @@ fn table() -> String {
             }
             s
         });
+        let modes = if p.modes.is_empty() {
+            "-".to_string()
+        } else {
+            p.modes
+                .iter()
+                .map(|m| format!("{} ({} / {})", code(&m.name), code(&m.enter), code(&m.exit)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut names = code(&name);
         if !def.aliases.is_empty() {
             names.push_str(&format!(
@@ -83,7 +92,7 @@ fn table() -> String {
             ));
         }
         out.push_str(&format!(
-            "| {names} | {} | {enable} | {config} | {commit} | {save} | {questions} | {paging} | {detect} |\n",
+            "| {names} | {} | {enable} | {config} | {commit} | {save} | {modes} | {questions} | {paging} | {detect} |\n",
             p.vendor
         ));
     }

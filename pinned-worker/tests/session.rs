@@ -64,6 +64,7 @@ fn job(op: Operation, enable: bool) -> JobSpec {
         operation: op,
         enable,
         command_timeout: T,
+        mode: None,
     }
 }
 

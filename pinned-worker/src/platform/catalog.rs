@@ -323,12 +323,16 @@ privileged = { group = "sign", any_of = ["#"] }
 config = "never"
 [paging]
 commands = ["terminal length 0"]
+# EOS, built on it, has a mode entered from enable.
+[enable]
+command = "enable"
 "##;
         let d = dir(&[("acme_os.toml", MINIMAL), ("cisco_ios.toml", ios)]);
         let c = Catalog::with_dir(d.path()).unwrap();
         c.validate().unwrap();
         assert!(c.names().contains(&"acme_os".to_string()));
         let acme = c.lookup("acme_os").unwrap();
+        assert!(acme.mode("shell").is_err() && acme.modes.is_empty());
         assert!(acme.enable.is_none() && matches!(acme.save, super::super::Save::Unsupported));
         // The operator's cisco_ios, and cisco_xe inheriting from it.
         assert_eq!(
@@ -405,6 +409,40 @@ commands = ["terminal length 0"]
             1,
         );
         assert_eq!(load_err(&[("acme_os.toml", &alias)]).field, "aliases");
+        for (modes, field, message) in [
+            (
+                "name = 'sh'\nenter = 'start shell'\nexit = 'exit'\nprompt = '('",
+                "modes[0].prompt",
+                "regex",
+            ),
+            (
+                "name = 'Sh'\nenter = 'x'\nexit = 'exit'\nprompt = '%'",
+                "modes[0].name",
+                "a platform name is",
+            ),
+            (
+                "name = 'sh'\nenter = ''\nexit = 'exit'\nprompt = '%'",
+                "modes[0].enter",
+                "non-empty",
+            ),
+            (
+                "name = 'sh'\nenter = 'x'\nexit = 'exit'\nprompt = '%'\nenable = true",
+                "modes[0].enable",
+                "enable section",
+            ),
+        ] {
+            let e = load_err(&[("acme_os.toml", &format!("{MINIMAL}[[modes]]\n{modes}\n"))]);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.message.contains(message), "{e}");
+        }
+        let twice = format!(
+            "{MINIMAL}[[modes]]\nname = 'sh'\nenter = 'a'\nexit = 'b'\nprompt = '%'\n[[modes]]\nname = 'sh'\nenter = 'c'\nexit = 'd'\nprompt = '%'\n"
+        );
+        assert!(
+            load_err(&[("acme_os.toml", &twice)])
+                .message
+                .contains("named twice")
+        );
         let reserved = "name = \"autodetect\"";
         assert!(
             load_err(&[("autodetect.toml", reserved)])

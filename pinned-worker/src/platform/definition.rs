@@ -8,7 +8,9 @@
 use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
-use super::{Commit, ConfigMode, Confirmation, Detect, Enable, ModeTest, Platform, Save};
+use super::{
+    Commit, ConfigMode, Confirmation, Detect, Enable, ModeTest, NamedMode, Platform, Save,
+};
 
 /// The pager markers most platforms print (`--More--`, `---(more)---`, `---- More ----`).
 pub const DEFAULT_MORE: &str = r"(?i)^[[:space:]]*(--[[:space:]]?more[[:space:]]?--|---[[:space:]]?\(more( [0-9]+%)?\)[[:space:]]?---|-+ more -+|<--- more --->)[[:space:]]*$";
@@ -47,6 +49,9 @@ pub struct Definition {
     pub errors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDef>,
+    /// Modes besides user, enable and configuration (a shell under the CLI, an admin mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes: Option<Vec<NamedModeDef>>,
     /// How `device_type: autodetect` recognises this platform. Never inherited: a platform
     /// built on another prints its own version text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +180,23 @@ pub struct OutputDef {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct NamedModeDef {
+    /// What a request names it by (`ExecuteRequest.mode`).
+    pub name: String,
+    pub enter: String,
+    pub exit: String,
+    /// The prompt inside the mode (the whole last line; a `host` group is optional).
+    pub prompt: String,
+    /// Output lines that mean a command was rejected inside the mode; default: the platform's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<String>>,
+    /// The mode is entered from privileged mode: the session enables first.
+    #[serde(default)]
+    pub enable: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DetectDef {
     /// A command that shows what the device is (`show version`); sent in user mode, before
     /// paging is turned off, so it should print little.
@@ -232,6 +254,7 @@ impl Definition {
             confirmations: or(&self.confirmations, &base.confirmations),
             errors: or(&self.errors, &base.errors),
             output: or(&self.output, &base.output),
+            modes: or(&self.modes, &base.modes),
             detect: self.detect.clone(),
         }
     }
@@ -409,6 +432,33 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     let errors = def.errors.clone().unwrap_or_default();
     let rejected = RegexSet::new(&errors).map_err(|e| err("errors", one_line(&e)))?;
     let drop_lines = def.output.clone().unwrap_or_default().drop_lines;
+    let mut modes: Vec<NamedMode> = Vec::new();
+    for (i, m) in def.modes.iter().flatten().enumerate() {
+        let field = |f: &str| format!("modes[{i}].{f}");
+        check_name(file, &field("name"), &m.name)?;
+        if modes.iter().any(|o| o.name == m.name) {
+            return Err(err(&field("name"), format!("{:?} is named twice", m.name)));
+        }
+        if m.enable && enable.is_none() {
+            return Err(err(
+                &field("enable"),
+                "needs an enable section to enter privileged mode with".into(),
+            ));
+        }
+        modes.push(NamedMode {
+            name: m.name.clone(),
+            enter: non_empty(file, &field("enter"), &m.enter)?,
+            exit: non_empty(file, &field("exit"), &m.exit)?,
+            prompt: re(&field("prompt"), &m.prompt)?,
+            rejected: m
+                .errors
+                .as_ref()
+                .map(|e| RegexSet::new(e).map_err(|e| err(&field("errors"), one_line(&e))))
+                .transpose()?,
+            enable: m.enable,
+            inside: std::sync::OnceLock::new(),
+        });
+    }
     let detect = match &def.detect {
         None => None,
         Some(d) => {
@@ -463,6 +513,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         rejected,
         drop_lines: RegexSet::new(&drop_lines)
             .map_err(|e| err("output.drop_lines", one_line(&e)))?,
+        modes,
         detect,
         detector: None,
     })

@@ -108,6 +108,7 @@ impl Detector {
             confirmations,
             rejected: RegexSet::empty(),
             drop_lines: RegexSet::empty(),
+            modes: Vec::new(),
             detect: None,
             detector: Some(detector),
         }))

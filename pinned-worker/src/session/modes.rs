@@ -1,5 +1,5 @@
-//! Privileged and configuration mode, commit and save: the platform's commands, and the
-//! prompt's word on whether they took effect.
+//! Privileged, configuration and named modes, commit and save: the platform's commands, and
+//! the prompt's word on whether they took effect.
 
 use std::time::Duration;
 
@@ -158,6 +158,61 @@ impl DeviceSession {
         if let Some(why) = out.rejected {
             return Err(SessionError::SaveFailed(why.trim().to_string()));
         }
+        Ok(())
+    }
+
+    /// Enters the platform's mode `name` (enabling first when it needs privilege).
+    pub async fn enter_mode(&mut self, name: &str, timeout: Duration) -> Result<(), SessionError> {
+        let platform = self.platform;
+        let mode = platform.mode(name)?;
+        if mode.enable {
+            self.enable(timeout).await?;
+        }
+        let start = Instant::now();
+        self.discard_pending()?;
+        self.send_line(&mode.enter).await?;
+        let end = self
+            .read_until(
+                start + timeout,
+                true,
+                Some(&mode.prompt),
+                &platform.confirmations,
+                SETTLE,
+            )
+            .await
+            .map_err(|e| self.command_error(e, &mode.enter, timeout))?;
+        if let ReadEnd::Prompt = end {
+            // Back at the platform's own prompt: the device refused the mode.
+            let out = self.finish_output(&mode.enter, start);
+            return Err(SessionError::CommandRejected(format!(
+                "{:?} did not enter mode {name}: {}",
+                mode.enter,
+                out.rejected.unwrap_or(out.output).trim()
+            )));
+        }
+        let inside = platform.inside(mode);
+        let line_start = memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1);
+        let tail = terminal::last_line(&self.buf[line_start..]);
+        let host = inside
+            .prompt
+            .captures(&tail)
+            .map(|c| inside.host_of(&c))
+            .unwrap_or_default();
+        let outer_host = std::mem::replace(&mut self.hostname, host);
+        self.outer = Some((platform, outer_host, mode));
+        self.platform = inside;
+        self.privileged = false;
+        Ok(())
+    }
+
+    /// Leaves the named mode the session is in, back to the platform's prompt.
+    pub async fn leave_mode(&mut self, timeout: Duration) -> Result<(), SessionError> {
+        let Some((platform, hostname, mode)) = self.outer.take() else {
+            return Ok(());
+        };
+        self.platform = platform;
+        self.hostname = hostname;
+        self.command(&mode.exit, timeout).await?;
         Ok(())
     }
 }
