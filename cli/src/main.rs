@@ -114,6 +114,10 @@ struct JobOptions {
     /// Also return the session's transcript (what it received and sent, secrets masked).
     #[arg(long)]
     transcript: bool,
+    /// Parse each command's output into rows with the template ntc-templates' index names for
+    /// it (the rows print under the output; JSON: `parsed`).
+    #[arg(long)]
+    parse: bool,
     /// Run the commands in one of the platform's named modes (`shell` on Junos, `admin` on
     /// IOS-XR, `bash` on EOS and NX-OS; docs/platforms.md lists them).
     #[arg(long)]
@@ -472,6 +476,7 @@ impl JobOptions {
             timeout_seconds: self.job_timeout,
             transcript: self.transcript,
             mode: self.mode.clone().unwrap_or_default(),
+            parse: self.parse,
             wait: !self.no_wait,
             ..Default::default()
         })

@@ -33,10 +33,19 @@ pub fn job_json(j: &Job) -> Value {
         "worker_id": j.worker_id,
         "session_reused": j.session_reused,
         "error": j.error.as_ref().map(|e| json!({"kind": e.kind, "message": e.message})),
-        "results": j.results.iter().map(|r| json!({
-            "command": r.command, "status": r.status, "ok": r.ok, "output": r.output,
-            "error": r.error, "duration_ms": r.duration_ms,
-        })).collect::<Vec<_>>(),
+        "results": j.results.iter().map(|r| {
+            let mut c = json!({
+                "command": r.command, "status": r.status, "ok": r.ok, "output": r.output,
+                "error": r.error, "duration_ms": r.duration_ms,
+            });
+            if let Some(rows) = &r.parsed {
+                c["parsed"] = list_json(rows);
+            }
+            if !r.parse_error.is_empty() {
+                c["parse_error"] = json!(r.parse_error);
+            }
+            c
+        }).collect::<Vec<_>>(),
         "output_truncated": j.output_truncated,
         "transcript": j.transcript,
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
@@ -44,6 +53,28 @@ pub fn job_json(j: &Job) -> Value {
         "started_unix_ms": j.started_unix_ms,
         "ended_unix_ms": j.ended_unix_ms,
     })
+}
+
+/// Parsed rows (a protobuf ListValue) as plain JSON.
+fn list_json(l: &prost_types::ListValue) -> Value {
+    Value::Array(l.values.iter().map(value_json).collect())
+}
+
+fn value_json(v: &prost_types::Value) -> Value {
+    use prost_types::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Value::Null,
+        Some(Kind::BoolValue(b)) => json!(b),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::ListValue(l)) => list_json(l),
+        Some(Kind::StructValue(s)) => Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect(),
+        ),
+    }
 }
 
 pub fn node_json(n: &Node) -> Value {
@@ -79,6 +110,13 @@ pub fn job_text(j: &Job) -> String {
         }
         if !r.error.is_empty() {
             out.push_str(&format!("error: {}\n", r.error));
+        }
+        if let Some(rows) = &r.parsed {
+            let text = serde_json::to_string_pretty(&list_json(rows)).unwrap_or_default();
+            out.push_str(&format!("## parsed ({} rows)\n{text}\n", rows.values.len()));
+        }
+        if !r.parse_error.is_empty() {
+            out.push_str(&format!("parse error: {}\n", r.parse_error));
         }
     }
     if j.output_truncated {

@@ -695,3 +695,149 @@ async fn a_named_mode_runs_the_commands_and_the_session_comes_back() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("mode applies to commands"), "{e:?}");
 }
+
+/// `parse` and `command_specs[].parse`: rows from ntc-templates' index (installed by
+/// scripts/deps, found by platform and command), from a template file in the agent's
+/// `--templates-dir` (read again when it changes), and inline; a command with no template
+/// keeps its text and says why; bad templates are refused at the manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_turns_outputs_into_rows() {
+    let templates = tempfile::tempdir().unwrap();
+    let clock = "Value TIME (\\S+)\nValue ZONE (\\S+)\n\nStart\n  ^\\*?${TIME} ${ZONE} -> Record\n";
+    std::fs::write(templates.path().join("clock.textfsm"), clock).unwrap();
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        agent_args: vec![
+            "--templates-dir".into(),
+            templates.path().display().to_string(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let fields = |v: &prost_types::Value, key: &str| -> String {
+        let Some(prost_types::value::Kind::StructValue(s)) = &v.kind else {
+            panic!("a row is an object: {v:?}");
+        };
+        match s.fields.get(key).and_then(|f| f.kind.clone()) {
+            Some(prost_types::value::Kind::StringValue(s)) => s,
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+
+    // By the index, for every command of `commands`.
+    let mut r = c.request(
+        0,
+        &[
+            "show version",
+            "show ip interface brief",
+            "show tech-support",
+        ],
+    );
+    r.parse = true;
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    let version = job.results[0].parsed.as_ref().expect("show version parsed");
+    assert_eq!(version.values.len(), 1, "{:?}", job.results[0]);
+    assert_eq!(fields(&version.values[0], "version"), "15.9(3)M4");
+    assert_eq!(fields(&version.values[0], "hostname"), "cisco-ios-1");
+    let brief = job.results[1].parsed.as_ref().expect("brief parsed");
+    assert!(!brief.values.is_empty(), "{:?}", job.results[1]);
+    assert!(job.results[2].parsed.is_none());
+    assert!(
+        job.results[2]
+            .parse_error
+            .contains("no template for \"show tech-support\" on cisco_ios"),
+        "{:?}",
+        job.results[2]
+    );
+    assert!(!job.results[2].output.is_empty(), "the text is kept");
+
+    // A named template, then the same file changed; and an inline one.
+    let spec = |p: Parse| CommandSpec {
+        command: "show clock".into(),
+        parse: Some(p),
+        ..Default::default()
+    };
+    let named = || Parse {
+        template_name: "clock.textfsm".into(),
+        ..Default::default()
+    };
+    let mut r = c.request(0, &[]);
+    r.command_specs = vec![spec(named())];
+    let (job, _) = run(&c, r.clone()).await;
+    let rows = job.results[0]
+        .parsed
+        .as_ref()
+        .expect("named template parsed");
+    assert_eq!(fields(&rows.values[0], "zone"), "UTC", "{job:?}");
+    let changed = clock
+        .replace("Value ZONE", "Value TZ")
+        .replace("${ZONE}", "${TZ}");
+    std::fs::write(templates.path().join("clock.textfsm"), changed).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(templates.path().join("clock.textfsm"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let (job, _) = run(&c, r).await;
+    let rows = job.results[0]
+        .parsed
+        .as_ref()
+        .expect("changed template parsed");
+    assert_eq!(fields(&rows.values[0], "tz"), "UTC", "{job:?}");
+    let mut r = c.request(0, &[]);
+    r.command_specs = vec![spec(Parse {
+        inline_template: clock.into(),
+        ..Default::default()
+    })];
+    let (job, _) = run(&c, r).await;
+    let rows = job.results[0]
+        .parsed
+        .as_ref()
+        .expect("inline template parsed");
+    assert_eq!(fields(&rows.values[0], "time"), "10:00:00.000");
+
+    // Refused at once: a template that does not compile, two kinds at once, parse with config.
+    for (p, why) in [
+        (
+            Parse {
+                inline_template: "Value X\n".into(),
+                ..Default::default()
+            },
+            "inline_template is not a valid TextFSM template",
+        ),
+        (
+            Parse {
+                ntc_index: true,
+                template_name: "clock.textfsm".into(),
+                ..Default::default()
+            },
+            "not several",
+        ),
+        (
+            Parse {
+                template_name: "../etc/passwd".into(),
+                ..Default::default()
+            },
+            "template_name is a file name",
+        ),
+    ] {
+        let mut r = c.request(0, &[]);
+        r.command_specs = vec![spec(p)];
+        let e = refused(&c, r).await;
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains(why), "{e:?}");
+    }
+    let mut r = c.request(0, &[]);
+    r.config = vec!["hostname x".into()];
+    r.parse = true;
+    assert!(
+        refused(&c, r)
+            .await
+            .message()
+            .contains("parse applies to commands")
+    );
+}

@@ -56,6 +56,8 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         known_hosts: dir.path().join("known_hosts"),
         kill_grace: Duration::from_secs(2),
         platforms_dir: None,
+        ntc_templates_dir: None,
+        templates_dir: None,
     };
     let limits = Limits {
         max_pinned_workers: 10,

@@ -91,6 +91,8 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
             output: c.output,
             error: c.error,
             duration_ms: c.duration_us / 1000,
+            parsed: c.parsed,
+            parse_error: c.parse_error,
         })
         .collect();
     let (status, error) = match outcome {

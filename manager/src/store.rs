@@ -52,22 +52,36 @@ pub struct JobStore {
     stats: std::sync::Arc<Stats>,
 }
 
-/// Cuts outputs beyond `max` bytes in total, at char boundaries; returns whether it cut.
+/// Cuts outputs beyond `max` bytes in total, at char boundaries, and drops parsed rows that
+/// do not fit (each command's text first, then its rows); returns whether it cut.
 pub fn cap_output(job: &mut Job, max: usize) -> bool {
     let mut left = max;
     let mut cut = false;
     for r in &mut job.results {
         if r.output.len() <= left {
             left -= r.output.len();
-            continue;
+        } else {
+            let mut at = left;
+            while !r.output.is_char_boundary(at) {
+                at -= 1;
+            }
+            r.output.truncate(at);
+            left = 0;
+            cut = true;
         }
-        let mut at = left;
-        while !r.output.is_char_boundary(at) {
-            at -= 1;
+        if let Some(rows) = &r.parsed {
+            let n = prost::Message::encoded_len(rows);
+            if n <= left {
+                left -= n;
+            } else {
+                r.parsed = None;
+                r.parse_error = "the parsed rows were left out: they exceed the server's output \
+                                 cap (--max-output-bytes)"
+                    .into();
+                left = 0;
+                cut = true;
+            }
         }
-        r.output.truncate(at);
-        left = 0;
-        cut = true;
     }
     job.output_truncated |= cut;
     cut
@@ -329,5 +343,20 @@ mod tests {
             ..Default::default()
         };
         assert!(!cap_output(&mut small, 5) && !small.output_truncated);
+        let row = prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue("x".repeat(10))),
+        };
+        let mut parsed = Job {
+            results: vec![CommandResult {
+                output: "ok".into(),
+                parsed: Some(prost_types::ListValue { values: vec![row] }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(!cap_output(&mut parsed.clone(), 64));
+        assert!(cap_output(&mut parsed, 8));
+        let r = &parsed.results[0];
+        assert!(r.parsed.is_none() && r.parse_error.contains("output cap") && r.output == "ok");
     }
 }

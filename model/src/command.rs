@@ -12,6 +12,86 @@ const MAX_PATTERN_BYTES: usize = 512;
 /// rather than compiled in every worker that runs the job.
 const MAX_PATTERN_SIZE: usize = 1 << 20;
 const MAX_ANSWERS: usize = 16;
+const MAX_TEMPLATE_BYTES: usize = 64 << 10;
+
+/// How a command's output is parsed into rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// The template ntc-templates' index names for the platform and command.
+    NtcIndex,
+    /// A file in the agent's templates directory.
+    Named(String),
+    /// The template's text, checked to compile.
+    Inline(String),
+}
+
+impl Parse {
+    /// `None` when nothing is asked; `at` names the field in errors.
+    pub fn from_wire(at: &str, p: Option<&api::Parse>) -> Result<Option<Parse>, ModelError> {
+        let Some(p) = p else { return Ok(None) };
+        let given = [
+            p.ntc_index,
+            !p.template_name.is_empty(),
+            !p.inline_template.is_empty(),
+        ];
+        let parse = match given {
+            [false, false, false] => return Ok(None),
+            [true, false, false] => Parse::NtcIndex,
+            [false, true, false] => {
+                let n = &p.template_name;
+                let ok = n.len() <= 128
+                    && !n.starts_with('.')
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+                if !ok {
+                    return Err(invalid(format!(
+                        "{at}.template_name is a file name in the agent's templates directory: \
+                         1..=128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'; got {n:?}"
+                    )));
+                }
+                Parse::Named(n.clone())
+            }
+            [false, false, true] => {
+                let t = &p.inline_template;
+                if t.len() > MAX_TEMPLATE_BYTES {
+                    return Err(invalid(format!(
+                        "{at}.inline_template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
+                        t.len()
+                    )));
+                }
+                netpulse_textfsm::Template::new(t).map_err(|e| {
+                    invalid(format!(
+                        "{at}.inline_template is not a valid TextFSM template: {e}"
+                    ))
+                })?;
+                Parse::Inline(t.clone())
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{at} takes one of ntc_index, template_name and inline_template, not several"
+                )));
+            }
+        };
+        Ok(Some(parse))
+    }
+
+    pub fn to_wire(&self) -> api::Parse {
+        match self {
+            Parse::NtcIndex => api::Parse {
+                ntc_index: true,
+                ..Default::default()
+            },
+            Parse::Named(n) => api::Parse {
+                template_name: n.clone(),
+                ..Default::default()
+            },
+            Parse::Inline(t) => api::Parse {
+                inline_template: t.clone(),
+                ..Default::default()
+            },
+        }
+    }
+}
 
 /// Checks that `s` is a usable regular expression; `name` is the field in errors.
 pub fn pattern(name: &str, s: &str) -> Result<(), ModelError> {
@@ -40,6 +120,7 @@ pub struct CommandSpec {
     pub expect: Option<String>,
     /// (question pattern, answer)
     pub answers: Vec<(String, String)>,
+    pub parse: Option<Parse>,
 }
 
 impl CommandSpec {
@@ -94,6 +175,7 @@ impl CommandSpec {
             read_timeout,
             expect,
             answers,
+            parse: Parse::from_wire(&at("parse"), c.parse.as_ref())?,
         })
     }
 }
@@ -112,6 +194,7 @@ impl From<&CommandSpec> for worker::CommandSpec {
                     answer: answer.clone(),
                 })
                 .collect(),
+            parse: c.parse.as_ref().map(Parse::to_wire),
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 use netpulse_proto::api::{self, ExecuteRequest};
 use netpulse_proto::{agent, worker};
 
-use crate::command::CommandSpec;
+use crate::command::{CommandSpec, Parse};
 use crate::connection::{Connection, SessionOptions};
 use crate::error::{ModelError, invalid, seconds};
 
@@ -235,6 +235,31 @@ impl JobRequest {
                 )));
             }
         };
+        let operation = match (req.parse, operation) {
+            (false, op) => op,
+            (true, Operation::Commands(cmds)) => Operation::CommandSpecs(
+                cmds.into_iter()
+                    .map(|command| CommandSpec {
+                        command,
+                        read_timeout: None,
+                        expect: None,
+                        answers: Vec::new(),
+                        parse: Some(Parse::NtcIndex),
+                    })
+                    .collect(),
+            ),
+            (true, Operation::CommandSpecs(mut specs)) => {
+                for s in specs.iter_mut().filter(|s| s.parse.is_none()) {
+                    s.parse = Some(Parse::NtcIndex);
+                }
+                Operation::CommandSpecs(specs)
+            }
+            (true, _) => {
+                return Err(invalid(
+                    "parse applies to commands and command_specs, not to config or test_connection",
+                ));
+            }
+        };
         let mode = match req.mode {
             m if m.is_empty() => None,
             _ if !matches!(
@@ -426,6 +451,10 @@ mod tests {
                 prompt: "confirm".into(),
                 answer: "y".into(),
             }],
+            parse: Some(api::Parse {
+                template_name: "copy.textfsm".into(),
+                ..Default::default()
+            }),
         }];
         let j = JobRequest::from_wire(r, &RequestLimits::default()).unwrap();
         let d = j.to_dispatch("j");
@@ -451,6 +480,18 @@ mod tests {
         let mut r = req();
         r.save = true;
         assert!(err(r).contains("save applies to config"));
+        let Some(worker::job::Operation::Commands(c)) = &d.job.as_ref().unwrap().operation else {
+            panic!("{d:?}");
+        };
+        assert_eq!(c.specs[0].parse.as_ref().unwrap().template_name, "copy.textfsm");
+        // `parse` turns every command into one parsed by the index.
+        let mut r = req();
+        r.parse = true;
+        let j = JobRequest::from_wire(r, &RequestLimits::default()).unwrap();
+        let Operation::CommandSpecs(specs) = &j.operation else {
+            panic!("{j:?}");
+        };
+        assert!(specs.iter().all(|s| s.parse == Some(Parse::NtcIndex)));
         let mut r = req();
         r.mode = "Shell!".into();
         assert!(err(r).contains("mode is a platform's mode name"));

@@ -79,6 +79,14 @@ pub struct AgentConfig {
     /// built-in ones; read and checked at start-up (see docs/platforms.md).
     #[arg(long, env = "NETPULSE_PLATFORMS_DIR")]
     pub platforms_dir: Option<PathBuf>,
+    /// ntc-templates' templates and index, which `parse` by index uses (scripts/deps and the
+    /// image install them here).
+    #[arg(long, env = "NETPULSE_NTC_TEMPLATES_DIR", default_value = pinned_worker::parse::DEFAULT_NTC_DIR)]
+    pub ntc_templates_dir: PathBuf,
+    /// The operator's TextFSM templates, which requests name by file name; read when used, and
+    /// again when a file changes.
+    #[arg(long, env = "NETPULSE_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
     /// The pinned-worker binary; defaults to the one next to this binary.
     #[arg(long, env = "NETPULSE_WORKER_BIN")]
     pub worker_bin: Option<PathBuf>,
@@ -253,6 +261,8 @@ impl AgentConfig {
             known_hosts: self.known_hosts.clone(),
             kill_grace: Duration::from_secs(self.kill_grace_seconds),
             platforms_dir: self.platforms_dir.clone(),
+            ntc_templates_dir: Some(self.ntc_templates_dir.clone()),
+            templates_dir: self.templates_dir.clone(),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct WorkerSettings {
     pub kill_grace: Duration,
     /// The operator's platform definitions, passed on to every worker.
     pub platforms_dir: Option<PathBuf>,
+    /// Where workers find templates to parse outputs with.
+    pub ntc_templates_dir: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -117,10 +120,12 @@ impl Spawner for ProcessSpawner {
 }
 
 fn spawn(settings: &WorkerSettings, worker_id: &str, device: &str) -> std::io::Result<WorkerChild> {
-    let dir = settings
-        .platforms_dir
-        .as_ref()
-        .map(|d| d.display().to_string());
+    let dirs = [
+        ("--platforms-dir", &settings.platforms_dir),
+        ("--ntc-templates-dir", &settings.ntc_templates_dir),
+        ("--templates-dir", &settings.templates_dir),
+    ]
+    .map(|(flag, d)| (flag, d.as_ref().map(|d| d.display().to_string())));
     let mut args = vec![
         "--log-format",
         if settings.log_json { "json" } else { "pretty" },
@@ -131,8 +136,10 @@ fn spawn(settings: &WorkerSettings, worker_id: &str, device: &str) -> std::io::R
         "--device",
         device,
     ];
-    if let Some(dir) = &dir {
-        args.extend(["--platforms-dir", dir.as_str()]);
+    for (flag, dir) in &dirs {
+        if let Some(dir) = dir {
+            args.extend([*flag, dir.as_str()]);
+        }
     }
     // Workers write their logs, each line naming the worker, to the agent's own stderr: a
     // pipe per worker would cost the agent a descriptor and a task per worker.

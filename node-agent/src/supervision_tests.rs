@@ -133,6 +133,8 @@ fn setup(ignore_term: bool) -> Setup {
         known_hosts: "/nonexistent".into(),
         kill_grace: Duration::from_secs(5),
         platforms_dir: None,
+        ntc_templates_dir: None,
+        templates_dir: None,
     };
     let limits = Limits {
         max_pinned_workers: 10,

@@ -56,6 +56,8 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
         known_hosts: dir.path().join("known_hosts"),
         kill_grace: Duration::from_secs(2),
         platforms_dir: None,
+        ntc_templates_dir: None,
+        templates_dir: None,
     };
     let agent = Agent::new("node-t".into(), settings, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

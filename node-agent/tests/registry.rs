@@ -40,6 +40,8 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
         known_hosts: PathBuf::from("/nonexistent"),
         kill_grace: Duration::from_secs(1),
         platforms_dir: None,
+        ntc_templates_dir: None,
+        templates_dir: None,
     };
     Agent::new(
         "node-r".into(),

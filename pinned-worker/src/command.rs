@@ -16,6 +16,8 @@ pub struct CommandLine {
     pub expect: Option<Regex>,
     /// Questions answered on the way, before the platform's own.
     pub answers: Vec<Confirmation>,
+    /// Parse the output into rows.
+    pub parse: Option<netpulse_model::Parse>,
 }
 
 impl CommandLine {
@@ -25,6 +27,7 @@ impl CommandLine {
             read_timeout: None,
             expect: None,
             answers: Vec::new(),
+            parse: None,
         }
     }
 }

@@ -9,7 +9,7 @@
 //!   operator's).
 //! - [`session`]: "send a line, read until the prompt", enable, configuration mode, keepalive.
 //! - [`ops`]: a job (commands, or configuration lines) run over a session, with per-command
-//!   results.
+//!   results; [`parse`] turns an output into rows (TextFSM) where the command asks.
 //! - [`worker`]: the `pinned-worker` process: frames from the parent on stdin (read and
 //!   queued by `inbox`), results on stdout, keepalive and idle TTL timers, exit codes
 //!   ([`exit_code`]).
@@ -21,6 +21,7 @@ pub mod exit_code;
 mod inbox;
 pub mod ops;
 pub mod options;
+pub mod parse;
 pub mod platform;
 pub mod session;
 pub mod ssh;

@@ -10,7 +10,7 @@ use tokio::net::unix::pipe;
 const USAGE: &str = "pinned-worker: one device session, driven by frames on stdin/stdout
 
 Usage: pinned-worker [--log-format json|pretty] [--log FILTER] [--worker-id ID] [--device HOST:PORT]
-                     [--platforms-dir DIR]
+                     [--platforms-dir DIR] [--ntc-templates-dir DIR] [--templates-dir DIR]
 
   --log-format  log format on stderr: json (structured lines, the default) or pretty
                 [env: NETPULSE_LOG_FORMAT]
@@ -18,6 +18,9 @@ Usage: pinned-worker [--log-format json|pretty] [--log FILTER] [--worker-id ID] 
   --worker-id   named in every log line (the parent's stderr is shared by all its workers)
   --device      named in every log line
   --platforms-dir  operator platform definitions (<name>.toml) beside the built-in ones
+  --ntc-templates-dir  ntc-templates' templates and index, for parsing outputs
+                (default /usr/local/share/netpulse/ntc-templates/ntc_templates/templates)
+  --templates-dir  the operator's TextFSM templates, named by file in requests
 ";
 
 /// The flags, parsed by hand: a command-line parser would add ~0.4 MB of code to every
@@ -29,6 +32,8 @@ struct Args {
     worker_id: String,
     device: String,
     platforms_dir: String,
+    ntc_templates_dir: String,
+    templates_dir: String,
 }
 
 impl Args {
@@ -40,6 +45,8 @@ impl Args {
             worker_id: String::new(),
             device: String::new(),
             platforms_dir: String::new(),
+            ntc_templates_dir: String::new(),
+            templates_dir: String::new(),
         };
         while let Some(flag) = argv.next() {
             let (name, inline) = match flag.split_once('=') {
@@ -55,6 +62,8 @@ impl Args {
                 "--worker-id" => &mut a.worker_id,
                 "--device" => &mut a.device,
                 "--platforms-dir" => &mut a.platforms_dir,
+                "--ntc-templates-dir" => &mut a.ntc_templates_dir,
+                "--templates-dir" => &mut a.templates_dir,
                 other => return Err(format!("unknown argument {other:?}")),
             };
             *slot = match inline.or_else(|| argv.next()) {
@@ -140,6 +149,8 @@ fn main() -> std::process::ExitCode {
         let dir = std::path::Path::new(&args.platforms_dir);
         pinned_worker::platform::install(pinned_worker::platform::Catalog::with_dir_or_broken(dir));
     }
+    let dir = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    pinned_worker::parse::configure(dir(&args.ntc_templates_dir), dir(&args.templates_dir));
     // One device, one job at a time: a single-threaded runtime avoids cross-thread wake-ups.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -137,6 +137,7 @@ fn result(
         status: status as i32,
         error,
         duration_us: took.as_micros() as u64,
+        ..Default::default()
     }
 }
 
@@ -217,13 +218,28 @@ async fn run_commands(
                 if let Some(why) = &o.rejected {
                     rejected.push(format!("{cmd:?}: {why}"));
                 }
-                out.results.push(result(
+                let parsed = match (&line.parse, &o.rejected) {
+                    (Some(how), None) => Some(crate::parse::parse(
+                        how,
+                        &s.platform().ntc_name,
+                        cmd,
+                        &o.output,
+                    )),
+                    _ => None,
+                };
+                let mut r = result(
                     cmd,
                     status,
                     o.output,
                     o.rejected.unwrap_or_default(),
                     o.duration,
-                ));
+                );
+                match parsed {
+                    Some(Ok(rows)) => r.parsed = Some(rows),
+                    Some(Err(why)) => r.parse_error = why,
+                    None => {}
+                }
+                out.results.push(r);
             }
             Err(e) => {
                 out.results.push(result(

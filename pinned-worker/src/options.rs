@@ -119,6 +119,19 @@ fn command_line(i: usize, s: &wire::CommandSpec) -> Result<CommandLine, SessionE
                 })
             })
             .collect::<Result<_, SessionError>>()?,
+        // Checked at the manager; an inline template compiles when the output is parsed.
+        parse: s.parse.as_ref().and_then(|p| {
+            use netpulse_model::Parse;
+            if p.ntc_index {
+                Some(Parse::NtcIndex)
+            } else if !p.template_name.is_empty() {
+                Some(Parse::Named(p.template_name.clone()))
+            } else if !p.inline_template.is_empty() {
+                Some(Parse::Inline(p.inline_template.clone()))
+            } else {
+                None
+            }
+        }),
     })
 }
 

@@ -23,6 +23,8 @@ pub use detect::{AUTODETECT, Detect, Detector};
 pub struct Platform {
     pub name: String,
     pub vendor: String,
+    /// The platform's name in ntc-templates' index (its own name unless the definition says).
+    pub ntc_name: String,
     pub prompt: Regex,
     /// Lines the prompt spans (1 or 2); `prompt` matches them joined by `\n`.
     pub prompt_lines: usize,

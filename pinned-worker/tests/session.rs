@@ -629,6 +629,7 @@ fn step(
                 answer: a.to_string(),
             })
             .collect(),
+        parse: None,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Definition {
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The platform's name in ntc-templates' index, when it differs (`huawei_vrp` for
+    /// `huawei`). Never inherited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ntc_templates: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<PromptDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +250,7 @@ impl Definition {
             aliases: self.aliases.clone(),
             vendor: or(&self.vendor, &base.vendor),
             description: or(&self.description, &base.description),
+            ntc_templates: self.ntc_templates.clone(),
             prompt: or(&self.prompt, &base.prompt),
             paging: or(&self.paging, &base.paging),
             enable: or(&self.enable, &base.enable),
@@ -486,6 +491,10 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     };
     Ok(Platform {
         name: def.name.clone(),
+        ntc_name: def
+            .ntc_templates
+            .clone()
+            .unwrap_or_else(|| def.name.clone()),
         vendor: def.vendor.clone().unwrap_or_default(),
         privileged: mode("prompt.privileged", &p.privileged)?,
         in_config: mode("prompt.config", &p.config)?,

@@ -92,6 +92,7 @@ impl Detector {
         }));
         Box::leak(Box::new(Platform {
             name: AUTODETECT.into(),
+            ntc_name: AUTODETECT.into(),
             vendor: String::new(),
             prompt,
             prompt_lines: 1,
