@@ -454,4 +454,15 @@ async fn test_and_the_connection_flags() {
     assert_eq!(cli.json(&detected).await["platform"], "cisco_ios");
     let out = cli.run(&detected).await;
     assert!(text(&out).contains(" as cisco_ios"), "{}", text(&out));
+
+    // --parse: rows from ntc-templates' index, in JSON and under the output.
+    let parsed = [
+        &device[..],
+        &["--device-type", "cisco_ios", "--parse", "show version"],
+    ]
+    .concat();
+    let j = cli.json(&parsed).await;
+    assert_eq!(j["results"][0]["parsed"][0]["version"], "15.9(3)M4", "{j}");
+    let out = cli.run(&parsed).await;
+    assert!(text(&out).contains("## parsed (1 rows)"), "{}", text(&out));
 }

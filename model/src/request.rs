@@ -483,7 +483,10 @@ mod tests {
         let Some(worker::job::Operation::Commands(c)) = &d.job.as_ref().unwrap().operation else {
             panic!("{d:?}");
         };
-        assert_eq!(c.specs[0].parse.as_ref().unwrap().template_name, "copy.textfsm");
+        assert_eq!(
+            c.specs[0].parse.as_ref().unwrap().template_name,
+            "copy.textfsm"
+        );
         // `parse` turns every command into one parsed by the index.
         let mut r = req();
         r.parse = true;
