@@ -841,3 +841,115 @@ async fn parse_turns_outputs_into_rows() {
             .contains("parse applies to commands")
     );
 }
+
+/// `config_template` renders at the manager (variables, a loop) and the lines are pushed; a
+/// missing variable refuses the job, naming it, before anything reaches the device;
+/// `RenderTemplate` renders a file of `--config-templates-dir`, read again at each use, and
+/// lists the variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_template_renders_at_the_manager_and_is_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ntp = "{% for s in servers %}\nntp server {{ s }}\n{% endfor %}\n";
+    std::fs::write(dir.path().join("ntp.j2"), ntp).unwrap();
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        manager_args: vec![
+            "--config-templates-dir".into(),
+            dir.path().display().to_string(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let text = |v: &str| prost_types::Value {
+        kind: Some(prost_types::value::Kind::StringValue(v.into())),
+    };
+    let servers = prost_types::Value {
+        kind: Some(prost_types::value::Kind::ListValue(
+            prost_types::ListValue {
+                values: vec![text("192.0.2.1"), text("192.0.2.2")],
+            },
+        )),
+    };
+    let vars = |with_servers: bool| {
+        let mut fields =
+            std::collections::BTreeMap::from([("syslog".to_string(), text("192.0.2.9"))]);
+        if with_servers {
+            fields.insert("servers".into(), servers.clone());
+        }
+        Some(prost_types::Struct { fields })
+    };
+    let inline =
+        "{% for s in servers %}\nntp server {{ s }}\n{% endfor %}\nlogging host {{ syslog }}\n";
+    let template = |with_servers| ConfigTemplate {
+        inline_template: inline.into(),
+        variables: vars(with_servers),
+        ..Default::default()
+    };
+
+    let mut r = c.request(0, &[]);
+    r.config_template = Some(template(true));
+    r.enable_mode = true;
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    let pushed: Vec<&str> = job.results.iter().map(|r| r.command.as_str()).collect();
+    assert_eq!(
+        pushed,
+        [
+            "ntp server 192.0.2.1",
+            "ntp server 192.0.2.2",
+            "logging host 192.0.2.9"
+        ]
+    );
+    let mut r = c.request(0, &["show running-config"]);
+    r.enable_mode = true;
+    let (job, _) = run(&c, r).await;
+    assert!(
+        job.results[0].output.contains("ntp server 192.0.2.2"),
+        "{job:?}"
+    );
+
+    let mut r = c.request(0, &[]);
+    r.config_template = Some(template(false));
+    let e = refused(&c, r).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("does not give: servers"), "{e:?}");
+
+    let mut api = c.jobs(0).await.unwrap();
+    let named = RenderTemplateRequest {
+        template: Some(ConfigTemplate {
+            template_name: "ntp.j2".into(),
+            variables: vars(true),
+            ..Default::default()
+        }),
+    };
+    let r = api
+        .render_template(c.authed(named.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.lines, ["ntp server 192.0.2.1", "ntp server 192.0.2.2"]);
+    assert_eq!(
+        (r.variables, r.missing),
+        (vec!["servers".to_string()], vec![])
+    );
+    std::fs::write(
+        dir.path().join("ntp.j2"),
+        ntp.replace("ntp server", "ntp peer"),
+    )
+    .unwrap();
+    let r = api
+        .render_template(c.authed(named))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.lines[0], "ntp peer 192.0.2.1", "the changed file is read");
+    let missing = RenderTemplateRequest {
+        template: Some(ConfigTemplate {
+            template_name: "absent.j2".into(),
+            ..Default::default()
+        }),
+    };
+    let e = api.render_template(c.authed(missing)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}

@@ -82,6 +82,10 @@ pub struct ManagerConfig {
     /// lapsed (a node busy or cut off from etcd for a moment) before it fails NODE_LOST.
     #[arg(long, env = "NETPULSE_NODE_LOST_GRACE_SECONDS", default_value_t = 30)]
     pub node_lost_grace_seconds: u64,
+    /// Jinja2 configuration templates that requests name (`config_template.template_name`);
+    /// a file is read at each use, so a changed one takes effect at once.
+    #[arg(long, env = "NETPULSE_CONFIG_TEMPLATES_DIR")]
+    pub config_templates_dir: Option<std::path::PathBuf>,
     /// Unfinished jobs one replica drives; beyond, submits get RESOURCE_EXHAUSTED.
     #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
     pub max_active_jobs: usize,
@@ -279,6 +283,7 @@ impl ManagerConfig {
                 call_timeout,
                 sweep_interval: Duration::from_millis(500),
                 node_lost_grace: Duration::from_secs(self.node_lost_grace_seconds),
+                config_templates_dir: self.config_templates_dir.clone(),
             },
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),

@@ -33,6 +33,7 @@ pub mod placement;
 pub mod queries;
 pub mod record;
 pub mod recovery;
+pub mod render;
 pub mod scheduler;
 pub mod server;
 pub mod service;

@@ -48,6 +48,8 @@ pub struct SchedulerConfig {
     /// How long a running job waits for its node to come back after the node's record
     /// disappeared (a lapsed lease) before it fails `NODE_LOST`.
     pub node_lost_grace: Duration,
+    /// Where `config_template.template_name` files are (`--config-templates-dir`).
+    pub config_templates_dir: Option<std::path::PathBuf>,
 }
 
 pub struct Scheduler {
@@ -144,6 +146,8 @@ impl Scheduler {
     /// Validates, records and dispatches a job. An idempotency key already used returns the
     /// job it named.
     pub async fn submit(&self, req: ExecuteRequest) -> Result<Submitted, ApiError> {
+        // Rendered first: the record keeps the lines, which any replica can run.
+        let req = crate::render::expand(req, self.cfg.config_templates_dir.as_deref())?;
         let mut wire = req.clone();
         wire.wait = false;
         let mut request = JobRequest::from_wire(req, &self.cfg.limits)?;

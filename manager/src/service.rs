@@ -225,6 +225,17 @@ impl JobService for Api {
         }))
     }
 
+    async fn render_template(
+        &self,
+        req: Request<RenderTemplateRequest>,
+    ) -> Result<Response<RenderTemplateResponse>, Status> {
+        let Some(t) = req.into_inner().template else {
+            return Err(Status::invalid_argument("template is required"));
+        };
+        let dir = self.scheduler.cfg.config_templates_dir.as_deref();
+        Ok(Response::new(crate::render::render(&t, dir, "template")?))
+    }
+
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
         Ok(Response::new(
             self.scheduler.queries.get_job(&req.into_inner().id).await?,
