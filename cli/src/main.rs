@@ -114,6 +114,13 @@ struct JobOptions {
     /// Also return the session's transcript (what it received and sent, secrets masked).
     #[arg(long)]
     transcript: bool,
+    /// Push configuration lines rendered (at the manager) from this Jinja2 template file.
+    #[arg(long, value_name = "FILE")]
+    template: Option<PathBuf>,
+    /// A template variable, NAME=VALUE: a string, or JSON for numbers, lists and objects
+    /// (--var 'servers=["192.0.2.1"]'). Repeat for each.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
     /// Parse each command's output into rows with the template ntc-templates' index names for
     /// it (the rows print under the output; JSON: `parsed`).
     #[arg(long)]
@@ -163,7 +170,7 @@ struct ExecArgs {
     #[command(flatten)]
     job: JobOptions,
     /// Commands (or configuration lines with --config), in order.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "template")]
     lines: Vec<String>,
 }
 
@@ -455,6 +462,37 @@ impl Login {
     }
 }
 
+/// `NAME=VALUE` pairs as template variables: JSON where the value parses as JSON, else text.
+fn template_vars(vars: &[String]) -> anyhow::Result<prost_types::Struct> {
+    fn value(j: serde_json::Value) -> prost_types::Value {
+        use prost_types::value::Kind;
+        use serde_json::Value as J;
+        let kind = match j {
+            J::Null => Kind::NullValue(0),
+            J::Bool(b) => Kind::BoolValue(b),
+            J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+            J::String(s) => Kind::StringValue(s),
+            J::Array(a) => Kind::ListValue(prost_types::ListValue {
+                values: a.into_iter().map(value).collect(),
+            }),
+            J::Object(o) => Kind::StructValue(prost_types::Struct {
+                fields: o.into_iter().map(|(k, v)| (k, value(v))).collect(),
+            }),
+        };
+        prost_types::Value { kind: Some(kind) }
+    }
+    let mut fields = std::collections::BTreeMap::new();
+    for v in vars {
+        let Some((name, text)) = v.split_once('=') else {
+            anyhow::bail!("--var takes NAME=VALUE, got {v:?}");
+        };
+        let parsed = serde_json::from_str(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
+        fields.insert(name.to_string(), value(parsed));
+    }
+    Ok(prost_types::Struct { fields })
+}
+
 impl JobOptions {
     /// The request every device starts from; the caller sets the connection's address.
     fn template(&self, lines: Vec<String>) -> anyhow::Result<ExecuteRequest> {
@@ -463,7 +501,21 @@ impl JobOptions {
         } else {
             (lines, Vec::new())
         };
+        let config_template = match &self.template {
+            None if !self.vars.is_empty() => anyhow::bail!("--var needs --template"),
+            None => None,
+            Some(_) if !commands.is_empty() || !config.is_empty() => {
+                anyhow::bail!("give lines or --template, not both")
+            }
+            Some(path) => Some(ConfigTemplate {
+                inline_template: std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--template {}: {e}", path.display()))?,
+                variables: Some(template_vars(&self.vars)?),
+                ..Default::default()
+            }),
+        };
         Ok(ExecuteRequest {
+            config_template,
             connection: Some(self.login.connection(String::new(), 0)?),
             commands,
             config,

@@ -465,4 +465,45 @@ async fn test_and_the_connection_flags() {
     assert_eq!(j["results"][0]["parsed"][0]["version"], "15.9(3)M4", "{j}");
     let out = cli.run(&parsed).await;
     assert!(text(&out).contains("## parsed (1 rows)"), "{}", text(&out));
+
+    // --template FILE --var: rendered at the manager, then pushed.
+    let template = write(
+        dir.path(),
+        "ntp.j2",
+        "{% for s in servers %}\nntp server {{ s }}\n{% endfor %}\n",
+    );
+    let pushed = [
+        &device[..],
+        &[
+            "--device-type",
+            "cisco_ios",
+            "--enable",
+            "--template",
+            &template,
+        ],
+        &["--var", r#"servers=["192.0.2.7","192.0.2.8"]"#],
+    ]
+    .concat();
+    let pushed = [&["--json"][..], &pushed].concat();
+    let out = cli
+        .run_env(&pushed, &[("NETPULSE_DEVICE_SECRET", "enable")])
+        .await;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["results"][1]["command"], "ntp server 192.0.2.8", "{j}");
+    let out = cli
+        .run(
+            &[
+                &device[..],
+                &["--device-type", "cisco_ios", "--template", &template],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_ne!(code(&out), 0);
+    assert!(
+        text(&out).contains("does not give: servers"),
+        "{}",
+        text(&out)
+    );
 }
