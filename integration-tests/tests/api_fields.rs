@@ -953,3 +953,73 @@ async fn a_config_template_renders_at_the_manager_and_is_pushed() {
     let e = api.render_template(c.authed(missing)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 }
+
+/// `ParseOutput` parses text without a device: by ntc-templates' index (platform as
+/// ntc-templates names it, and command), or inline; with the right code when it cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parse_output_parses_text_without_a_device() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut api = c.jobs(0).await.unwrap();
+    let brief = "Interface              IP-Address      OK? Method Status                Protocol\nGigabitEthernet0/0     192.0.2.1       YES manual up                    up\nLoopback0              unassigned      YES unset  administratively down down\n";
+    let ask = |parse: Parse, platform: &str, command: &str| ParseOutputRequest {
+        text: brief.into(),
+        parse: Some(parse),
+        platform: platform.into(),
+        command: command.into(),
+    };
+    let index = || Parse {
+        ntc_index: true,
+        ..Default::default()
+    };
+    let r = api
+        .parse_output(c.authed(ask(index(), "cisco_ios", "show ip int brief")))
+        .await
+        .unwrap()
+        .into_inner();
+    let rows = r.rows.unwrap().values;
+    assert_eq!(rows.len(), 2);
+    let Some(prost_types::value::Kind::StructValue(first)) = &rows[0].kind else {
+        panic!("{rows:?}");
+    };
+    assert_eq!(
+        first.fields["ip_address"].kind,
+        Some(prost_types::value::Kind::StringValue("192.0.2.1".into()))
+    );
+    let inline = Parse {
+        inline_template: "Value NAME (\\S+)\n\nStart\n  ^${NAME}\\s+\\d -> Record\n".into(),
+        ..Default::default()
+    };
+    let r = api
+        .parse_output(c.authed(ask(inline, "", "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.rows.unwrap().values.len(), 1, "only the numbered line");
+
+    for (req, code) in [
+        (
+            ask(index(), "cisco_ios", "show nothing-like-this"),
+            tonic::Code::NotFound,
+        ),
+        (ask(index(), "", ""), tonic::Code::InvalidArgument),
+        (
+            ask(
+                Parse {
+                    template_name: "x.textfsm".into(),
+                    ..Default::default()
+                },
+                "",
+                "",
+            ),
+            tonic::Code::FailedPrecondition,
+        ),
+    ] {
+        let e = api.parse_output(c.authed(req)).await.unwrap_err();
+        assert_eq!(e.code(), code, "{e:?}");
+    }
+}

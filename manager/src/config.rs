@@ -86,6 +86,17 @@ pub struct ManagerConfig {
     /// a file is read at each use, so a changed one takes effect at once.
     #[arg(long, env = "NETPULSE_CONFIG_TEMPLATES_DIR")]
     pub config_templates_dir: Option<std::path::PathBuf>,
+    /// ntc-templates' templates and index, for `ParseOutput` by index (job outputs are parsed
+    /// by the agents' workers, with theirs).
+    #[arg(
+        long,
+        env = "NETPULSE_NTC_TEMPLATES_DIR",
+        default_value = "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates"
+    )]
+    pub ntc_templates_dir: std::path::PathBuf,
+    /// TextFSM templates that `ParseOutput` requests name by file.
+    #[arg(long, env = "NETPULSE_TEMPLATES_DIR")]
+    pub templates_dir: Option<std::path::PathBuf>,
     /// Unfinished jobs one replica drives; beyond, submits get RESOURCE_EXHAUSTED.
     #[arg(long, env = "NETPULSE_MAX_ACTIVE_JOBS", default_value_t = 100_000)]
     pub max_active_jobs: usize,
@@ -284,6 +295,8 @@ impl ManagerConfig {
                 sweep_interval: Duration::from_millis(500),
                 node_lost_grace: Duration::from_secs(self.node_lost_grace_seconds),
                 config_templates_dir: self.config_templates_dir.clone(),
+                ntc_templates_dir: self.ntc_templates_dir.clone(),
+                templates_dir: self.templates_dir.clone(),
             },
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),

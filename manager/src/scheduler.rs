@@ -50,6 +50,9 @@ pub struct SchedulerConfig {
     pub node_lost_grace: Duration,
     /// Where `config_template.template_name` files are (`--config-templates-dir`).
     pub config_templates_dir: Option<std::path::PathBuf>,
+    /// The TextFSM templates `ParseOutput` uses.
+    pub ntc_templates_dir: std::path::PathBuf,
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 pub struct Scheduler {

@@ -96,6 +96,10 @@ pub async fn run(
     ));
 
     let api = Api {
+        library: Arc::new(std::sync::Mutex::new(netpulse_textfsm::Library::new(
+            cfg.scheduler.ntc_templates_dir.clone(),
+            cfg.scheduler.templates_dir.clone(),
+        ))),
         scheduler: scheduler.clone(),
         max_jobs_per_stream: cfg.max_jobs_per_stream,
     };

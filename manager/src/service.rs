@@ -19,6 +19,8 @@ use crate::scheduler::{Scheduler, Submitted};
 #[derive(Clone)]
 pub struct Api {
     pub scheduler: Arc<Scheduler>,
+    /// The TextFSM templates of `ParseOutput`, compiled once and kept.
+    pub library: Arc<std::sync::Mutex<netpulse_textfsm::Library>>,
     /// Requests of one `ExecuteStream` answered at a time.
     pub max_jobs_per_stream: usize,
 }
@@ -234,6 +236,53 @@ impl JobService for Api {
         };
         let dir = self.scheduler.cfg.config_templates_dir.as_deref();
         Ok(Response::new(crate::render::render(&t, dir, "template")?))
+    }
+
+    async fn parse_output(
+        &self,
+        req: Request<ParseOutputRequest>,
+    ) -> Result<Response<ParseOutputResponse>, Status> {
+        use netpulse_textfsm::LibraryError;
+        let r = req.into_inner();
+        if r.text.len() > 16 << 20 {
+            return Err(Status::invalid_argument(format!(
+                "text is {} bytes; at most 16 MiB are allowed",
+                r.text.len()
+            )));
+        }
+        let how = netpulse_model::Parse::from_wire("parse", r.parse.as_ref())
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "parse is required: one of ntc_index, template_name and inline_template",
+                )
+            })?;
+        if how == netpulse_model::Parse::NtcIndex && (r.platform.is_empty() || r.command.is_empty())
+        {
+            return Err(Status::invalid_argument(
+                "parse.ntc_index needs platform (as ntc-templates names it) and command",
+            ));
+        }
+        // Off the runtime thread: compiling a template takes milliseconds.
+        let library = self.library.clone();
+        let table = tokio::task::spawn_blocking(move || {
+            library.lock().unwrap_or_else(|e| e.into_inner()).parse(
+                &how.source(),
+                &r.platform,
+                &r.command,
+                &r.text,
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| match e {
+            LibraryError::NotFound(m) => Status::not_found(m),
+            LibraryError::Unavailable(m) => Status::failed_precondition(m),
+            LibraryError::Invalid(m) => Status::invalid_argument(m),
+        })?;
+        Ok(Response::new(ParseOutputResponse {
+            rows: Some(netpulse_model::rows(&table)),
+        }))
     }
 
     async fn get_job(&self, req: Request<GetJobRequest>) -> Result<Response<Job>, Status> {

@@ -75,6 +75,15 @@ impl Parse {
         Ok(Some(parse))
     }
 
+    /// Where the template comes from, as the template library names it.
+    pub fn source(&self) -> netpulse_textfsm::Source {
+        match self {
+            Parse::NtcIndex => netpulse_textfsm::Source::NtcIndex,
+            Parse::Named(n) => netpulse_textfsm::Source::Named(n.clone()),
+            Parse::Inline(t) => netpulse_textfsm::Source::Inline(t.clone()),
+        }
+    }
+
     pub fn to_wire(&self) -> api::Parse {
         match self {
             Parse::NtcIndex => api::Parse {
@@ -110,6 +119,31 @@ pub fn pattern(name: &str, s: &str) -> Result<(), ModelError> {
             let why = why.lines().last().unwrap_or("").trim();
             invalid(format!("{name} is not a valid regular expression: {why}"))
         })
+}
+
+/// Parsed rows as the public API carries them: one object per record.
+pub fn rows(table: &netpulse_textfsm::Table) -> prost_types::ListValue {
+    use prost_types::{ListValue, Struct, Value, value::Kind};
+    fn value(j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        let kind = match j {
+            J::Null => Kind::NullValue(0),
+            J::Bool(b) => Kind::BoolValue(*b),
+            J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+            J::String(s) => Kind::StringValue(s.clone()),
+            J::Array(a) => Kind::ListValue(ListValue {
+                values: a.iter().map(value).collect(),
+            }),
+            J::Object(o) => Kind::StructValue(Struct {
+                fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
+            }),
+        };
+        Value { kind: Some(kind) }
+    }
+    match value(&table.to_json()).kind {
+        Some(Kind::ListValue(l)) => l,
+        _ => ListValue::default(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

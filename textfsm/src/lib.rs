@@ -10,9 +10,11 @@
 
 mod engine;
 mod index;
+mod library;
 mod template;
 
 pub use index::{Index, parse_joined};
+pub use library::{Library, LibraryError, Source};
 pub use template::Template;
 
 /// One value of a row: text, or for a `List` value, its items.
