@@ -114,6 +114,10 @@ struct JobOptions {
     /// Also return the session's transcript (what it received and sent, secrets masked).
     #[arg(long)]
     transcript: bool,
+    /// With a push: read the running configuration before and after, and print the diff
+    /// (JSON: config_before, config_after, config_diff).
+    #[arg(long)]
+    backup: bool,
     /// Push configuration lines rendered (at the manager) from this Jinja2 template file.
     #[arg(long, value_name = "FILE")]
     template: Option<PathBuf>,
@@ -529,6 +533,7 @@ impl JobOptions {
             transcript: self.transcript,
             mode: self.mode.clone().unwrap_or_default(),
             parse: self.parse,
+            backup: self.backup,
             wait: !self.no_wait,
             ..Default::default()
         })

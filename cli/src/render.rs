@@ -48,6 +48,9 @@ pub fn job_json(j: &Job) -> Value {
         }).collect::<Vec<_>>(),
         "output_truncated": j.output_truncated,
         "transcript": j.transcript,
+        "config_before": j.config_before,
+        "config_after": j.config_after,
+        "config_diff": j.config_diff,
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
         "created_unix_ms": j.created_unix_ms,
         "started_unix_ms": j.started_unix_ms,
@@ -121,6 +124,12 @@ pub fn job_text(j: &Job) -> String {
     }
     if j.output_truncated {
         out.push_str("(output truncated by the server's size limit)\n");
+    }
+    if !j.config_diff.is_empty() {
+        out.push_str("## configuration diff\n");
+        out.push_str(&j.config_diff);
+    } else if !j.config_after.is_empty() {
+        out.push_str("## configuration unchanged\n");
     }
     if !j.transcript.is_empty() {
         out.push_str("## transcript\n");

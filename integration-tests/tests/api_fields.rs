@@ -1023,3 +1023,61 @@ async fn parse_output_parses_text_without_a_device() {
         assert_eq!(e.code(), code, "{e:?}");
     }
 }
+
+/// `backup`: the running configuration before and after a push and their unified diff, on a
+/// platform that applies lines at once (IOS) and on one that commits a candidate (Junos);
+/// refused beside commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_keeps_the_configuration_around_a_push_and_its_diff() {
+    let c = TestCluster::start(Options {
+        devsim: vec!["--devices".into(), "cisco_ios=1,juniper_junos=1".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for (i, line, enable) in [
+        (0, "ntp server 192.0.2.44", true),
+        (1, "set system ntp server 192.0.2.44", false),
+    ] {
+        let mut r = c.request(i, &[]);
+        r.config = vec![line.into()];
+        r.backup = true;
+        r.enable_mode = enable;
+        let (job, _) = run(&c, r).await;
+        assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+        assert!(!job.config_before.contains("192.0.2.44"), "{job:?}");
+        assert!(job.config_after.contains("192.0.2.44"), "{job:?}");
+        let added: Vec<&str> = job
+            .config_diff
+            .lines()
+            .filter(|l| l.starts_with('+'))
+            .collect();
+        assert!(
+            job.config_diff.starts_with("--- before\n+++ after\n"),
+            "{job:?}"
+        );
+        assert!(
+            added.iter().any(|l| l.contains("192.0.2.44")),
+            "{}",
+            job.config_diff
+        );
+        // The same push again changes nothing: no diff, both kept.
+        let mut r = c.request(i, &[]);
+        r.config = vec![line.into()];
+        r.backup = true;
+        r.enable_mode = enable;
+        let (again, _) = run(&c, r).await;
+        assert!(
+            again.config_diff.is_empty() && again.config_after == job.config_after,
+            "{again:?}"
+        );
+    }
+    let mut r = c.request(0, &["show clock"]);
+    r.backup = true;
+    assert!(
+        refused(&c, r)
+            .await
+            .message()
+            .contains("backup applies to config")
+    );
+}

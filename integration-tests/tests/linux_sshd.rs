@@ -56,6 +56,7 @@ async fn linux_platform_against_openssh() {
         enable: false,
         command_timeout: T,
         mode: None,
+        backup: false,
     };
     let outcome = ops::run(&mut s, &job).await;
     let statuses: Vec<i32> = outcome.results.iter().map(|r| r.status).collect();

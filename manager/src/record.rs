@@ -81,6 +81,9 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
     job.connection_test = r.probed;
     job.transcript = r.transcript;
     job.platform = r.platform;
+    job.config_before = r.config_before;
+    job.config_after = r.config_after;
+    job.config_diff = r.config_diff;
     job.results = r
         .results
         .into_iter()

@@ -83,6 +83,14 @@ pub fn cap_output(job: &mut Job, max: usize) -> bool {
             }
         }
     }
+    // A backup's texts come last: dropped whole (all three) when they do not fit.
+    let backup = job.config_before.len() + job.config_after.len() + job.config_diff.len();
+    if backup > left {
+        job.config_before.clear();
+        job.config_after.clear();
+        job.config_diff.clear();
+        cut = true;
+    }
     job.output_truncated |= cut;
     cut
 }

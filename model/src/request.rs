@@ -101,6 +101,8 @@ pub struct JobOptions {
     pub result_ttl: Duration,
     /// Return the session's transcript with the job.
     pub transcript: bool,
+    /// Read the running configuration before and after the push.
+    pub backup: bool,
 }
 
 /// A validated `ExecuteRequest`: everything past the manager's API trusts it.
@@ -260,6 +262,9 @@ impl JobRequest {
                 ));
             }
         };
+        if req.backup && !matches!(operation, Operation::Config { .. }) {
+            return Err(invalid("backup applies to config (or config_template)"));
+        }
         let mode = match req.mode {
             m if m.is_empty() => None,
             _ if !matches!(
@@ -304,6 +309,7 @@ impl JobRequest {
                 timeout: seconds("timeout_seconds", req.timeout_seconds, 86_400, 300)?,
                 result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
                 transcript: req.transcript,
+                backup: req.backup,
             },
             wait: req.wait,
             idempotency_key,
@@ -327,6 +333,7 @@ impl JobRequest {
                 trace_context: self.trace_context.clone(),
                 transcript: self.options.transcript,
                 mode: self.mode.clone().unwrap_or_default(),
+                backup: self.options.backup,
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,

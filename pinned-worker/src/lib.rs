@@ -14,6 +14,7 @@
 //!   queued by `inbox`), results on stdout, keepalive and idle TTL timers, exit codes
 //!   ([`exit_code`]).
 
+pub mod backup;
 pub mod child;
 pub mod command;
 pub mod error;

@@ -31,6 +31,8 @@ pub struct JobSpec {
     pub command_timeout: Duration,
     /// The platform's named mode the commands run in (entered before, left after).
     pub mode: Option<String>,
+    /// Read the running configuration around a push.
+    pub backup: bool,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +47,7 @@ pub struct JobOutcome {
     pub left_waiting: bool,
     /// The answer to a probe.
     pub probed: Option<ConnectionTest>,
+    pub backup: Option<crate::backup::Backup>,
 }
 
 impl JobSpec {
@@ -100,6 +103,12 @@ impl JobSpec {
         }
         if let Some(mode) = &self.mode {
             platform.mode(mode)?;
+        }
+        if self.backup && platform.show_config.is_none() {
+            return Err(SessionError::Unsupported(format!(
+                "backup is not available on {}: its definition names no show_config command",
+                platform.name
+            )));
         }
         Ok(())
     }
@@ -179,6 +188,36 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
         }
         Operation::Steps(steps) => {
             run_commands(session, steps, job.command_timeout, &mut out).await
+        }
+        Operation::Config { lines, save } if job.backup => {
+            let before = match crate::backup::capture(session, job.command_timeout).await {
+                Ok(b) => b,
+                Err(e) => {
+                    out.error = Some(e);
+                    out.results.extend(skipped(lines));
+                    return out;
+                }
+            };
+            push_config(session, lines, *save, job.command_timeout, &mut out).await;
+            if !out
+                .error
+                .as_ref()
+                .is_some_and(SessionError::poisons_session)
+            {
+                match crate::backup::capture(session, job.command_timeout).await {
+                    Ok(after) => {
+                        let diff = crate::backup::diff(&before, &after);
+                        out.backup = Some(crate::backup::Backup {
+                            before,
+                            after,
+                            diff,
+                        });
+                    }
+                    Err(e) => {
+                        out.error.get_or_insert(e);
+                    }
+                }
+            }
         }
         Operation::Config { lines, save } => {
             push_config(session, lines, *save, job.command_timeout, &mut out).await

@@ -281,6 +281,7 @@ impl WorkerOptions {
                 self.command_timeout,
             )?,
             mode: (!job.mode.is_empty()).then(|| job.mode.clone()),
+            backup: job.backup,
         })
     }
 }

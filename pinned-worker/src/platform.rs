@@ -25,6 +25,8 @@ pub struct Platform {
     pub vendor: String,
     /// The platform's name in ntc-templates' index (its own name unless the definition says).
     pub ntc_name: String,
+    /// Prints the running configuration (`backup`).
+    pub show_config: Option<String>,
     pub prompt: Regex,
     /// Lines the prompt spans (1 or 2); `prompt` matches them joined by `\n`.
     pub prompt_lines: usize,

@@ -453,6 +453,11 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         result.saved = outcome.saved;
         result.committed = outcome.committed;
         result.probed = outcome.probed;
+        if let Some(b) = outcome.backup {
+            result.config_before = b.before;
+            result.config_after = b.after;
+            result.config_diff = b.diff;
+        }
         if let Some(s) = &self.session {
             result.platform = s.platform().name.clone();
         }

@@ -2,7 +2,8 @@
 //! prompt, a command in user mode, a rejected command, each named mode (a command and a
 //! rejected one inside it, then back at the CLI), enable where the platform has it, long
 //! output (paging turned off, or the pager answered), a configuration push with commit and
-//! save where the platform has them, and the pushed line in the configuration afterwards.
+//! save where the platform has them and a backup (the pushed line in the configuration after,
+//! not before, and in the diff), and the pushed line in the configuration afterwards.
 //! The devices are devsim's, written from what each vendor's CLI prints, so a wrong definition
 //! fails here. `linux` is exercised against OpenSSH in `integration-tests/tests/linux_sshd.rs`.
 
@@ -63,6 +64,7 @@ fn job(operation: Operation, enable: bool) -> JobSpec {
         enable,
         command_timeout: T,
         mode: None,
+        backup: false,
     }
 }
 
@@ -186,21 +188,26 @@ async fn exercise(name: &str) -> Result<(), String> {
         ));
     }
 
+    // With backup: the definition's show_config reads the configuration before and after.
     let save = !matches!(p.save, Save::Unsupported);
-    let out = ops::run(
-        &mut s,
-        &job(
-            Operation::Config {
-                lines: lines(&c.config),
-                save,
-            },
-            p.enable.is_some(),
-        ),
-    )
-    .await;
+    let mut push = job(
+        Operation::Config {
+            lines: lines(&c.config),
+            save,
+        },
+        p.enable.is_some(),
+    );
+    push.backup = true;
+    let out = ops::run(&mut s, &push).await;
     let commits = p.config.as_ref().is_some_and(|c| c.commit.is_some());
     if out.error.is_some() || out.committed != commits || out.saved != save {
         return Err(format!("config push: {out:?}"));
+    }
+    let Some(b) = &out.backup else {
+        return Err("no backup".into());
+    };
+    if b.before.contains(c.shows) || !b.after.contains(c.shows) || !b.diff.contains(c.shows) {
+        return Err(format!("backup: {b:?}"));
     }
     let run = s
         .command(c.show_config, T)

@@ -65,6 +65,7 @@ fn job(op: Operation, enable: bool) -> JobSpec {
         enable,
         command_timeout: T,
         mode: None,
+        backup: false,
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Definition {
     pub vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The command that prints the running configuration (for `backup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show_config: Option<String>,
     /// The platform's name in ntc-templates' index, when it differs (`huawei_vrp` for
     /// `huawei`). Never inherited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,6 +254,7 @@ impl Definition {
             vendor: or(&self.vendor, &base.vendor),
             description: or(&self.description, &base.description),
             ntc_templates: self.ntc_templates.clone(),
+            show_config: or(&self.show_config, &base.show_config),
             prompt: or(&self.prompt, &base.prompt),
             paging: or(&self.paging, &base.paging),
             enable: or(&self.enable, &base.enable),
@@ -491,6 +495,11 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     };
     Ok(Platform {
         name: def.name.clone(),
+        show_config: def
+            .show_config
+            .as_deref()
+            .map(|c| non_empty(file, "show_config", c))
+            .transpose()?,
         ntc_name: def
             .ntc_templates
             .clone()

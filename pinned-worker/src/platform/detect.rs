@@ -93,6 +93,7 @@ impl Detector {
         Box::leak(Box::new(Platform {
             name: AUTODETECT.into(),
             ntc_name: AUTODETECT.into(),
+            show_config: None,
             vendor: String::new(),
             prompt,
             prompt_lines: 1,
