@@ -491,6 +491,27 @@ async fn test_and_the_connection_flags() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(j["status"], "succeeded", "{j}");
     assert_eq!(j["results"][1]["command"], "ntp server 192.0.2.8", "{j}");
+    let backed = [
+        &device[..],
+        &[
+            "--device-type",
+            "cisco_ios",
+            "--enable",
+            "--config",
+            "--backup",
+        ],
+        &["ntp server 192.0.2.77"],
+    ]
+    .concat();
+    let out = cli
+        .run_env(&backed, &[("NETPULSE_DEVICE_SECRET", "enable")])
+        .await;
+    assert!(
+        text(&out).contains("## configuration diff")
+            && text(&out).contains("+ntp server 192.0.2.77"),
+        "{}",
+        text(&out)
+    );
     let out = cli
         .run(
             &[
