@@ -118,6 +118,10 @@ struct JobOptions {
     /// (JSON: config_before, config_after, config_diff).
     #[arg(long)]
     backup: bool,
+    /// Load the configuration lines into the device's candidate, print its diff and throw the
+    /// candidate away (platforms without one: nothing is sent).
+    #[arg(long)]
+    dry_run: bool,
     /// Push configuration lines rendered (at the manager) from this Jinja2 template file.
     #[arg(long, value_name = "FILE")]
     template: Option<PathBuf>,
@@ -534,6 +538,7 @@ impl JobOptions {
             mode: self.mode.clone().unwrap_or_default(),
             parse: self.parse,
             backup: self.backup,
+            dry_run: self.dry_run,
             wait: !self.no_wait,
             ..Default::default()
         })

@@ -51,6 +51,7 @@ pub fn job_json(j: &Job) -> Value {
         "config_before": j.config_before,
         "config_after": j.config_after,
         "config_diff": j.config_diff,
+        "dry_run_note": j.dry_run_note,
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
         "created_unix_ms": j.created_unix_ms,
         "started_unix_ms": j.started_unix_ms,
@@ -125,9 +126,15 @@ pub fn job_text(j: &Job) -> String {
     if j.output_truncated {
         out.push_str("(output truncated by the server's size limit)\n");
     }
+    if !j.dry_run_note.is_empty() {
+        out.push_str(&format!("## dry run\n{}\n", j.dry_run_note));
+    }
     if !j.config_diff.is_empty() {
         out.push_str("## configuration diff\n");
         out.push_str(&j.config_diff);
+        if !j.config_diff.ends_with('\n') {
+            out.push('\n');
+        }
     } else if !j.config_after.is_empty() {
         out.push_str("## configuration unchanged\n");
     }

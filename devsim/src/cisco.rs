@@ -202,6 +202,18 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
             sh.lines(v)
         });
     }
+    if sh.s.flavor == Flavor::AristaEos
+        && let Some(name) = matches(line, "configure session *")
+    {
+        if !sh.privileged {
+            return invalid(sh, line);
+        }
+        // The session edits `running`; `candidate` keeps what to return to.
+        sh.config_session = Some(name[0].to_string());
+        sh.candidate = sh.running.clone();
+        sh.config_mode = true;
+        return After::Prompt;
+    }
     if matches(line, "configure terminal").is_some() || matches(line, "configure").is_some() {
         return priv_only(sh, |sh| {
             if sh.s.flavor == Flavor::CiscoIos {
@@ -255,6 +267,29 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
 fn config_command(sh: &mut Shell, line: &str) -> After {
     if line.is_empty() || line.starts_with('!') {
         return After::Prompt;
+    }
+    if sh.config_session.is_some() {
+        match line {
+            "show session-config diffs" => {
+                let v = session_diffs(sh);
+                return sh.lines(v);
+            }
+            // `end` leaves the session uncommitted: the running configuration is unchanged.
+            "abort" | "end" => {
+                sh.running = sh.candidate.clone();
+                sh.config_session = None;
+                sh.config_mode = false;
+                sh.section = None;
+                return After::Prompt;
+            }
+            "commit" => {
+                sh.config_session = None;
+                sh.config_mode = false;
+                sh.section = None;
+                return After::Prompt;
+            }
+            _ => {}
+        }
     }
     if matches(line, "end").is_some() {
         sh.config_mode = false;
@@ -356,3 +391,26 @@ impl Personality for Cisco {
 /// `delete`'s two questions: the file name, then `[confirm]`.
 const DELETE_NAME: u8 = 1;
 const DELETE_CONFIRM: u8 = 2;
+
+/// EOS `show session-config diffs`: the session's changes to the running configuration, as a
+/// unified diff of the two renderings.
+fn session_diffs(sh: &Shell) -> Vec<String> {
+    let old = render(sh, &sh.candidate);
+    let new = render(sh, &sh.running);
+    let name = sh.config_session.clone().unwrap_or_default();
+    let mut out = vec![
+        "--- system:/running-config".to_string(),
+        format!("+++ session:/{name}-session-config"),
+    ];
+    out.extend(
+        new.iter()
+            .filter(|l| !old.contains(l))
+            .map(|l| format!("+{l}")),
+    );
+    out.extend(
+        old.iter()
+            .filter(|l| !new.contains(l))
+            .map(|l| format!("-{l}")),
+    );
+    out
+}

@@ -132,6 +132,10 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
             sh.say("load complete");
             After::Prompt
         }
+        "show" if line == "show | compare" => {
+            let v = compare(&sh.running, &sh.candidate);
+            sh.lines(v)
+        }
         "show" => {
             let v = sh.candidate.render("", None);
             sh.lines(v)
@@ -146,6 +150,31 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
         }
         _ => unknown(sh),
     }
+}
+
+/// `show | compare`: each changed statement under its hierarchy, `+` added, `-` removed.
+fn compare(running: &RunningConfig, candidate: &RunningConfig) -> Vec<String> {
+    let lines =
+        |c: &RunningConfig| -> Vec<String> { c.blocks.iter().map(|b| b.line.clone()).collect() };
+    let (old, new) = (lines(running), lines(candidate));
+    let mut out = Vec::new();
+    let mut last = String::new();
+    let changes = new
+        .iter()
+        .filter(|l| !old.contains(l))
+        .map(|l| ('+', l))
+        .chain(old.iter().filter(|l| !new.contains(l)).map(|l| ('-', l)));
+    for (sign, line) in changes {
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        let cut = words.len().saturating_sub(2);
+        let edit = format!("[edit {}]", words[..cut].join(" "));
+        if edit != last {
+            out.push(edit.clone());
+            last = edit;
+        }
+        out.push(format!("{sign}    {};", words[cut..].join(" ")));
+    }
+    out
 }
 
 pub(crate) struct Junos;

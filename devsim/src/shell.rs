@@ -190,6 +190,9 @@ pub struct Shell {
     /// prompt label (`config-if`, `GigabitEthernet0/0/1`, ...).
     pub(crate) config_mode: bool,
     pub(crate) section: Option<(usize, String)>,
+    /// An EOS configuration session (`configure session NAME`): its name. While it is open,
+    /// `running` holds the session's configuration and `candidate` the one to return to.
+    pub(crate) config_session: Option<String>,
     /// Inside a mode a command opened (`start shell`), with its own prompt.
     sub: Option<&'static SubShell>,
     pub(crate) paging: bool,
@@ -222,6 +225,7 @@ impl Shell {
             privileged,
             config_mode: false,
             section: None,
+            config_session: None,
             sub: None,
             paging: true,
             startup: running.clone(),
@@ -407,6 +411,10 @@ impl Shell {
                 },
                 _ => match (&self.section, self.config_mode) {
                     (Some((_, label)), _) => format!("{h}({label})#"),
+                    (None, true) if let Some(name) = &self.config_session => {
+                        // EOS shows the session's name, cut to six characters.
+                        format!("{h}(config-s-{})#", &name[..name.len().min(6)])
+                    }
                     (None, true) => format!("{h}(config)#"),
                     (None, false) => format!("{h}{}", if self.privileged { "#" } else { ">" }),
                 },

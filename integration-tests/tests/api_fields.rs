@@ -1081,3 +1081,77 @@ async fn backup_keeps_the_configuration_around_a_push_and_its_diff() {
             .contains("backup applies to config")
     );
 }
+
+/// `dry_run`: on Junos (`show | compare`) and EOS (a configuration session) the lines go into
+/// a candidate, the job carries the device's diff, and the running configuration is unchanged
+/// afterwards; on IOS nothing is sent and the job says why; refused beside save.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_returns_the_devices_diff_and_changes_nothing() {
+    let c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "juniper_junos=1,arista_eos=1,cisco_ios=1".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let device = |t: &str| (0..3).find(|&i| c.device(i).device_type == t).unwrap();
+    for (t, line, show, enable, diff_line) in [
+        (
+            "juniper_junos",
+            "set system ntp server 192.0.2.55",
+            "show configuration",
+            false,
+            "+    server 192.0.2.55;",
+        ),
+        (
+            "arista_eos",
+            "ntp server 192.0.2.55",
+            "show running-config",
+            true,
+            "+ntp server 192.0.2.55",
+        ),
+    ] {
+        let i = device(t);
+        let mut r = c.request(i, &[]);
+        r.config = vec![line.into()];
+        r.dry_run = true;
+        r.enable_mode = enable;
+        let (job, _) = run(&c, r).await;
+        assert_eq!(job.status(), JobStatus::Succeeded, "{t}: {job:?}");
+        assert!(
+            job.config_diff.lines().any(|l| l == diff_line),
+            "{t}: {:?}",
+            job.config_diff
+        );
+        assert!(job.dry_run_note.is_empty());
+        let mut r = c.request(i, &[show]);
+        r.enable_mode = enable;
+        let (after, _) = run(&c, r).await;
+        assert!(after.session_reused, "the session stayed usable");
+        assert!(
+            !after.results[0].output.contains("192.0.2.55"),
+            "{t}: the candidate was dropped"
+        );
+    }
+    let i = device("cisco_ios");
+    let mut r = c.request(i, &[]);
+    r.config = vec!["ntp server 192.0.2.55".into()];
+    r.dry_run = true;
+    r.enable_mode = true;
+    let (job, _) = run(&c, r).await;
+    assert_eq!(job.status(), JobStatus::Succeeded, "{job:?}");
+    assert!(job.dry_run_note.contains("nothing was sent"), "{job:?}");
+    assert_eq!(job.results[0].status, "skipped");
+    let mut r = c.request(i, &[]);
+    r.config = vec!["ntp server 192.0.2.55".into()];
+    r.dry_run = true;
+    r.save = true;
+    assert!(
+        refused(&c, r)
+            .await
+            .message()
+            .contains("a dry run changes nothing")
+    );
+}

@@ -57,6 +57,7 @@ async fn linux_platform_against_openssh() {
         command_timeout: T,
         mode: None,
         backup: false,
+        dry_run: false,
     };
     let outcome = ops::run(&mut s, &job).await;
     let statuses: Vec<i32> = outcome.results.iter().map(|r| r.status).collect();

@@ -84,6 +84,7 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
     job.config_before = r.config_before;
     job.config_after = r.config_after;
     job.config_diff = r.config_diff;
+    job.dry_run_note = r.dry_run_note;
     job.results = r
         .results
         .into_iter()

@@ -103,6 +103,8 @@ pub struct JobOptions {
     pub transcript: bool,
     /// Read the running configuration before and after the push.
     pub backup: bool,
+    /// Load the push into a candidate, show the diff, throw it away.
+    pub dry_run: bool,
 }
 
 /// A validated `ExecuteRequest`: everything past the manager's API trusts it.
@@ -265,6 +267,16 @@ impl JobRequest {
         if req.backup && !matches!(operation, Operation::Config { .. }) {
             return Err(invalid("backup applies to config (or config_template)"));
         }
+        if req.dry_run {
+            if !matches!(operation, Operation::Config { .. }) {
+                return Err(invalid("dry_run applies to config (or config_template)"));
+            }
+            if req.save || req.backup {
+                return Err(invalid(
+                    "a dry run changes nothing: save and backup do not apply to it",
+                ));
+            }
+        }
         let mode = match req.mode {
             m if m.is_empty() => None,
             _ if !matches!(
@@ -310,6 +322,7 @@ impl JobRequest {
                 result_ttl: seconds("result_ttl_seconds", req.result_ttl_seconds, 604_800, 3600)?,
                 transcript: req.transcript,
                 backup: req.backup,
+                dry_run: req.dry_run,
             },
             wait: req.wait,
             idempotency_key,
@@ -334,6 +347,7 @@ impl JobRequest {
                 transcript: self.options.transcript,
                 mode: self.mode.clone().unwrap_or_default(),
                 backup: self.options.backup,
+                dry_run: self.options.dry_run,
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,

@@ -33,6 +33,8 @@ pub struct JobSpec {
     pub mode: Option<String>,
     /// Read the running configuration around a push.
     pub backup: bool,
+    /// Load the lines into a candidate, show the device's diff, and throw the candidate away.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +50,10 @@ pub struct JobOutcome {
     /// The answer to a probe.
     pub probed: Option<ConnectionTest>,
     pub backup: Option<crate::backup::Backup>,
+    /// A dry run's diff, as the device showed it.
+    pub dry_run_diff: String,
+    /// Why a dry run sent nothing (the platform has no candidate to compare).
+    pub dry_run_note: String,
 }
 
 impl JobSpec {
@@ -189,6 +195,9 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
         Operation::Steps(steps) => {
             run_commands(session, steps, job.command_timeout, &mut out).await
         }
+        Operation::Config { lines, .. } if job.dry_run => {
+            dry_run(session, lines, job.command_timeout, &mut out).await
+        }
         Operation::Config { lines, save } if job.backup => {
             let before = match crate::backup::capture(session, job.command_timeout).await {
                 Ok(b) => b,
@@ -317,6 +326,26 @@ async fn push_config(
         out.results.extend(skipped(lines));
         return;
     }
+    if !send_lines(s, lines, timeout, out).await {
+        return; // the session is unusable; leaving config mode would fail too
+    }
+    if out.error.is_none() {
+        match s.commit(timeout).await {
+            Ok(c) => out.committed = c,
+            Err(e) => out.error = Some(e),
+        }
+    }
+    finish_push(s, save, timeout, out).await
+}
+
+/// Sends configuration lines, stopping at the first rejected one; false when the session
+/// failed (and must not be used to leave configuration mode).
+async fn send_lines(
+    s: &mut DeviceSession,
+    lines: &[String],
+    timeout: Duration,
+    out: &mut JobOutcome,
+) -> bool {
     for (i, line) in lines.iter().enumerate() {
         match s.command(line, timeout).await {
             Ok(o) if o.rejected.is_none() => out.results.push(result(
@@ -352,16 +381,15 @@ async fn push_config(
                 ));
                 out.results.extend(skipped(&lines[i + 1..]));
                 out.error = Some(e);
-                return; // the session is unusable; leaving config mode would fail too
+                return false;
             }
         }
     }
-    if out.error.is_none() {
-        match s.commit(timeout).await {
-            Ok(c) => out.committed = c,
-            Err(e) => out.error = Some(e),
-        }
-    }
+    true
+}
+
+/// After the lines (and the commit): throw a failed candidate away, save, leave.
+async fn finish_push(s: &mut DeviceSession, save: bool, timeout: Duration, out: &mut JobOutcome) {
     if out.error.is_some()
         && let Err(e) = s.discard_candidate(timeout).await
     {
@@ -384,5 +412,59 @@ async fn push_config(
             Ok(()) => out.saved = true,
             Err(e) => out.error = Some(e),
         }
+    }
+}
+
+/// A dry run: on a platform with a candidate, the lines are loaded into it, the device's own
+/// diff is kept, and the candidate is thrown away; elsewhere nothing is sent.
+async fn dry_run(s: &mut DeviceSession, lines: &[String], timeout: Duration, out: &mut JobOutcome) {
+    let Some(d) = s.platform().dry_run.clone() else {
+        out.results.extend(lines.iter().map(|l| {
+            result(
+                l,
+                CommandStatus::Skipped,
+                String::new(),
+                "dry run: not sent".into(),
+                Duration::ZERO,
+            )
+        }));
+        out.dry_run_note = format!(
+            "{} has no candidate configuration to compare against: nothing was sent, and the \
+             lines above are the ones a push would send",
+            s.platform().name
+        );
+        return;
+    };
+    if let Err(e) = s.enter_config_by(&d.enter, timeout).await {
+        out.error = Some(e);
+        out.results.extend(skipped(lines));
+        return;
+    }
+    if !send_lines(s, lines, timeout, out).await {
+        return;
+    }
+    match s.command(&d.diff, timeout).await {
+        Ok(o) if o.rejected.is_none() => out.dry_run_diff = o.output,
+        Ok(o) => {
+            out.error
+                .get_or_insert(SessionError::CommandRejected(format!(
+                    "dry run: {:?} was rejected: {}",
+                    d.diff,
+                    o.rejected.unwrap_or_default()
+                )));
+        }
+        Err(e) => {
+            out.error = Some(e);
+            return;
+        }
+    }
+    if let Err(e) = s.command(&d.abort, timeout).await {
+        out.error = Some(e);
+        return;
+    }
+    if !d.abort_leaves
+        && let Err(e) = s.exit_config(timeout).await
+    {
+        out.error.get_or_insert(e);
     }
 }

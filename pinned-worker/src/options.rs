@@ -282,6 +282,7 @@ impl WorkerOptions {
             )?,
             mode: (!job.mode.is_empty()).then(|| job.mode.clone()),
             backup: job.backup,
+            dry_run: job.dry_run,
         })
     }
 }

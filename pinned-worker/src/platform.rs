@@ -27,6 +27,8 @@ pub struct Platform {
     pub ntc_name: String,
     /// Prints the running configuration (`backup`).
     pub show_config: Option<String>,
+    /// How a dry run loads lines into a candidate, shows the device's diff and throws it away.
+    pub dry_run: Option<DryRun>,
     pub prompt: Regex,
     /// Lines the prompt spans (1 or 2); `prompt` matches them joined by `\n`.
     pub prompt_lines: usize,
@@ -102,6 +104,18 @@ pub struct ConfigMode {
     pub exit: String,
     /// Platforms with a candidate configuration.
     pub commit: Option<Commit>,
+}
+
+#[derive(Clone, Debug)]
+pub struct DryRun {
+    /// Enters a candidate configuration (a configuration session on EOS).
+    pub enter: String,
+    /// Prints the candidate's difference from the running configuration.
+    pub diff: String,
+    /// Throws the candidate away.
+    pub abort: String,
+    /// `abort` also leaves configuration mode.
+    pub abort_leaves: bool,
 }
 
 #[derive(Clone, Debug)]

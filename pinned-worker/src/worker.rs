@@ -458,6 +458,10 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             result.config_after = b.after;
             result.config_diff = b.diff;
         }
+        if !outcome.dry_run_diff.is_empty() {
+            result.config_diff = outcome.dry_run_diff;
+        }
+        result.dry_run_note = outcome.dry_run_note;
         if let Some(s) = &self.session {
             result.platform = s.platform().name.clone();
         }

@@ -3,7 +3,8 @@
 //! rejected one inside it, then back at the CLI), enable where the platform has it, long
 //! output (paging turned off, or the pager answered), a configuration push with commit and
 //! save where the platform has them and a backup (the pushed line in the configuration after,
-//! not before, and in the diff), and the pushed line in the configuration afterwards.
+//! not before, and in the diff), a dry run where the platform has one, and the pushed line in
+//! the configuration afterwards.
 //! The devices are devsim's, written from what each vendor's CLI prints, so a wrong definition
 //! fails here. `linux` is exercised against OpenSSH in `integration-tests/tests/linux_sshd.rs`.
 
@@ -65,6 +66,7 @@ fn job(operation: Operation, enable: bool) -> JobSpec {
         command_timeout: T,
         mode: None,
         backup: false,
+        dry_run: false,
     }
 }
 
@@ -186,6 +188,26 @@ async fn exercise(name: &str) -> Result<(), String> {
             "long output has {n} lines: {:?}",
             &long.output[..long.output.len().min(300)]
         ));
+    }
+
+    // A dry run, where the platform has one: the device's diff, and nothing left changed.
+    if p.dry_run.is_some() {
+        let mut dry = job(
+            Operation::Config {
+                lines: lines(&c.config),
+                save: false,
+            },
+            p.enable.is_some(),
+        );
+        dry.dry_run = true;
+        let out = ops::run(&mut s, &dry).await;
+        let shown = s
+            .command(c.show_config, T)
+            .await
+            .map_err(|e| format!("after dry run: {e}"))?;
+        if out.error.is_some() || out.dry_run_diff.is_empty() || shown.output.contains(c.shows) {
+            return Err(format!("dry run: {out:?} then {:?}", shown.output));
+        }
     }
 
     // With backup: the definition's show_config reads the configuration before and after.

@@ -10,7 +10,7 @@ const END: &str = "<!-- platforms: end -->";
 fn table() -> String {
     let c = Catalog::builtin();
     let mut out = String::from(
-        "| device_type | vendor | enable | configuration mode | commit (abort) | save | other modes | answered questions | paging off | autodetect by |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| device_type | vendor | enable | configuration mode | commit (abort) | save | dry run | other modes | answered questions | paging off | autodetect by |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for name in c.names() {
         let Ok(p) = c.lookup(&name) else { continue };
@@ -18,7 +18,8 @@ fn table() -> String {
             continue; // an alias, listed with its platform, or the detection probe
         }
         let def = c.resolved(&name).unwrap();
-        let code = |s: &str| format!("`{s}`");
+        // A `|` would end the table's cell, even inside a code span.
+        let code = |s: &str| format!("`{}`", s.replace('|', "\\|"));
         let enable = p.enable.as_ref().map_or("-".into(), |e| code(&e.command));
         let config = p
             .config
@@ -71,6 +72,7 @@ fn table() -> String {
             }
             s
         });
+        let dry = p.dry_run.as_ref().map_or("-".into(), |d| code(&d.diff));
         let modes = if p.modes.is_empty() {
             "-".to_string()
         } else {
@@ -92,7 +94,7 @@ fn table() -> String {
             ));
         }
         out.push_str(&format!(
-            "| {names} | {} | {enable} | {config} | {commit} | {save} | {modes} | {questions} | {paging} | {detect} |\n",
+            "| {names} | {} | {enable} | {config} | {commit} | {save} | {dry} | {modes} | {questions} | {paging} | {detect} |\n",
             p.vendor
         ));
     }

@@ -66,6 +66,7 @@ fn job(op: Operation, enable: bool) -> JobSpec {
         command_timeout: T,
         mode: None,
         backup: false,
+        dry_run: false,
     }
 }
 

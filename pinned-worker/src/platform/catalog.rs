@@ -323,9 +323,12 @@ privileged = { group = "sign", any_of = ["#"] }
 config = "never"
 [paging]
 commands = ["terminal length 0"]
-# EOS, built on it, has a mode entered from enable.
+# EOS, built on it, has a mode entered from enable and a dry run in configuration mode.
 [enable]
 command = "enable"
+[config]
+enter = "configure terminal"
+exit = "end"
 "##;
         let d = dir(&[("acme_os.toml", MINIMAL), ("cisco_ios.toml", ios)]);
         let c = Catalog::with_dir(d.path()).unwrap();

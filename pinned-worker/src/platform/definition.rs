@@ -9,7 +9,7 @@ use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Commit, ConfigMode, Confirmation, Detect, Enable, ModeTest, NamedMode, Platform, Save,
+    Commit, ConfigMode, Confirmation, Detect, DryRun, Enable, ModeTest, NamedMode, Platform, Save,
 };
 
 /// The pager markers most platforms print (`--More--`, `---(more)---`, `---- More ----`).
@@ -56,6 +56,9 @@ pub struct Definition {
     pub errors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDef>,
+    /// A dry run: lines loaded into a candidate, the device's diff, the candidate dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<Toggle<DryRunDef>>,
     /// Modes besides user, enable and configuration (a shell under the CLI, an admin mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modes: Option<Vec<NamedModeDef>>,
@@ -187,6 +190,21 @@ pub struct OutputDef {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct DryRunDef {
+    /// Enters the candidate; default: `config.enter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enter: Option<String>,
+    /// Shows the candidate's difference from the running configuration.
+    pub diff: String,
+    /// Throws the candidate away.
+    pub abort: String,
+    /// `abort` also leaves configuration mode (EOS sessions).
+    #[serde(default)]
+    pub abort_leaves: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct NamedModeDef {
     /// What a request names it by (`ExecuteRequest.mode`).
     pub name: String,
@@ -264,6 +282,7 @@ impl Definition {
             errors: or(&self.errors, &base.errors),
             output: or(&self.output, &base.output),
             modes: or(&self.modes, &base.modes),
+            dry_run: or(&self.dry_run, &base.dry_run),
             detect: self.detect.clone(),
         }
     }
@@ -441,6 +460,23 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     let errors = def.errors.clone().unwrap_or_default();
     let rejected = RegexSet::new(&errors).map_err(|e| err("errors", one_line(&e)))?;
     let drop_lines = def.output.clone().unwrap_or_default().drop_lines;
+    let dry_run = match section(file, "dry_run", &def.dry_run)? {
+        None => None,
+        Some(d) => {
+            let Some(cm) = &config else {
+                return Err(err("dry_run", "needs a config section".into()));
+            };
+            Some(DryRun {
+                enter: match &d.enter {
+                    Some(e) => non_empty(file, "dry_run.enter", e)?,
+                    None => cm.enter.clone(),
+                },
+                diff: non_empty(file, "dry_run.diff", &d.diff)?,
+                abort: non_empty(file, "dry_run.abort", &d.abort)?,
+                abort_leaves: d.abort_leaves,
+            })
+        }
+    };
     let mut modes: Vec<NamedMode> = Vec::new();
     for (i, m) in def.modes.iter().flatten().enumerate() {
         let field = |f: &str| format!("modes[{i}].{f}");
@@ -532,6 +568,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         drop_lines: RegexSet::new(&drop_lines)
             .map_err(|e| err("output.drop_lines", one_line(&e)))?,
         modes,
+        dry_run,
         detect,
         detector: None,
     })

@@ -94,6 +94,7 @@ impl Detector {
             name: AUTODETECT.into(),
             ntc_name: AUTODETECT.into(),
             show_config: None,
+            dry_run: None,
             vendor: String::new(),
             prompt,
             prompt_lines: 1,

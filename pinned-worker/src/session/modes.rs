@@ -74,12 +74,21 @@ impl DeviceSession {
         let Some(cm) = &self.platform.config else {
             return Ok(());
         };
-        let out = self.command(&cm.enter, timeout).await?;
+        let enter = cm.enter.clone();
+        self.enter_config_by(&enter, timeout).await
+    }
+
+    /// Enters configuration mode with `enter` (a platform's own, or its dry run's).
+    pub async fn enter_config_by(
+        &mut self,
+        enter: &str,
+        timeout: Duration,
+    ) -> Result<(), SessionError> {
+        let out = self.command(enter, timeout).await?;
         if !self.in_config {
             let why = out.rejected.unwrap_or(out.output);
             return Err(SessionError::ConfigModeFailed(format!(
-                "{:?} did not enter configuration mode: {}",
-                cm.enter,
+                "{enter:?} did not enter configuration mode: {}",
                 why.trim()
             )));
         }
