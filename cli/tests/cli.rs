@@ -491,6 +491,18 @@ async fn test_and_the_connection_flags() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(j["status"], "succeeded", "{j}");
     assert_eq!(j["results"][1]["command"], "ntp server 192.0.2.8", "{j}");
+    let dry = [
+        &device[..],
+        &["--device-type", "cisco_ios", "--config", "--dry-run"],
+        &["ntp server 192.0.2.66"],
+    ]
+    .concat();
+    let out = cli.run(&dry).await;
+    assert!(
+        text(&out).contains("## dry run") && text(&out).contains("nothing was sent"),
+        "{}",
+        text(&out)
+    );
     let backed = [
         &device[..],
         &[
