@@ -118,6 +118,13 @@ struct JobOptions {
     /// (JSON: config_before, config_after, config_diff).
     #[arg(long)]
     backup: bool,
+    /// Commit the push with the device's confirmed-commit timer of this many seconds (Junos:
+    /// whole minutes, rounded up); unless --confirm-commit follows in time, it rolls back.
+    #[arg(long, value_name = "SECONDS")]
+    confirm_within: Option<u32>,
+    /// Confirm the pending confirmed commit (no lines).
+    #[arg(long)]
+    confirm_commit: bool,
     /// Load the configuration lines into the device's candidate, print its diff and throw the
     /// candidate away (platforms without one: nothing is sent).
     #[arg(long)]
@@ -178,7 +185,7 @@ struct ExecArgs {
     #[command(flatten)]
     job: JobOptions,
     /// Commands (or configuration lines with --config), in order.
-    #[arg(required_unless_present = "template")]
+    #[arg(required_unless_present_any = ["template", "confirm_commit"])]
     lines: Vec<String>,
 }
 
@@ -539,6 +546,8 @@ impl JobOptions {
             parse: self.parse,
             backup: self.backup,
             dry_run: self.dry_run,
+            confirm_within_seconds: self.confirm_within.unwrap_or(0),
+            confirm_commit: self.confirm_commit,
             wait: !self.no_wait,
             ..Default::default()
         })

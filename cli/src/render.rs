@@ -52,6 +52,7 @@ pub fn job_json(j: &Job) -> Value {
         "config_after": j.config_after,
         "config_diff": j.config_diff,
         "dry_run_note": j.dry_run_note,
+        "commit_confirm": j.commit_confirm,
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
         "created_unix_ms": j.created_unix_ms,
         "started_unix_ms": j.started_unix_ms,
@@ -169,6 +170,13 @@ pub fn job_summary(j: &Job) -> String {
     }
     if j.session_reused {
         s.push_str(" (session reused)");
+    }
+    match j.commit_confirm.as_str() {
+        "pending" => {
+            s.push_str(" (committed: confirm it with --confirm-commit in time, or it rolls back)")
+        }
+        "confirmed" => s.push_str(" (commit confirmed)"),
+        _ => {}
     }
     if let Some(e) = &j.error {
         s.push_str(&format!(": {}: {}", e.kind, e.message));

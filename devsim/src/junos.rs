@@ -61,6 +61,25 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
         let v = sh.running.render("", None);
         return sh.lines(v);
     }
+    if matches(line, "show system commit").is_some() {
+        // The latest first; a confirmed commit shows its timer only while it waits.
+        let pending = sh.pending_confirm.is_some();
+        let v = sh
+            .commits
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, c)| {
+                let c = if i > 0 || !pending {
+                    c.split(", rollback in").next().unwrap_or(c).to_string()
+                } else {
+                    c.clone()
+                };
+                format!("{i}   2026-12-02 10:{:02}:00 UTC {c}", i % 60)
+            })
+            .collect();
+        return sh.lines(v);
+    }
     if matches(line, "show interfaces terse").is_some() {
         let v = vec![
             "Interface               Admin Link Proto    Local                 Remote".into(),
@@ -109,6 +128,36 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
             if words.get(1) == Some(&"check") {
                 sh.say("configuration check succeeds");
                 return After::Prompt;
+            }
+            let confirmed = match words.get(1..) {
+                Some(["confirmed", n]) => match n.parse::<u32>() {
+                    Ok(m @ 1..=65535) => Some(m),
+                    _ => {
+                        sh.say("error: invalid value for minutes (1..65535)");
+                        return After::Prompt;
+                    }
+                },
+                _ => None,
+            };
+            match confirmed {
+                Some(m) => {
+                    // The previous configuration comes back unless a commit follows in time.
+                    let before = sh
+                        .pending_confirm
+                        .take()
+                        .map_or_else(|| sh.running.clone(), |(_, b)| b);
+                    let deadline = std::time::Instant::now() + sh.s.confirm_minute * m;
+                    sh.pending_confirm = Some((deadline, before));
+                    sh.commits.push(format!(
+                        "by {} via cli commit confirmed, rollback in {m}mins",
+                        sh.s.username
+                    ));
+                    sh.say(&format!("commit confirmed will be automatically rolled back in {m} minutes unless confirmed"));
+                }
+                None => {
+                    sh.pending_confirm = None;
+                    sh.commits.push(format!("by {} via cli", sh.s.username));
+                }
             }
             sh.running = sh.candidate.clone();
             sh.startup = sh.running.clone();

@@ -69,6 +69,9 @@ struct Args {
     /// Prompts show the hostname without the user (`r1>` where Junos shows `admin@r1>`).
     #[arg(long, env = "DEVSIM_BARE_PROMPT")]
     bare_prompt: bool,
+    /// How long a minute of a confirmed commit's timer lasts, in milliseconds (tests hurry it).
+    #[arg(long, env = "DEVSIM_CONFIRM_MINUTE_MS", default_value_t = 60_000)]
+    confirm_minute_ms: u64,
     /// Connections each device serves at once (its VTY lines); 0: no limit.
     #[arg(long, env = "DEVSIM_MAX_SESSIONS", default_value_t = 0)]
     max_sessions: usize,
@@ -160,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
             spec.password = args.password.clone();
             spec.enable_secret = Some(args.enable_secret.clone()).filter(|s| !s.is_empty());
             spec.login_delay = Duration::from_millis(args.login_delay_ms);
+            spec.confirm_minute = Duration::from_millis(args.confirm_minute_ms.max(1));
             spec.command_delay = Duration::from_millis(args.command_delay_ms);
             spec.exec_timeout =
                 (args.exec_timeout_s > 0).then(|| Duration::from_secs(args.exec_timeout_s));

@@ -56,6 +56,8 @@ pub struct DeviceSpec {
     /// Connections served at once (a device's VTY lines); one more is refused.
     pub max_sessions: Option<usize>,
     pub busy_refusal: BusyRefusal,
+    /// How long a minute of a confirmed commit's timer lasts.
+    pub confirm_minute: Duration,
 }
 
 /// How a device whose lines are all in use refuses one more connection.
@@ -90,6 +92,7 @@ impl DeviceSpec {
             keyboard_interactive_only: false,
             max_sessions: None,
             busy_refusal: BusyRefusal::Close,
+            confirm_minute: Duration::from_secs(60),
         }
     }
 }
@@ -423,6 +426,7 @@ impl russh::server::Handler for Conn {
                 tech_support_lines: spec.tech_support_lines,
                 page_lines: spec.page_lines,
                 prompt: spec.prompt.clone(),
+                confirm_minute: spec.confirm_minute,
             },
             crate::vendor::personality(spec.flavor),
         );

@@ -95,6 +95,8 @@ pub struct ShellSettings {
     /// Lines per page while paging is on.
     pub page_lines: usize,
     pub prompt: PromptVariant,
+    /// How long a minute of a confirmed commit's timer lasts (a test's device hurries it).
+    pub confirm_minute: std::time::Duration,
 }
 
 /// How a device's prompt differs from its vendor's usual one (for prompt-discovery tests).
@@ -190,6 +192,10 @@ pub struct Shell {
     /// prompt label (`config-if`, `GigabitEthernet0/0/1`, ...).
     pub(crate) config_mode: bool,
     pub(crate) section: Option<(usize, String)>,
+    /// A Junos `commit confirmed`: when it rolls back, and to what.
+    pub(crate) pending_confirm: Option<(std::time::Instant, RunningConfig)>,
+    /// Junos commits, the latest last: who and how (`show system commit`).
+    pub(crate) commits: Vec<String>,
     /// An EOS configuration session (`configure session NAME`): its name. While it is open,
     /// `running` holds the session's configuration and `candidate` the one to return to.
     pub(crate) config_session: Option<String>,
@@ -226,6 +232,8 @@ impl Shell {
             config_mode: false,
             section: None,
             config_session: None,
+            pending_confirm: None,
+            commits: Vec::new(),
             sub: None,
             paging: true,
             startup: running.clone(),
@@ -320,7 +328,23 @@ impl Shell {
         }
     }
 
+    /// A confirmed commit whose time ran out is rolled back, as the device does by itself
+    /// (here, at the next input).
+    fn expire_confirm(&mut self) {
+        if let Some((deadline, _)) = &self.pending_confirm
+            && std::time::Instant::now() >= *deadline
+            && let Some((_, before)) = self.pending_confirm.take()
+        {
+            self.running = before.clone();
+            self.startup = before.clone();
+            self.candidate = before;
+            self.commits
+                .push("by root via other (commit confirmed timed out: rolled back)".into());
+        }
+    }
+
     fn command(&mut self, line: &str) -> After {
+        self.expire_confirm();
         // Every flavor: a command whose output never ends, for timeout tests.
         if line == "debug hang" {
             self.say("debugging started; output follows");

@@ -27,6 +27,7 @@ mod tests {
                 tech_support_lines: 60,
                 page_lines: 24,
                 prompt: Default::default(),
+                confirm_minute: std::time::Duration::from_secs(60),
             },
             personality(flavor),
         )

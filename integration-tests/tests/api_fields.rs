@@ -1155,3 +1155,105 @@ async fn a_dry_run_returns_the_devices_diff_and_changes_nothing() {
             .contains("a dry run changes nothing")
     );
 }
+
+/// Whether device `i`'s Junos configuration holds `line`.
+async fn shows(c: &TestCluster, i: usize, line: &str) -> bool {
+    let (job, _) = run(c, c.request(i, &["show configuration"])).await;
+    job.results[0].output.contains(line)
+}
+
+/// `confirm_within_seconds` commits with Junos's `commit confirmed` timer (devsim's minute
+/// hurried to 1.5 s): confirmed by a `confirm_commit` job, the change stays past the timer;
+/// left alone, the device rolls it back by itself, and a late confirmation says nothing is
+/// pending. Refused where it cannot apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_commit_rolls_back_by_itself_unless_confirmed() {
+    let c = TestCluster::start(Options {
+        devsim: vec![
+            "--devices".into(),
+            "juniper_junos=1,cisco_ios=1".into(),
+            "--confirm-minute-ms".into(),
+            "1500".into(),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let junos = (0..2)
+        .find(|&i| c.device(i).device_type == "juniper_junos")
+        .unwrap();
+    let ios = 1 - junos;
+    let push = |line: &str| {
+        let mut r = c.request(junos, &[]);
+        r.config = vec![line.into()];
+        r.confirm_within_seconds = 30;
+        r
+    };
+    let confirm = || {
+        let mut r = c.request(junos, &[]);
+        r.confirm_commit = true;
+        r
+    };
+
+    let kept = "set system ntp server 192.0.2.61";
+    let (job, _) = run(&c, push(kept)).await;
+    assert_eq!(
+        (job.status(), job.commit_confirm.as_str()),
+        (JobStatus::Succeeded, "pending"),
+        "{job:?}"
+    );
+    let committed = Instant::now();
+    let (job, _) = run(&c, confirm()).await;
+    assert_eq!(
+        (job.status(), job.commit_confirm.as_str()),
+        (JobStatus::Succeeded, "confirmed"),
+        "{job:?}"
+    );
+    // Past the timer (1.5 s), the confirmed change is still there.
+    while committed.elapsed() < Duration::from_millis(2500) {
+        assert!(
+            shows(&c, junos, kept).await,
+            "a confirmed commit was rolled back"
+        );
+    }
+
+    let dropped = "set system ntp server 192.0.2.62";
+    let (job, _) = run(&c, push(dropped)).await;
+    assert_eq!(job.commit_confirm, "pending", "{job:?}");
+    assert!(shows(&c, junos, dropped).await, "committed at once");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shows(&c, junos, dropped).await {
+        assert!(Instant::now() < deadline, "not rolled back within 15 s");
+    }
+    assert!(
+        shows(&c, junos, kept).await,
+        "the rollback returned to the confirmed configuration"
+    );
+    let (job, _) = run(&c, confirm()).await;
+    assert_eq!(
+        (job.status(), kind(&job)),
+        (JobStatus::Failed, "commit_failed"),
+        "{job:?}"
+    );
+    assert!(
+        job.error
+            .unwrap()
+            .message
+            .contains("no confirmed commit is pending")
+    );
+
+    let mut r = c.request(ios, &[]);
+    r.config = vec!["ntp server 192.0.2.63".into()];
+    r.confirm_within_seconds = 30;
+    r.enable_mode = true;
+    let (job, _) = run(&c, r).await;
+    assert_eq!(kind(&job), "unsupported", "{job:?}");
+    let mut r = c.request(junos, &["show version"]);
+    r.confirm_within_seconds = 30;
+    assert!(
+        refused(&c, r)
+            .await
+            .message()
+            .contains("applies to a config push")
+    );
+}

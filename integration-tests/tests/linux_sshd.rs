@@ -58,6 +58,7 @@ async fn linux_platform_against_openssh() {
         mode: None,
         backup: false,
         dry_run: false,
+        confirm_within: None,
     };
     let outcome = ops::run(&mut s, &job).await;
     let statuses: Vec<i32> = outcome.results.iter().map(|r| r.status).collect();

@@ -38,6 +38,8 @@ pub enum Operation {
     },
     /// Log in, report the session's set-up, run nothing.
     TestConnection,
+    /// Confirm the pending confirmed commit.
+    ConfirmCommit,
 }
 
 impl From<&Operation> for worker::job::Operation {
@@ -58,6 +60,9 @@ impl From<&Operation> for worker::job::Operation {
                 })
             }
             Operation::TestConnection => worker::job::Operation::Probe(worker::Probe {}),
+            Operation::ConfirmCommit => {
+                worker::job::Operation::ConfirmCommit(worker::ConfirmCommit {})
+            }
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct JobOptions {
     pub backup: bool,
     /// Load the push into a candidate, show the diff, throw it away.
     pub dry_run: bool,
+    /// Commit with the device's confirmed-commit timer.
+    pub confirm_within: Option<Duration>,
 }
 
 /// A validated `ExecuteRequest`: everything past the manager's API trusts it.
@@ -187,6 +194,19 @@ impl JobRequest {
             !req.config.is_empty(),
         ];
         let operation = match given {
+            [false, false, false] if req.confirm_commit && !req.test_connection => {
+                if req.save || req.confirm_within_seconds > 0 {
+                    return Err(invalid(
+                        "confirm_commit confirms a commit: save and confirm_within_seconds do not apply",
+                    ));
+                }
+                Operation::ConfirmCommit
+            }
+            _ if req.confirm_commit => {
+                return Err(invalid(
+                    "confirm_commit stands alone: leave commands, command_specs, config and test_connection empty",
+                ));
+            }
             [false, false, false] if req.test_connection => {
                 if req.save || req.enable_mode {
                     return Err(invalid(
@@ -300,6 +320,15 @@ impl JobRequest {
                 )));
             }
         };
+        let confirm_within = match req.confirm_within_seconds {
+            0 => None,
+            s if !matches!(operation, Operation::Config { .. }) || req.dry_run => {
+                return Err(invalid(format!(
+                    "confirm_within_seconds ({s}) applies to a config push (not a dry run)"
+                )));
+            }
+            s => Some(seconds("confirm_within_seconds", s, 86_400, 600)?),
+        };
         let c = req
             .connection
             .as_ref()
@@ -323,6 +352,7 @@ impl JobRequest {
                 transcript: req.transcript,
                 backup: req.backup,
                 dry_run: req.dry_run,
+                confirm_within,
             },
             wait: req.wait,
             idempotency_key,
@@ -348,6 +378,10 @@ impl JobRequest {
                 mode: self.mode.clone().unwrap_or_default(),
                 backup: self.options.backup,
                 dry_run: self.options.dry_run,
+                confirm_within_seconds: self
+                    .options
+                    .confirm_within
+                    .map_or(0, |d| d.as_secs() as u32),
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,

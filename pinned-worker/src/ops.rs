@@ -22,6 +22,8 @@ pub enum Operation {
     },
     /// Nothing runs: the answer is how the session was set up.
     Probe,
+    /// Confirm the pending confirmed commit.
+    ConfirmCommit,
 }
 
 #[derive(Clone, Debug)]
@@ -35,6 +37,8 @@ pub struct JobSpec {
     pub backup: bool,
     /// Load the lines into a candidate, show the device's diff, and throw the candidate away.
     pub dry_run: bool,
+    /// Commit with the device's confirmed-commit timer.
+    pub confirm_within: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +58,8 @@ pub struct JobOutcome {
     pub dry_run_diff: String,
     /// Why a dry run sent nothing (the platform has no candidate to compare).
     pub dry_run_note: String,
+    /// "pending" or "confirmed" (a confirmed commit).
+    pub commit_confirm: String,
 }
 
 impl JobSpec {
@@ -73,6 +79,15 @@ impl JobSpec {
                 ));
             }
             Operation::Probe => return Ok(()),
+            Operation::ConfirmCommit => {
+                if platform.detector.is_none() && platform.commit_confirmed.is_none() {
+                    return Err(SessionError::Unsupported(format!(
+                        "{} has no confirmed commit to confirm",
+                        platform.name
+                    )));
+                }
+                return Ok(());
+            }
         };
         if let (Operation::Config { .. }, Some(_)) = (&self.operation, &self.mode) {
             return Err(SessionError::InvalidArgument(
@@ -109,6 +124,12 @@ impl JobSpec {
         }
         if let Some(mode) = &self.mode {
             platform.mode(mode)?;
+        }
+        if self.confirm_within.is_some() && platform.commit_confirmed.is_none() {
+            return Err(SessionError::Unsupported(format!(
+                "confirm_within_seconds is not available on {}: it has no confirmed commit",
+                platform.name
+            )));
         }
         if self.backup && platform.show_config.is_none() {
             return Err(SessionError::Unsupported(format!(
@@ -207,7 +228,7 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
                     return out;
                 }
             };
-            push_config(session, lines, *save, job.command_timeout, &mut out).await;
+            push_config(session, lines, *save, job, &mut out).await;
             if !out
                 .error
                 .as_ref()
@@ -229,9 +250,16 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
             }
         }
         Operation::Config { lines, save } => {
-            push_config(session, lines, *save, job.command_timeout, &mut out).await
+            push_config(session, lines, *save, job, &mut out).await
         }
         Operation::Probe => out.probed = Some(probed(session)),
+        Operation::ConfirmCommit => {
+            if let Err(e) = confirm_commit(session, job.command_timeout).await {
+                out.error = Some(e);
+            } else {
+                out.commit_confirm = "confirmed".into();
+            }
+        }
     }
     if job.mode.is_some()
         && !out
@@ -318,9 +346,10 @@ async fn push_config(
     s: &mut DeviceSession,
     lines: &[String],
     save: bool,
-    timeout: Duration,
+    job: &JobSpec,
     out: &mut JobOutcome,
 ) {
+    let timeout = job.command_timeout;
     if let Err(e) = s.enter_config(timeout).await {
         out.error = Some(e);
         out.results.extend(skipped(lines));
@@ -330,8 +359,21 @@ async fn push_config(
         return; // the session is unusable; leaving config mode would fail too
     }
     if out.error.is_none() {
-        match s.commit(timeout).await {
-            Ok(c) => out.committed = c,
+        let with_timer = job
+            .confirm_within
+            .zip(s.platform().commit_confirmed.as_ref())
+            .map(|(w, cc)| cc.command_for(w));
+        let committed = match &with_timer {
+            Some(cmd) => s.commit_as(cmd, timeout).await,
+            None => s.commit(timeout).await,
+        };
+        match committed {
+            Ok(c) => {
+                out.committed = c;
+                if with_timer.is_some() {
+                    out.commit_confirm = "pending".into();
+                }
+            }
             Err(e) => out.error = Some(e),
         }
     }
@@ -467,4 +509,32 @@ async fn dry_run(s: &mut DeviceSession, lines: &[String], timeout: Duration, out
     {
         out.error.get_or_insert(e);
     }
+}
+
+/// Confirms the pending confirmed commit, when the device says one is pending.
+async fn confirm_commit(s: &mut DeviceSession, timeout: Duration) -> Result<(), SessionError> {
+    let Some(cc) = s.platform().commit_confirmed.clone() else {
+        return Err(SessionError::Unsupported(format!(
+            "{} has no confirmed commit to confirm",
+            s.platform().name
+        )));
+    };
+    let history = s.command(&cc.pending, timeout).await?;
+    let latest = history
+        .output
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if !cc.pending_pattern.is_match(latest) {
+        return Err(SessionError::CommitFailed(format!(
+            "no confirmed commit is pending (the device rolled it back, or none was made); \
+             its latest commit: {latest:?}"
+        )));
+    }
+    s.enter_config(timeout).await?;
+    let confirmed = s.commit_as(&cc.confirm, timeout).await;
+    let left = s.exit_config(timeout).await;
+    confirmed?;
+    left
 }

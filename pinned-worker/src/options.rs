@@ -270,6 +270,7 @@ impl WorkerOptions {
                 save: c.save,
             },
             Some(wire::job::Operation::Probe(_)) => Operation::Probe,
+            Some(wire::job::Operation::ConfirmCommit(_)) => Operation::ConfirmCommit,
             None => return Err(invalid("job needs commands or config".into())),
         };
         Ok(JobSpec {
@@ -283,6 +284,8 @@ impl WorkerOptions {
             mode: (!job.mode.is_empty()).then(|| job.mode.clone()),
             backup: job.backup,
             dry_run: job.dry_run,
+            confirm_within: (job.confirm_within_seconds > 0)
+                .then(|| Duration::from_secs(job.confirm_within_seconds.into())),
         })
     }
 }

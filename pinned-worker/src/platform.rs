@@ -29,6 +29,8 @@ pub struct Platform {
     pub show_config: Option<String>,
     /// How a dry run loads lines into a candidate, shows the device's diff and throws it away.
     pub dry_run: Option<DryRun>,
+    /// A commit the device rolls back by itself unless confirmed in time.
+    pub commit_confirmed: Option<CommitConfirmed>,
     pub prompt: Regex,
     /// Lines the prompt spans (1 or 2); `prompt` matches them joined by `\n`.
     pub prompt_lines: usize,
@@ -104,6 +106,28 @@ pub struct ConfigMode {
     pub exit: String,
     /// Platforms with a candidate configuration.
     pub commit: Option<Commit>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CommitConfirmed {
+    /// The commit with its timer: `{minutes}` (rounded up) or `{seconds}` is replaced.
+    pub command: String,
+    /// Confirms it, in configuration mode.
+    pub confirm: String,
+    /// Shows, outside configuration mode, the latest commit first...
+    pub pending: String,
+    /// ...whose first line matches this while one waits for confirmation.
+    pub pending_pattern: Regex,
+}
+
+impl CommitConfirmed {
+    /// The commit command for a timer of `within`.
+    pub fn command_for(&self, within: std::time::Duration) -> String {
+        let minutes = within.as_secs().div_ceil(60).max(1);
+        self.command
+            .replace("{minutes}", &minutes.to_string())
+            .replace("{seconds}", &within.as_secs().to_string())
+    }
 }
 
 #[derive(Clone, Debug)]

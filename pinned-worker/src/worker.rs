@@ -462,6 +462,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             result.config_diff = outcome.dry_run_diff;
         }
         result.dry_run_note = outcome.dry_run_note;
+        result.commit_confirm = outcome.commit_confirm;
         if let Some(s) = &self.session {
             result.platform = s.platform().name.clone();
         }

@@ -67,6 +67,7 @@ fn job(operation: Operation, enable: bool) -> JobSpec {
         mode: None,
         backup: false,
         dry_run: false,
+        confirm_within: None,
     }
 }
 

@@ -9,7 +9,8 @@ use regex::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Commit, ConfigMode, Confirmation, Detect, DryRun, Enable, ModeTest, NamedMode, Platform, Save,
+    Commit, CommitConfirmed, ConfigMode, Confirmation, Detect, DryRun, Enable, ModeTest, NamedMode,
+    Platform, Save,
 };
 
 /// The pager markers most platforms print (`--More--`, `---(more)---`, `---- More ----`).
@@ -56,6 +57,9 @@ pub struct Definition {
     pub errors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputDef>,
+    /// A commit the device rolls back by itself unless confirmed in time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_confirmed: Option<Toggle<CommitConfirmedDef>>,
     /// A dry run: lines loaded into a candidate, the device's diff, the candidate dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<Toggle<DryRunDef>>,
@@ -190,6 +194,16 @@ pub struct OutputDef {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+pub struct CommitConfirmedDef {
+    /// The commit with its timer, with `{minutes}` or `{seconds}` in it.
+    pub command: String,
+    pub confirm: String,
+    pub pending: String,
+    pub pending_pattern: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DryRunDef {
     /// Enters the candidate; default: `config.enter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,6 +297,7 @@ impl Definition {
             output: or(&self.output, &base.output),
             modes: or(&self.modes, &base.modes),
             dry_run: or(&self.dry_run, &base.dry_run),
+            commit_confirmed: or(&self.commit_confirmed, &base.commit_confirmed),
             detect: self.detect.clone(),
         }
     }
@@ -477,6 +492,29 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             })
         }
     };
+    let commit_confirmed = match section(file, "commit_confirmed", &def.commit_confirmed)? {
+        None => None,
+        Some(c) => {
+            if config.as_ref().is_none_or(|m| m.commit.is_none()) {
+                return Err(err(
+                    "commit_confirmed",
+                    "needs config.commit: only a platform that commits can confirm".into(),
+                ));
+            }
+            if !c.command.contains("{minutes}") && !c.command.contains("{seconds}") {
+                return Err(err(
+                    "commit_confirmed.command",
+                    format!("must hold {{minutes}} or {{seconds}}, got {:?}", c.command),
+                ));
+            }
+            Some(CommitConfirmed {
+                command: non_empty(file, "commit_confirmed.command", &c.command)?,
+                confirm: non_empty(file, "commit_confirmed.confirm", &c.confirm)?,
+                pending: non_empty(file, "commit_confirmed.pending", &c.pending)?,
+                pending_pattern: re("commit_confirmed.pending_pattern", &c.pending_pattern)?,
+            })
+        }
+    };
     let mut modes: Vec<NamedMode> = Vec::new();
     for (i, m) in def.modes.iter().flatten().enumerate() {
         let field = |f: &str| format!("modes[{i}].{f}");
@@ -569,6 +607,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
             .map_err(|e| err("output.drop_lines", one_line(&e)))?,
         modes,
         dry_run,
+        commit_confirmed,
         detect,
         detector: None,
     })

@@ -95,6 +95,7 @@ impl Detector {
             ntc_name: AUTODETECT.into(),
             show_config: None,
             dry_run: None,
+            commit_confirmed: None,
             vendor: String::new(),
             prompt,
             prompt_lines: 1,

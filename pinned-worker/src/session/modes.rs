@@ -124,7 +124,17 @@ impl DeviceSession {
         let Some(commit) = platform.config.as_ref().and_then(|c| c.commit.as_ref()) else {
             return Ok(false);
         };
-        let out = self.command(&commit.command, timeout).await?;
+        let command = commit.command.clone();
+        self.commit_as(&command, timeout).await
+    }
+
+    /// Commits with `command` (the platform's, or its confirmed commit with a timer).
+    pub async fn commit_as(
+        &mut self,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<bool, SessionError> {
+        let out = self.command(command, timeout).await?;
         if let Some(why) = out.rejected {
             return Err(SessionError::CommitFailed(why.trim().to_string()));
         }
