@@ -491,6 +491,39 @@ async fn test_and_the_connection_flags() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(j["status"], "succeeded", "{j}");
     assert_eq!(j["results"][1]["command"], "ntp server 192.0.2.8", "{j}");
+    // --confirm-within and --confirm-commit reach the worker (IOS has no confirmed commit).
+    let timed = [
+        &device[..],
+        &[
+            "--device-type",
+            "cisco_ios",
+            "--config",
+            "--confirm-within",
+            "60",
+        ],
+        &["ntp server 192.0.2.67"],
+    ]
+    .concat();
+    let out = cli.run(&timed).await;
+    assert!(
+        text(&out).contains("confirm_within_seconds is not available on cisco_ios"),
+        "{}",
+        text(&out)
+    );
+    let out = cli
+        .run(
+            &[
+                &device[..],
+                &["--device-type", "cisco_ios", "--confirm-commit"],
+            ]
+            .concat(),
+        )
+        .await;
+    assert!(
+        text(&out).contains("cisco_ios has no confirmed commit"),
+        "{}",
+        text(&out)
+    );
     let dry = [
         &device[..],
         &["--device-type", "cisco_ios", "--config", "--dry-run"],
