@@ -202,6 +202,19 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
             sh.lines(v)
         });
     }
+    if sh.s.flavor == Flavor::AristaEos && matches(line, "show configuration sessions").is_some() {
+        let mut v = vec![
+            "  Name               State                  User    Terminal".to_string(),
+            "  ------------------ ---------------------- ------- --------".to_string(),
+        ];
+        if let Some(name) = &sh.pending_session {
+            v.push(format!(
+                "  {name:<18} pending-commit-timer   {}   vty3",
+                sh.s.username
+            ));
+        }
+        return sh.lines(v);
+    }
     if sh.s.flavor == Flavor::AristaEos
         && let Some(name) = matches(line, "configure session *")
     {
@@ -282,13 +295,37 @@ fn config_command(sh: &mut Shell, line: &str) -> After {
                 sh.section = None;
                 return After::Prompt;
             }
+            // Committing the session that waits on its timer confirms it.
             "commit" => {
+                if sh.pending_session == sh.config_session {
+                    sh.pending_confirm = None;
+                    sh.pending_session = None;
+                }
                 sh.config_session = None;
                 sh.config_mode = false;
                 sh.section = None;
                 return After::Prompt;
             }
             _ => {}
+        }
+        if let Some(t) = line.strip_prefix("commit timer ") {
+            let hms: Vec<u64> = t.split(':').filter_map(|p| p.parse().ok()).collect();
+            let [h, m, s] = hms[..] else {
+                sh.say("% Invalid input: commit timer hh:mm:ss");
+                return After::Prompt;
+            };
+            // The device's minute (hurried in tests) scales the timer.
+            let secs = h * 3600 + m * 60 + s;
+            let after = sh.s.confirm_minute.mul_f64(secs as f64 / 60.0);
+            let before = sh
+                .pending_confirm
+                .take()
+                .map_or_else(|| sh.candidate.clone(), |(_, b)| b);
+            sh.pending_confirm = Some((std::time::Instant::now() + after, before));
+            sh.pending_session = sh.config_session.take();
+            sh.config_mode = false;
+            sh.section = None;
+            return After::Prompt;
         }
     }
     if matches(line, "end").is_some() {

@@ -194,6 +194,8 @@ pub struct Shell {
     pub(crate) section: Option<(usize, String)>,
     /// A Junos `commit confirmed`: when it rolls back, and to what.
     pub(crate) pending_confirm: Option<(std::time::Instant, RunningConfig)>,
+    /// The EOS session committed with a timer, until confirmed or rolled back.
+    pub(crate) pending_session: Option<String>,
     /// Junos commits, the latest last: who and how (`show system commit`).
     pub(crate) commits: Vec<String>,
     /// An EOS configuration session (`configure session NAME`): its name. While it is open,
@@ -233,6 +235,7 @@ impl Shell {
             section: None,
             config_session: None,
             pending_confirm: None,
+            pending_session: None,
             commits: Vec::new(),
             sub: None,
             paging: true,
@@ -338,6 +341,7 @@ impl Shell {
             self.running = before.clone();
             self.startup = before.clone();
             self.candidate = before;
+            self.pending_session = None;
             self.commits
                 .push("by root via other (commit confirmed timed out: rolled back)".into());
         }

@@ -1156,22 +1156,25 @@ async fn a_dry_run_returns_the_devices_diff_and_changes_nothing() {
     );
 }
 
-/// Whether device `i`'s Junos configuration holds `line`.
-async fn shows(c: &TestCluster, i: usize, line: &str) -> bool {
-    let (job, _) = run(c, c.request(i, &["show configuration"])).await;
+/// Whether device `i`'s configuration (shown by `show`) holds `line`.
+async fn shows(c: &TestCluster, i: usize, show: &str, line: &str) -> bool {
+    let mut r = c.request(i, &[show]);
+    r.enable_mode = c.device(i).device_type == "arista_eos";
+    let (job, _) = run(c, r).await;
     job.results[0].output.contains(line)
 }
 
-/// `confirm_within_seconds` commits with Junos's `commit confirmed` timer (devsim's minute
-/// hurried to 1.5 s): confirmed by a `confirm_commit` job, the change stays past the timer;
-/// left alone, the device rolls it back by itself, and a late confirmation says nothing is
-/// pending. Refused where it cannot apply.
+/// `confirm_within_seconds` commits with the device's timer (Junos `commit confirmed`, EOS
+/// `commit timer` in a configuration session; devsim's minute hurried to 1.5 s): confirmed by
+/// a `confirm_commit` job, the change stays past the timer; left alone, the device rolls it
+/// back by itself, and a late confirmation says nothing is pending. Refused where it cannot
+/// apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirmed_commit_rolls_back_by_itself_unless_confirmed() {
     let c = TestCluster::start(Options {
         devsim: vec![
             "--devices".into(),
-            "juniper_junos=1,cisco_ios=1".into(),
+            "juniper_junos=1,arista_eos=1,cisco_ios=1".into(),
             "--confirm-minute-ms".into(),
             "1500".into(),
         ],
@@ -1179,76 +1182,92 @@ async fn a_confirmed_commit_rolls_back_by_itself_unless_confirmed() {
     })
     .await
     .unwrap();
-    let junos = (0..2)
-        .find(|&i| c.device(i).device_type == "juniper_junos")
-        .unwrap();
-    let ios = 1 - junos;
-    let push = |line: &str| {
-        let mut r = c.request(junos, &[]);
-        r.config = vec![line.into()];
-        r.confirm_within_seconds = 30;
-        r
-    };
-    let confirm = || {
-        let mut r = c.request(junos, &[]);
-        r.confirm_commit = true;
-        r
-    };
+    let device = |t: &str| (0..3).find(|&i| c.device(i).device_type == t).unwrap();
+    for (t, show, kept, dropped) in [
+        (
+            "juniper_junos",
+            "show configuration",
+            "set system ntp server 192.0.2.61",
+            "set system ntp server 192.0.2.62",
+        ),
+        (
+            "arista_eos",
+            "show running-config",
+            "ntp server 192.0.2.61",
+            "ntp server 192.0.2.62",
+        ),
+    ] {
+        let i = device(t);
+        let enable = t == "arista_eos";
+        let push = |line: &str| {
+            let mut r = c.request(i, &[]);
+            r.config = vec![line.into()];
+            r.confirm_within_seconds = 30;
+            r.enable_mode = enable;
+            r
+        };
+        let confirm = || {
+            let mut r = c.request(i, &[]);
+            r.confirm_commit = true;
+            r.enable_mode = enable;
+            r
+        };
+        let (job, _) = run(&c, push(kept)).await;
+        assert_eq!(
+            (job.status(), job.commit_confirm.as_str()),
+            (JobStatus::Succeeded, "pending"),
+            "{t}: {job:?}"
+        );
+        let committed = Instant::now();
+        let (job, _) = run(&c, confirm()).await;
+        assert_eq!(
+            (job.status(), job.commit_confirm.as_str()),
+            (JobStatus::Succeeded, "confirmed"),
+            "{t}: {job:?}"
+        );
+        // Past the timer (Junos: a minute, 1.5 s here; EOS: 30 s, 0.75 s), the change stays.
+        while committed.elapsed() < Duration::from_millis(2000) {
+            assert!(
+                shows(&c, i, show, kept).await,
+                "{t}: a confirmed commit was rolled back"
+            );
+        }
 
-    let kept = "set system ntp server 192.0.2.61";
-    let (job, _) = run(&c, push(kept)).await;
-    assert_eq!(
-        (job.status(), job.commit_confirm.as_str()),
-        (JobStatus::Succeeded, "pending"),
-        "{job:?}"
-    );
-    let committed = Instant::now();
-    let (job, _) = run(&c, confirm()).await;
-    assert_eq!(
-        (job.status(), job.commit_confirm.as_str()),
-        (JobStatus::Succeeded, "confirmed"),
-        "{job:?}"
-    );
-    // Past the timer (1.5 s), the confirmed change is still there.
-    while committed.elapsed() < Duration::from_millis(2500) {
+        let (job, _) = run(&c, push(dropped)).await;
+        assert_eq!(job.commit_confirm, "pending", "{t}: {job:?}");
+        assert!(shows(&c, i, show, dropped).await, "{t}: committed at once");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while shows(&c, i, show, dropped).await {
+            assert!(
+                Instant::now() < deadline,
+                "{t}: not rolled back within 15 s"
+            );
+        }
         assert!(
-            shows(&c, junos, kept).await,
-            "a confirmed commit was rolled back"
+            shows(&c, i, show, kept).await,
+            "{t}: back to the confirmed configuration"
+        );
+        let (job, _) = run(&c, confirm()).await;
+        assert_eq!(
+            (job.status(), kind(&job)),
+            (JobStatus::Failed, "commit_failed"),
+            "{t}: {job:?}"
+        );
+        assert!(
+            job.error
+                .unwrap()
+                .message
+                .contains("no confirmed commit is pending")
         );
     }
 
-    let dropped = "set system ntp server 192.0.2.62";
-    let (job, _) = run(&c, push(dropped)).await;
-    assert_eq!(job.commit_confirm, "pending", "{job:?}");
-    assert!(shows(&c, junos, dropped).await, "committed at once");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while shows(&c, junos, dropped).await {
-        assert!(Instant::now() < deadline, "not rolled back within 15 s");
-    }
-    assert!(
-        shows(&c, junos, kept).await,
-        "the rollback returned to the confirmed configuration"
-    );
-    let (job, _) = run(&c, confirm()).await;
-    assert_eq!(
-        (job.status(), kind(&job)),
-        (JobStatus::Failed, "commit_failed"),
-        "{job:?}"
-    );
-    assert!(
-        job.error
-            .unwrap()
-            .message
-            .contains("no confirmed commit is pending")
-    );
-
-    let mut r = c.request(ios, &[]);
+    let mut r = c.request(device("cisco_ios"), &[]);
     r.config = vec!["ntp server 192.0.2.63".into()];
     r.confirm_within_seconds = 30;
     r.enable_mode = true;
     let (job, _) = run(&c, r).await;
     assert_eq!(kind(&job), "unsupported", "{job:?}");
-    let mut r = c.request(junos, &["show version"]);
+    let mut r = c.request(device("juniper_junos"), &["show version"]);
     r.confirm_within_seconds = 30;
     assert!(
         refused(&c, r)

@@ -350,7 +350,16 @@ async fn push_config(
     out: &mut JobOutcome,
 ) {
     let timeout = job.command_timeout;
-    if let Err(e) = s.enter_config(timeout).await {
+    // A timed commit may need its own way in (an EOS configuration session).
+    let timed_enter = job
+        .confirm_within
+        .and(s.platform().commit_confirmed.as_ref())
+        .map(|cc| cc.enter.clone());
+    let entered = match &timed_enter {
+        Some(enter) => s.enter_config_by(enter, timeout).await,
+        None => s.enter_config(timeout).await,
+    };
+    if let Err(e) = entered {
         out.error = Some(e);
         out.results.extend(skipped(lines));
         return;
@@ -520,19 +529,20 @@ async fn confirm_commit(s: &mut DeviceSession, timeout: Duration) -> Result<(), 
         )));
     };
     let history = s.command(&cc.pending, timeout).await?;
-    let latest = history
-        .output
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    if !cc.pending_pattern.is_match(latest) {
+    if !cc.pending_pattern.is_match(&history.output) {
+        let latest = history
+            .output
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
         return Err(SessionError::CommitFailed(format!(
             "no confirmed commit is pending (the device rolled it back, or none was made); \
-             its latest commit: {latest:?}"
+             {:?} shows: {latest:?}",
+            cc.pending
         )));
     }
-    s.enter_config(timeout).await?;
+    s.enter_config_by(&cc.enter, timeout).await?;
     let confirmed = s.commit_as(&cc.confirm, timeout).await;
     let left = s.exit_config(timeout).await;
     confirmed?;

@@ -110,23 +110,32 @@ pub struct ConfigMode {
 
 #[derive(Clone, Debug)]
 pub struct CommitConfirmed {
-    /// The commit with its timer: `{minutes}` (rounded up) or `{seconds}` is replaced.
+    /// Enters configuration mode for the timed push and for its confirmation (an EOS
+    /// configuration session); default: `config.enter`.
+    pub enter: String,
+    /// The commit with its timer: `{minutes}` (rounded up), `{seconds}` or `{hms}`
+    /// (hh:mm:ss) is replaced.
     pub command: String,
     /// Confirms it, in configuration mode.
     pub confirm: String,
-    /// Shows, outside configuration mode, the latest commit first...
+    /// Run outside configuration mode, its output...
     pub pending: String,
-    /// ...whose first line matches this while one waits for confirmation.
+    /// ...matches this while a commit waits for confirmation.
     pub pending_pattern: Regex,
 }
 
 impl CommitConfirmed {
     /// The commit command for a timer of `within`.
     pub fn command_for(&self, within: std::time::Duration) -> String {
-        let minutes = within.as_secs().div_ceil(60).max(1);
+        let s = within.as_secs();
+        let minutes = s.div_ceil(60).max(1);
         self.command
             .replace("{minutes}", &minutes.to_string())
-            .replace("{seconds}", &within.as_secs().to_string())
+            .replace("{seconds}", &s.to_string())
+            .replace(
+                "{hms}",
+                &format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60),
+            )
     }
 }
 

@@ -195,7 +195,10 @@ pub struct OutputDef {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommitConfirmedDef {
-    /// The commit with its timer, with `{minutes}` or `{seconds}` in it.
+    /// Enters configuration mode for it; default: `config.enter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enter: Option<String>,
+    /// The commit with its timer, with `{minutes}`, `{seconds}` or `{hms}` in it.
     pub command: String,
     pub confirm: String,
     pub pending: String,
@@ -495,19 +498,26 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
     let commit_confirmed = match section(file, "commit_confirmed", &def.commit_confirmed)? {
         None => None,
         Some(c) => {
-            if config.as_ref().is_none_or(|m| m.commit.is_none()) {
-                return Err(err(
-                    "commit_confirmed",
-                    "needs config.commit: only a platform that commits can confirm".into(),
-                ));
-            }
-            if !c.command.contains("{minutes}") && !c.command.contains("{seconds}") {
+            let Some(cm) = &config else {
+                return Err(err("commit_confirmed", "needs a config section".into()));
+            };
+            if !["{minutes}", "{seconds}", "{hms}"]
+                .iter()
+                .any(|p| c.command.contains(p))
+            {
                 return Err(err(
                     "commit_confirmed.command",
-                    format!("must hold {{minutes}} or {{seconds}}, got {:?}", c.command),
+                    format!(
+                        "must hold {{minutes}}, {{seconds}} or {{hms}}, got {:?}",
+                        c.command
+                    ),
                 ));
             }
             Some(CommitConfirmed {
+                enter: match &c.enter {
+                    Some(e) => non_empty(file, "commit_confirmed.enter", e)?,
+                    None => cm.enter.clone(),
+                },
                 command: non_empty(file, "commit_confirmed.command", &c.command)?,
                 confirm: non_empty(file, "commit_confirmed.confirm", &c.confirm)?,
                 pending: non_empty(file, "commit_confirmed.pending", &c.pending)?,
