@@ -259,6 +259,20 @@ impl Generic {
                 }
                 return After::Prompt;
             }
+            if !k.compare.is_empty() && matches(line, k.compare).is_some() {
+                let (old, new) = (sh.running.render(" ", None), sh.candidate.render(" ", None));
+                let mut v: Vec<String> = new
+                    .iter()
+                    .filter(|l| !old.contains(l))
+                    .map(|l| format!("+{l}"))
+                    .collect();
+                v.extend(
+                    old.iter()
+                        .filter(|l| !new.contains(l))
+                        .map(|l| format!("-{l}")),
+                );
+                return sh.lines(v);
+            }
             if matches(line, k.abort).is_some() {
                 sh.candidate = sh.running.clone();
                 if !k.abort_text.is_empty() {

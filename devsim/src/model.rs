@@ -16,6 +16,9 @@ pub struct Prompts {
 #[derive(Debug)]
 pub struct Commit {
     pub command: &'static str,
+    /// Prints the candidate's changes to the running configuration (`+`/`-` lines); empty:
+    /// the device has no such command here.
+    pub compare: &'static str,
     pub text: &'static str,
     pub abort: &'static str,
     pub abort_text: &'static str,

@@ -110,6 +110,7 @@ pub(crate) static CISCO_XR: Model = Model {
         enter_text: "",
         commit: Some(Commit {
             command: "commit",
+            compare: "show commit changes diff",
             text: "",
             abort: "abort",
             abort_text: "",
@@ -459,6 +460,7 @@ pub(crate) static IPINFUSION_OCNOS: Model = Model {
         enter_text: "Enter configuration commands, one per line.  End with CNTL/Z.",
         commit: Some(Commit {
             command: "commit",
+            compare: "",
             text: "",
             abort: "abort",
             abort_text: "",

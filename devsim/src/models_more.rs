@@ -133,6 +133,7 @@ pub(crate) static PALOALTO_PANOS: Model = Model {
         words: &["set", "delete"],
         commit: Some(Commit {
             command: "commit",
+            compare: "show config diff",
             text: "Commit job 41 is in progress. Use Ctrl+C to return to command prompt\n..55%...100%\nConfiguration committed successfully",
             abort: "revert config",
             abort_text: "Reverting configuration...",
@@ -156,6 +157,7 @@ const VYOS_CONFIG: ConfigModel = ConfigModel {
     words: &["set", "delete"],
     commit: Some(Commit {
         command: "commit",
+        compare: "compare",
         text: "",
         abort: "discard",
         abort_text: "  Changes have been discarded",
@@ -239,6 +241,7 @@ pub(crate) static HUAWEI_VRPV8: Model = Model {
         words: VRP_WORDS,
         commit: Some(Commit {
             command: "commit",
+            compare: "display configuration candidate changes",
             text: "",
             abort: "abort",
             abort_text: "",
@@ -347,6 +350,7 @@ pub(crate) static NOKIA_SROS: Model = Model {
         words: &["/configure", "delete"],
         commit: Some(Commit {
             command: "commit",
+            compare: "compare",
             text: "",
             abort: "discard",
             abort_text: "",
@@ -393,6 +397,7 @@ pub(crate) static NOKIA_SRL: Model = Model {
         words: &["set", "delete"],
         commit: Some(Commit {
             command: "commit now",
+            compare: "diff",
             text: "All changes have been committed. Leaving candidate mode.",
             abort: "discard now",
             abort_text: "",
