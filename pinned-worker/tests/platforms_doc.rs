@@ -117,3 +117,65 @@ fn docs_platforms_md_lists_every_built_in_platform() {
         "docs/platforms.md is out of date; run NETPULSE_BLESS=1 cargo test -p pinned-worker --test platforms_doc"
     );
 }
+
+/// Each platform's name in ntc-templates (`ntc_templates`, else its own) is one the installed
+/// index knows, for every platform ntc-templates has templates for: a wrong mapping would make
+/// parsing by index fail on a whole family.
+#[test]
+fn platforms_find_their_ntc_templates() {
+    let dir = std::path::Path::new(pinned_worker::parse::DEFAULT_NTC_DIR);
+    let index = std::fs::read_to_string(dir.join("index")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; scripts/deps installs ntc-templates",
+            dir.display()
+        )
+    });
+    let index = netpulse_textfsm::Index::new(&index).unwrap();
+    let c = Catalog::builtin();
+    let mut covered = Vec::new();
+    let mut not = Vec::new();
+    for name in c.names() {
+        let Ok(p) = c.lookup(&name) else { continue };
+        if p.name != name || name == AUTODETECT {
+            continue;
+        }
+        if index.has_platform(&p.ntc_name) {
+            covered.push(name);
+        } else {
+            not.push(name);
+        }
+    }
+    println!(
+        "ntc-templates covers {} platforms; not: {}",
+        covered.len(),
+        not.join(", ")
+    );
+    // The families ntc-templates has templates for, each under the name it files them.
+    for must in [
+        "cisco_ios",
+        "cisco_xe",
+        "cisco_nxos",
+        "cisco_xr",
+        "cisco_asa",
+        "arista_eos",
+        "juniper_junos",
+        "huawei",
+        "huawei_vrpv8",
+        "hp_comware",
+        "hp_procurve",
+        "aruba_osswitch",
+        "paloalto_panos",
+        "fortinet",
+        "linux",
+        "mikrotik_routeros",
+        "nokia_sros",
+        "vyos",
+        "extreme_vsp",
+        "extreme_netiron",
+    ] {
+        assert!(
+            covered.iter().any(|c| c == must),
+            "{must} finds no ntc-templates"
+        );
+    }
+}

@@ -68,6 +68,11 @@ impl Index {
         Ok(Index { rows })
     }
 
+    /// Whether any row names templates for `platform`.
+    pub fn has_platform(&self, platform: &str) -> bool {
+        self.rows.iter().any(|r| r.platform.is_match(platform))
+    }
+
     /// The template files that parse `command` on `platform`, if the index has them.
     pub fn find(&self, platform: &str, command: &str) -> Option<&[String]> {
         self.rows
