@@ -479,23 +479,6 @@ impl Login {
 
 /// `NAME=VALUE` pairs as template variables: JSON where the value parses as JSON, else text.
 fn template_vars(vars: &[String]) -> anyhow::Result<prost_types::Struct> {
-    fn value(j: serde_json::Value) -> prost_types::Value {
-        use prost_types::value::Kind;
-        use serde_json::Value as J;
-        let kind = match j {
-            J::Null => Kind::NullValue(0),
-            J::Bool(b) => Kind::BoolValue(b),
-            J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-            J::String(s) => Kind::StringValue(s),
-            J::Array(a) => Kind::ListValue(prost_types::ListValue {
-                values: a.into_iter().map(value).collect(),
-            }),
-            J::Object(o) => Kind::StructValue(prost_types::Struct {
-                fields: o.into_iter().map(|(k, v)| (k, value(v))).collect(),
-            }),
-        };
-        prost_types::Value { kind: Some(kind) }
-    }
     let mut fields = std::collections::BTreeMap::new();
     for v in vars {
         let Some((name, text)) = v.split_once('=') else {
@@ -503,7 +486,7 @@ fn template_vars(vars: &[String]) -> anyhow::Result<prost_types::Struct> {
         };
         let parsed = serde_json::from_str(text)
             .unwrap_or_else(|_| serde_json::Value::String(text.to_string()));
-        fields.insert(name.to_string(), value(parsed));
+        fields.insert(name.to_string(), netpulse_proto::json::to_value(&parsed));
     }
     Ok(prost_types::Struct { fields })
 }

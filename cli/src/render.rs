@@ -39,7 +39,7 @@ pub fn job_json(j: &Job) -> Value {
                 "error": r.error, "duration_ms": r.duration_ms,
             });
             if let Some(rows) = &r.parsed {
-                c["parsed"] = list_json(rows);
+                c["parsed"] = netpulse_proto::json::from_list(rows);
             }
             if !r.parse_error.is_empty() {
                 c["parse_error"] = json!(r.parse_error);
@@ -58,28 +58,6 @@ pub fn job_json(j: &Job) -> Value {
         "started_unix_ms": j.started_unix_ms,
         "ended_unix_ms": j.ended_unix_ms,
     })
-}
-
-/// Parsed rows (a protobuf ListValue) as plain JSON.
-fn list_json(l: &prost_types::ListValue) -> Value {
-    Value::Array(l.values.iter().map(value_json).collect())
-}
-
-fn value_json(v: &prost_types::Value) -> Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => json!(b),
-        Some(Kind::NumberValue(n)) => json!(n),
-        Some(Kind::StringValue(s)) => json!(s),
-        Some(Kind::ListValue(l)) => list_json(l),
-        Some(Kind::StructValue(s)) => Value::Object(
-            s.fields
-                .iter()
-                .map(|(k, v)| (k.clone(), value_json(v)))
-                .collect(),
-        ),
-    }
 }
 
 pub fn node_json(n: &Node) -> Value {
@@ -117,7 +95,8 @@ pub fn job_text(j: &Job) -> String {
             out.push_str(&format!("error: {}\n", r.error));
         }
         if let Some(rows) = &r.parsed {
-            let text = serde_json::to_string_pretty(&list_json(rows)).unwrap_or_default();
+            let text = serde_json::to_string_pretty(&netpulse_proto::json::from_list(rows))
+                .unwrap_or_default();
             out.push_str(&format!("## parsed ({} rows)\n{text}\n", rows.values.len()));
         }
         if !r.parse_error.is_empty() {

@@ -91,7 +91,7 @@ pub struct ManagerConfig {
     #[arg(
         long,
         env = "NETPULSE_NTC_TEMPLATES_DIR",
-        default_value = "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates"
+        default_value = netpulse_textfsm::NTC_TEMPLATES_DIR
     )]
     pub ntc_templates_dir: std::path::PathBuf,
     /// TextFSM templates that `ParseOutput` requests name by file.

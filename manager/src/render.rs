@@ -15,7 +15,6 @@ use netpulse_proto::api::{ConfigTemplate, ExecuteRequest, RenderTemplateResponse
 
 use crate::error::ApiError;
 
-const MAX_TEMPLATE_BYTES: usize = 64 << 10;
 /// Roughly instructions of the template machine: ample for any configuration, finite.
 const FUEL: u64 = 2_000_000;
 
@@ -37,27 +36,12 @@ fn invalid(m: String) -> ApiError {
 fn source(t: &ConfigTemplate, dir: Option<&Path>, at: &str) -> Result<String, ApiError> {
     match (t.inline_template.is_empty(), t.template_name.is_empty()) {
         (false, true) => {
-            if t.inline_template.len() > MAX_TEMPLATE_BYTES {
-                return Err(invalid(format!(
-                    "{at}.inline_template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
-                    t.inline_template.len()
-                )));
-            }
+            netpulse_model::template_size(at, &t.inline_template)?;
             Ok(t.inline_template.clone())
         }
         (true, false) => {
             let name = &t.template_name;
-            let ok = name.len() <= 128
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if !ok {
-                return Err(invalid(format!(
-                    "{at}.template_name is a file name in the manager's templates directory: \
-                     1..=128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'; got {name:?}"
-                )));
-            }
+            netpulse_model::template_name(at, "manager's", name)?;
             let Some(dir) = dir else {
                 return Err(ApiError::FailedPrecondition(format!(
                     "{at}.template_name {name:?}: this manager has no --config-templates-dir"
@@ -95,7 +79,11 @@ pub fn render(
         .into_iter()
         .filter(|v| !globals.contains(v))
         .collect();
-    let given = json(t.variables.as_ref());
+    let given = t
+        .variables
+        .as_ref()
+        .map(netpulse_proto::json::from_struct)
+        .unwrap_or_default();
     let missing: Vec<String> = variables
         .iter()
         .filter(|v| given.get(v.as_str()).is_none())
@@ -155,31 +143,6 @@ fn describe(e: &minijinja::Error) -> String {
         s.push_str(&format!(" (template line {line})"));
     }
     s
-}
-
-fn json(s: Option<&prost_types::Struct>) -> serde_json::Map<String, serde_json::Value> {
-    s.map(|s| {
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value(v)))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn value(v: &prost_types::Value) -> serde_json::Value {
-    use prost_types::value::Kind;
-    use serde_json::Value as J;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => J::Null,
-        Some(Kind::BoolValue(b)) => J::Bool(*b),
-        // Whole numbers stay integers, so `{{ vlan }}` renders 10, not 10.0.
-        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9e15 => J::from(*n as i64),
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
-        Some(Kind::StringValue(s)) => J::String(s.clone()),
-        Some(Kind::ListValue(l)) => J::Array(l.values.iter().map(value).collect()),
-        Some(Kind::StructValue(s)) => J::Object(json(Some(s))),
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,32 @@ const MAX_PATTERN_SIZE: usize = 1 << 20;
 const MAX_ANSWERS: usize = 16;
 const MAX_TEMPLATE_BYTES: usize = 64 << 10;
 
+/// Checks `{at}.template_name`: a plain file name in `whose` templates directory, never a path.
+pub fn template_name(at: &str, whose: &str, n: &str) -> Result<(), ModelError> {
+    let ok = n.len() <= 128
+        && !n.starts_with('.')
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{at}.template_name is a file name in the {whose} templates directory: \
+         1..=128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'; got {n:?}"
+    )))
+}
+
+/// Checks the size of `{at}.inline_template`.
+pub fn template_size(at: &str, t: &str) -> Result<(), ModelError> {
+    if t.len() > MAX_TEMPLATE_BYTES {
+        return Err(invalid(format!(
+            "{at}.inline_template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
+            t.len()
+        )));
+    }
+    Ok(())
+}
+
 /// How a command's output is parsed into rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parse {
@@ -38,27 +64,12 @@ impl Parse {
             [false, false, false] => return Ok(None),
             [true, false, false] => Parse::NtcIndex,
             [false, true, false] => {
-                let n = &p.template_name;
-                let ok = n.len() <= 128
-                    && !n.starts_with('.')
-                    && n.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-                if !ok {
-                    return Err(invalid(format!(
-                        "{at}.template_name is a file name in the agent's templates directory: \
-                         1..=128 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'; got {n:?}"
-                    )));
-                }
-                Parse::Named(n.clone())
+                template_name(at, "agent's", &p.template_name)?;
+                Parse::Named(p.template_name.clone())
             }
             [false, false, true] => {
                 let t = &p.inline_template;
-                if t.len() > MAX_TEMPLATE_BYTES {
-                    return Err(invalid(format!(
-                        "{at}.inline_template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
-                        t.len()
-                    )));
-                }
+                template_size(at, t)?;
                 netpulse_textfsm::Template::new(t).map_err(|e| {
                     invalid(format!(
                         "{at}.inline_template is not a valid TextFSM template: {e}"
@@ -123,26 +134,9 @@ pub fn pattern(name: &str, s: &str) -> Result<(), ModelError> {
 
 /// Parsed rows as the public API carries them: one object per record.
 pub fn rows(table: &netpulse_textfsm::Table) -> prost_types::ListValue {
-    use prost_types::{ListValue, Struct, Value, value::Kind};
-    fn value(j: &serde_json::Value) -> Value {
-        use serde_json::Value as J;
-        let kind = match j {
-            J::Null => Kind::NullValue(0),
-            J::Bool(b) => Kind::BoolValue(*b),
-            J::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
-            J::String(s) => Kind::StringValue(s.clone()),
-            J::Array(a) => Kind::ListValue(ListValue {
-                values: a.iter().map(value).collect(),
-            }),
-            J::Object(o) => Kind::StructValue(Struct {
-                fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
-            }),
-        };
-        Value { kind: Some(kind) }
-    }
-    match value(&table.to_json()).kind {
-        Some(Kind::ListValue(l)) => l,
-        _ => ListValue::default(),
+    match netpulse_proto::json::to_value(&table.to_json()).kind {
+        Some(prost_types::value::Kind::ListValue(l)) => l,
+        _ => prost_types::ListValue::default(),
     }
 }
 

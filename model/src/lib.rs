@@ -20,7 +20,7 @@ mod outcome;
 mod request;
 mod secret;
 
-pub use command::{CommandSpec, Parse, pattern, rows};
+pub use command::{CommandSpec, Parse, pattern, rows, template_name, template_size};
 pub use connection::{Connection, JumpHost, SessionOptions};
 pub use device::DeviceKey;
 pub use dispatch::AgentJob;

@@ -11,8 +11,7 @@ use netpulse_model::Parse;
 use netpulse_textfsm::Library;
 use prost_types::ListValue;
 
-/// Where ntc-templates is installed by `scripts/deps` and the container image.
-pub const DEFAULT_NTC_DIR: &str = "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates";
+pub use netpulse_textfsm::NTC_TEMPLATES_DIR as DEFAULT_NTC_DIR;
 
 static LIBRARY: OnceLock<Mutex<Library>> = OnceLock::new();
 

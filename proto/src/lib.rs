@@ -5,6 +5,7 @@
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
 pub mod frame;
+pub mod json;
 
 /// Every message of every package, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use netpulse_textfsm::{Index, Template, parse_joined};
 
-const DEFAULT_DIR: &str = "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates";
-
 /// The output as IOS prints it for 48 access ports.
 fn show_interfaces(ports: usize) -> String {
     let mut s = String::new();
@@ -62,7 +60,7 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
 fn main() {
     let dir = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| DEFAULT_DIR.into());
+        .unwrap_or_else(|| netpulse_textfsm::NTC_TEMPLATES_DIR.into());
     let dir = std::path::Path::new(&dir);
     let index = Index::new(&std::fs::read_to_string(dir.join("index")).expect("the index"))
         .expect("a valid index");

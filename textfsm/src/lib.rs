@@ -13,6 +13,10 @@ mod index;
 mod library;
 mod template;
 
+/// Where ntc-templates' templates and index are installed (by `scripts/deps` and the image).
+pub const NTC_TEMPLATES_DIR: &str =
+    "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates";
+
 pub use index::{Index, parse_joined};
 pub use library::{Library, LibraryError, Source};
 pub use template::Template;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-const DIR: &str = "/usr/local/share/netpulse/ntc-templates/ntc_templates/templates";
+use netpulse_textfsm::NTC_TEMPLATES_DIR as DIR;
 
 #[test]
 fn every_installed_ntc_template_compiles_and_the_index_reads() {
