@@ -106,7 +106,14 @@ pub struct Options {
     pub tls: Option<std::sync::Arc<crate::tls::TestPki>>,
     /// Managers and agents export traces to this OTLP/HTTP endpoint.
     pub otlp: Option<String>,
+    /// The managers' shared `--secrets-key-file` line (`<id>:<hex>`), so replicas can adopt
+    /// each other's jobs with their credentials; None keeps credentials in memory only.
+    pub secrets_key: Option<String>,
 }
+
+/// The key `Options::default()` gives the managers.
+pub const TEST_SECRETS_KEY: &str =
+    "test-1:5e1f0c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
 
 impl Default for Options {
     fn default() -> Self {
@@ -127,6 +134,7 @@ impl Default for Options {
             base_port: None,
             metrics: false,
             tls: None,
+            secrets_key: Some(TEST_SECRETS_KEY.into()),
             otlp: None,
         }
     }
@@ -299,6 +307,11 @@ impl TestCluster {
             .args(["--log", &self.opts.manager_log])
             .args(&self.opts.manager_args)
             .env_clear();
+        if let Some(key) = &self.opts.secrets_key {
+            let file = self.dir.join("secrets-key");
+            std::fs::write(&file, key)?;
+            cmd.arg("--secrets-key-file").arg(file);
+        }
         if !self.opts.tokens.is_empty() {
             let tokens = self.dir.join("tokens");
             std::fs::write(&tokens, self.opts.tokens.join("\n"))?;

@@ -125,6 +125,11 @@ impl Etcd {
     }
 
     /// Kills etcd (an outage); `start_again` brings it back with the same data and ports.
+    /// Everything etcd keeps on disk: its write-ahead log, snapshots and database.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.clone()
+    }
+
     pub async fn stop(&mut self) {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;

@@ -60,6 +60,11 @@ pub struct ManagerConfig {
         hide_env_values = true
     )]
     pub api_tokens: Vec<String>,
+    /// The managers' shared keys for the device credentials of jobs in etcd: lines of
+    /// `<key id>:<64 hex digits>`, the first sealing (docs/manager.md). Without it, credentials
+    /// stay in memory and a replica that adopts a dead one's unfinished jobs fails them.
+    #[arg(long, env = "NETPULSE_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// Most commands or config lines per job.
     #[arg(long, env = "NETPULSE_MAX_LINES", default_value_t = 1000)]
     pub max_lines: usize,
@@ -256,6 +261,15 @@ impl ManagerConfig {
         Ok(())
     }
 
+    /// Seals credentials with the keys of --secrets-key-file, or keeps them in memory.
+    pub fn sealer(&self) -> Result<crate::sealing::Sealer, String> {
+        let keys = match &self.secrets_key_file {
+            Some(f) => Some(crate::sealing::Keys::load(f)?),
+            None => None,
+        };
+        Ok(crate::sealing::Sealer::new(keys))
+    }
+
     pub fn manager_id(&self) -> String {
         self.manager_id
             .clone()
@@ -297,6 +311,7 @@ impl ManagerConfig {
                 config_templates_dir: self.config_templates_dir.clone(),
                 ntc_templates_dir: self.ntc_templates_dir.clone(),
                 templates_dir: self.templates_dir.clone(),
+                sealer: Default::default(),
             },
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),

@@ -35,6 +35,7 @@ pub mod record;
 pub mod recovery;
 pub mod render;
 pub mod scheduler;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod shed;

@@ -26,6 +26,13 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    let sealer = match cfg.sealer() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("manager: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let tls = match cfg.tls() {
         Ok(t) => t,
         Err(e) => {
@@ -53,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    match rt.block_on(run(cfg, tokens, tls)) {
+    match rt.block_on(run(cfg, tokens, tls, sealer)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "manager failed");
@@ -67,7 +74,12 @@ type Tls = (
     Option<tonic::transport::ClientTlsConfig>,
 );
 
-async fn run(cfg: ManagerConfig, tokens: Vec<String>, tls: Tls) -> anyhow::Result<()> {
+async fn run(
+    cfg: ManagerConfig,
+    tokens: Vec<String>,
+    tls: Tls,
+    sealer: manager::sealing::Sealer,
+) -> anyhow::Result<()> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
@@ -78,6 +90,7 @@ async fn run(cfg: ManagerConfig, tokens: Vec<String>, tls: Tls) -> anyhow::Resul
     let shutdown = CancellationToken::new();
     let mut server_cfg = cfg.server(manager_id, tokens);
     (server_cfg.tls, server_cfg.agent_tls) = tls;
+    server_cfg.scheduler.sealer = sealer;
     let mut server = tokio::spawn(manager::server::run(
         server_cfg,
         etcd,

@@ -6,14 +6,18 @@
 //! is dispatched again to the node it was on: the agent never runs a job id twice (it answers
 //! with the job's events or its recent result). A job that was running is only looked up
 //! (`resume_only`); if its node is gone, it fails. A replica that finds one of its own jobs
-//! owned by another manager (its lease lapsed and the job was adopted) lets it go.
+//! owned by another manager (its lease lapsed and the job was adopted) lets it go. A job whose
+//! credentials do not open (`sealing`: held in the dead owner's memory, or sealed with a key
+//! this replica lacks) fails `credentials_unavailable`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
-use netpulse_proto::api::{Job, JobStatus};
+use netpulse_proto::agent::CancelJob;
+use netpulse_proto::agent::manager_message::Msg;
+use netpulse_proto::api::{ExecuteRequest, Job, JobStatus};
 use netpulse_proto::manager::ActiveJob;
 use prost::Message;
 use tokio::sync::watch;
@@ -24,8 +28,9 @@ use tracing::{info, warn};
 use crate::error::ApiError;
 use crate::record::is_final;
 use crate::scheduler::Scheduler;
+use crate::sealing::Unsealed;
 use crate::table::Active;
-use netpulse_model::JobRequest;
+use netpulse_model::{ErrorKind, JobRequest};
 
 pub(crate) fn managers_prefix(prefix: &str) -> String {
     format!("{}/managers/", prefix.trim_end_matches('/'))
@@ -112,6 +117,8 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
             }
             continue;
         }
+        // Opened before the entry names this replica: an error names the owner that died.
+        let request = s.cfg.sealer.request(&id, &rec);
         rec.manager_id = s.cfg.manager_id.clone();
         let key = kv.key().to_vec();
         let txn = Txn::new()
@@ -126,7 +133,7 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
             .map_err(|_| unavailable("timed out".into()))?
             .map_err(|e| unavailable(e.to_string()))?
             .succeeded();
-        if won && adopt(s, &id, rec).await? {
+        if won && adopt(s, &id, rec, request).await? {
             adopted += 1;
         }
     }
@@ -136,9 +143,20 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
     Ok(adopted)
 }
 
-async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, ApiError> {
+async fn adopt(
+    s: &Arc<Scheduler>,
+    id: &str,
+    rec: ActiveJob,
+    request: Result<ExecuteRequest, Unsealed>,
+) -> Result<bool, ApiError> {
     let job: Option<Job> = s.store.get(id).await?;
-    let wire = rec.request.unwrap_or_default();
+    let wire = match request {
+        Ok(wire) => wire,
+        Err(e) => {
+            fail_unopened(s, id, job, &rec, e).await?;
+            return Ok(false);
+        }
+    };
     let request = JobRequest::from_wire(wire.clone(), &s.cfg.limits);
     let (job, request) = match (job, request) {
         (Some(j), Ok(r)) if !is_final(j.status()) => (j, r),
@@ -199,4 +217,40 @@ async fn adopt(s: &Arc<Scheduler>, id: &str, rec: ActiveJob) -> Result<bool, Api
         }
     }
     Ok(true)
+}
+
+/// Ends an adopted job whose credentials cannot be put back: without them it cannot be
+/// dispatched again, and leaving it queued would only let it expire with a less useful reason.
+/// Its node, which may still hold it, is told to cancel it, so it does not run unrecorded.
+async fn fail_unopened(
+    s: &Arc<Scheduler>,
+    id: &str,
+    job: Option<Job>,
+    rec: &ActiveJob,
+    why: Unsealed,
+) -> Result<(), ApiError> {
+    let mut ops = vec![crate::store::Op::Delete {
+        key: s.store.active_key(id),
+    }];
+    if let Some(mut job) = job.filter(|j| !is_final(j.status())) {
+        warn!(job_id = %id, error = %why, "an adopted job cannot run without its credentials");
+        if !rec.node_id.is_empty() {
+            let cancel = CancelJob { job_id: id.into() };
+            let _ = s.cluster.send(&rec.node_id, Msg::Cancel(cancel));
+        }
+        crate::record::ended(
+            &mut job,
+            JobStatus::Failed,
+            ErrorKind::CredentialsUnavailable,
+            why.to_string(),
+        );
+        let ttl = rec.request.as_ref().map_or(0, |r| r.result_ttl_seconds);
+        let ttl = Duration::from_secs(if ttl == 0 {
+            3600
+        } else {
+            u64::from(ttl.min(604_800))
+        });
+        ops.insert(0, s.store.job_op(job, Some(ttl)));
+    }
+    s.store.write(ops).await
 }

@@ -53,6 +53,8 @@ pub struct SchedulerConfig {
     /// The TextFSM templates `ParseOutput` uses.
     pub ntc_templates_dir: std::path::PathBuf,
     pub templates_dir: Option<std::path::PathBuf>,
+    /// How credentials are kept in the jobs' active entries.
+    pub sealer: crate::sealing::Sealer,
 }
 
 pub struct Scheduler {
@@ -254,12 +256,11 @@ impl Scheduler {
     pub(crate) fn record_ops(&self, job: Job, wire: &ExecuteRequest, node: &str) -> Vec<Op> {
         let active = Op::Put {
             key: self.store.active_key(&job.id),
-            value: ActiveJob {
-                request: Some(wire.clone()),
-                manager_id: self.cfg.manager_id.clone(),
-                node_id: node.to_string(),
-            }
-            .encode_to_vec(),
+            value: self
+                .cfg
+                .sealer
+                .entry(&job.id, wire, &self.cfg.manager_id, node)
+                .encode_to_vec(),
             expires_in: None,
         };
         vec![self.store.job_op(job, None), active]

@@ -34,10 +34,13 @@ pub enum ErrorKind {
     QueueTimeout,
     /// The device refused the session: its lines or sessions were all in use.
     DeviceBusy,
+    /// The job's credentials could not be had: held only in the memory of a manager that
+    /// died, or sealed with a key this manager lacks.
+    CredentialsUnavailable,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownDeviceType,
         ErrorKind::ConnectFailed,
@@ -62,6 +65,7 @@ impl ErrorKind {
         ErrorKind::NodeLost,
         ErrorKind::QueueTimeout,
         ErrorKind::DeviceBusy,
+        ErrorKind::CredentialsUnavailable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +94,7 @@ impl ErrorKind {
             ErrorKind::NodeLost => "node_lost",
             ErrorKind::QueueTimeout => "queue_timeout",
             ErrorKind::DeviceBusy => "device_busy",
+            ErrorKind::CredentialsUnavailable => "credentials_unavailable",
         }
     }
 }
