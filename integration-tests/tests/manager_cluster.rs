@@ -75,7 +75,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
     tokio::spawn(node_agent::serve(
         agent.clone(),
         listener,
-        None,
+        Default::default(),
         serve_stop.clone(),
     ));
     let reg_stop = CancellationToken::new();
@@ -102,7 +102,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         etcd.client().await,
         "/np-cluster",
         "mgr-1".into(),
-        None,
+        Default::default(),
         tx,
         &tracker,
         shutdown.clone(),

@@ -1,6 +1,7 @@
-//! Mutual TLS on every link: clients to the manager and the manager to its agents. Jobs run
-//! end to end; plaintext, a client without a certificate and one signed by another CA are
-//! refused by the manager, and the agent refuses a manager without a certificate.
+//! Who may talk to whom. Mutual TLS on every link: clients to the manager and the manager to
+//! its agents. Jobs run end to end; plaintext, a client without a certificate and one signed
+//! by another CA are refused by the manager, and the agent refuses a manager without a
+//! certificate. Without TLS, agents take sessions only from managers with their token.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,5 +125,95 @@ async fn mutual_tls_on_the_api_and_the_agent_links() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "no client certificate: {out:?}");
+    c.shutdown().await;
+}
+
+/// Opens a session on the agent as a manager would, with `token` as its bearer token; the
+/// agent's first answer, or the refusal.
+async fn agent_session(agent: &str, token: Option<&str>) -> Result<(), tonic::Status> {
+    let channel = connect(agent, None).await.expect("the port answers");
+    let hello = ManagerMessage {
+        msg: Some(Msg::Hello(Hello {
+            manager_id: "intruder".into(),
+        })),
+    };
+    let mut req = tonic::Request::new(tokio_stream::iter([hello]));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let call = async {
+        let mut s = AgentServiceClient::new(channel)
+            .session(req)
+            .await?
+            .into_inner();
+        s.message().await.map(|_| ())
+    };
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("answered")
+}
+
+#[tokio::test]
+async fn agents_take_sessions_only_from_managers_with_their_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (accepted, presented) = (
+        dir.path().join("manager-tokens"),
+        dir.path().join("agent-token"),
+    );
+    // Rotation: the agent takes the old and the new token; the manager presents the new one.
+    std::fs::write(&accepted, "# old, then new\nold-7e1d\nnew-93fa\n").unwrap();
+    std::fs::write(&presented, "new-93fa\n").unwrap();
+    let mut c = TestCluster::start(Options {
+        agent_args: vec![
+            "--manager-tokens-file".into(),
+            accepted.display().to_string(),
+        ],
+        manager_args: vec!["--agent-token-file".into(), presented.display().to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The manager's link is open (the node shows), and a job runs through it.
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut req = c.request(0, &["show clock"]);
+    req.wait = true;
+    let j = jobs.execute(req).await.unwrap().into_inner();
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+
+    let agent = format!("http://{}", c.agents[0].addr);
+    for token in [None, Some("new-93f"), Some("guess")] {
+        let e = agent_session(&agent, token).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{token:?}: {e:?}");
+        assert!(e.message().contains("bearer token"), "{e:?}");
+    }
+    agent_session(&agent, Some("old-7e1d"))
+        .await
+        .expect("an accepted token opens a session");
+    // Probes reach the health service without a token.
+    let health =
+        tonic_health::pb::health_client::HealthClient::new(connect(&agent, None).await.unwrap())
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap();
+    assert_eq!(health.into_inner().status, 1, "SERVING");
+    assert!(!c.logs().contains("new-93fa"), "the token is never logged");
+
+    // A manager without the token gets no session: its node never shows.
+    c.opts.manager_args.clear();
+    let mut stray = c.spawn_manager("manager-2").unwrap();
+    let refused = async {
+        loop {
+            let log = std::fs::read_to_string(&stray.log).unwrap_or_default();
+            if log.contains("agent refused the session") && log.contains("bearer token") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), refused)
+        .await
+        .expect("manager-2's session is refused");
+    stray.kill9().await;
     c.shutdown().await;
 }

@@ -44,6 +44,14 @@ struct Link {
     stop: CancellationToken,
 }
 
+/// How this manager reaches agents: over TLS or not, and with the bearer token agents started
+/// with `--manager-tokens-file` require.
+#[derive(Clone, Default)]
+pub struct AgentAccess {
+    pub tls: Option<ClientTlsConfig>,
+    pub token: Option<netpulse_model::Secret>,
+}
+
 pub struct Cluster {
     nodes: watch::Receiver<Nodes>,
     links: Mutex<HashMap<String, Link>>,
@@ -55,7 +63,7 @@ impl Cluster {
         client: Client,
         prefix: &str,
         manager_id: String,
-        tls: Option<ClientTlsConfig>,
+        access: AgentAccess,
         events: mpsc::Sender<NodeEvent>,
         tracker: &TaskTracker,
         shutdown: CancellationToken,
@@ -73,7 +81,7 @@ impl Cluster {
         });
         let c = cluster.clone();
         let t = tracker.clone();
-        tracker.spawn(async move { c.reconcile(manager_id, tls, events, t, shutdown).await });
+        tracker.spawn(async move { c.reconcile(manager_id, access, events, t, shutdown).await });
         cluster
     }
 
@@ -100,7 +108,7 @@ impl Cluster {
     async fn reconcile(
         &self,
         manager_id: String,
-        tls: Option<ClientTlsConfig>,
+        access: AgentAccess,
         events: mpsc::Sender<NodeEvent>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
@@ -127,7 +135,7 @@ impl Cluster {
                     tracker.spawn(link(
                         rec.clone(),
                         manager_id.clone(),
-                        tls.clone(),
+                        access.clone(),
                         rx,
                         events.clone(),
                         stop.clone(),
@@ -247,11 +255,15 @@ async fn watch_nodes(
 async fn link(
     node: NodeRecord,
     manager_id: String,
-    tls: Option<ClientTlsConfig>,
+    access: AgentAccess,
     mut outbox: mpsc::Receiver<ManagerMessage>,
     events: mpsc::Sender<NodeEvent>,
     stop: CancellationToken,
 ) {
+    let AgentAccess { tls, token } = access;
+    // Checked printable at start-up (`read_tokens`), so it is a valid header value.
+    let bearer: Option<tonic::metadata::AsciiMetadataValue> =
+        token.and_then(|t| format!("Bearer {}", t.expose()).parse().ok());
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = if node.address.contains("://") {
         node.address.clone()
@@ -294,7 +306,11 @@ async fn link(
         if conn_tx.send(hello).await.is_err() {
             continue;
         }
-        let mut inbound = match client.session(ReceiverStream::new(conn_rx)).await {
+        let mut session = tonic::Request::new(ReceiverStream::new(conn_rx));
+        if let Some(b) = &bearer {
+            session.metadata_mut().insert("authorization", b.clone());
+        }
+        let mut inbound = match client.session(session).await {
             Ok(r) => r.into_inner(),
             Err(e) => {
                 warn!(node_id = %node.node_id, error = %e, "agent refused the session");

@@ -156,6 +156,10 @@ pub struct ManagerConfig {
     pub agent_tls_cert: Option<PathBuf>,
     #[arg(long, env = "NETPULSE_AGENT_TLS_KEY", requires = "agent_tls_cert")]
     pub agent_tls_key: Option<PathBuf>,
+    /// A file whose first line is the bearer token this manager presents to agents started
+    /// with --manager-tokens-file (with or without TLS).
+    #[arg(long, env = "NETPULSE_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9464; none by
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
@@ -262,7 +266,7 @@ impl ManagerConfig {
     }
 
     /// Seals credentials with the keys of --secrets-key-file, or keeps them in memory.
-    pub fn sealer(&self) -> Result<crate::sealing::Sealer, String> {
+    fn sealer(&self) -> Result<crate::sealing::Sealer, String> {
         let keys = match &self.secrets_key_file {
             Some(f) => Some(crate::sealing::Keys::load(f)?),
             None => None,
@@ -278,21 +282,39 @@ impl ManagerConfig {
 
     /// The configured tokens: the file's lines (blank lines and `#` comments skipped) and
     /// the flag's.
-    pub fn tokens(&self) -> std::io::Result<Vec<String>> {
+    fn tokens(&self) -> Result<Vec<String>, String> {
         let mut tokens: Vec<String> = self.api_tokens.clone();
         if let Some(f) = &self.api_tokens_file {
-            let text = std::fs::read_to_string(f)?;
-            tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(String::from),
-            );
+            tokens.extend(netpulse_proto::auth::read_tokens(f, "API tokens")?);
         }
         Ok(tokens)
     }
 
-    pub fn server(&self, manager_id: String, tokens: Vec<String>) -> ServerConfig {
+    /// The token this manager presents to agents (--agent-token-file: its first token).
+    fn agent_token(&self) -> Result<Option<netpulse_model::Secret>, String> {
+        let Some(f) = &self.agent_token_file else {
+            return Ok(None);
+        };
+        let tokens = netpulse_proto::auth::read_tokens(f, "agent token")?;
+        match tokens.into_iter().next() {
+            Some(t) => Ok(Some(netpulse_model::Secret::new(t))),
+            None => Err(format!(
+                "the agent token file {} holds no token",
+                f.display()
+            )),
+        }
+    }
+
+    /// The whole server configuration, with every file it names read (tokens, keys, TLS).
+    pub fn load(&self, manager_id: String) -> Result<ServerConfig, String> {
+        let mut cfg = self.server(manager_id, self.tokens()?);
+        (cfg.tls, cfg.agent_tls) = self.tls()?;
+        cfg.agent_token = self.agent_token()?;
+        cfg.scheduler.sealer = self.sealer()?;
+        Ok(cfg)
+    }
+
+    fn server(&self, manager_id: String, tokens: Vec<String>) -> ServerConfig {
         let call_timeout = Duration::from_secs(5);
         ServerConfig {
             etcd_endpoints: self.etcd_endpoints.clone(),
@@ -329,19 +351,17 @@ impl ManagerConfig {
             metrics_listen: self.metrics_listen,
             tls: None,
             agent_tls: None,
+            agent_token: None,
         }
     }
 
     /// The API's TLS and the agent links' TLS, read from their files.
-    pub fn tls(&self) -> Result<(Option<ServerTlsConfig>, Option<ClientTlsConfig>), String> {
-        let api = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(netpulse_proto::tls::server(
-                cert,
-                key,
-                self.tls_client_ca.as_deref(),
-            )?),
-            _ => None,
-        };
+    fn tls(&self) -> Result<(Option<ServerTlsConfig>, Option<ClientTlsConfig>), String> {
+        let api = netpulse_proto::tls::server_if(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )?;
         let agents = match &self.agent_tls_ca {
             Some(ca) => Some(netpulse_proto::tls::client(
                 ca,
@@ -373,4 +393,6 @@ pub struct ServerConfig {
     pub tls: Option<ServerTlsConfig>,
     /// Agent links over TLS (None: plaintext).
     pub agent_tls: Option<ClientTlsConfig>,
+    /// The bearer token presented to agents that require one.
+    pub agent_token: Option<netpulse_model::Secret>,
 }

@@ -20,7 +20,6 @@
 //! reflection, and `error` maps errors to gRPC codes in one place.
 
 pub mod admin;
-pub mod auth;
 pub mod bulk;
 pub mod cluster;
 pub mod config;

@@ -19,22 +19,10 @@ fn main() -> ExitCode {
         eprintln!("manager: {e}");
         return ExitCode::from(64);
     }
-    let tokens = match cfg.tokens() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("manager: cannot read the API tokens: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let sealer = match cfg.sealer() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("manager: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let tls = match cfg.tls() {
-        Ok(t) => t,
+    // Every file the flags name is read before anything starts: a bad one exits 64.
+    let manager_id = cfg.manager_id();
+    let server_cfg = match cfg.load(manager_id) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("manager: {e}");
             return ExitCode::from(64);
@@ -60,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    match rt.block_on(run(cfg, tokens, tls, sealer)) {
+    match rt.block_on(run(cfg, server_cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "manager failed");
@@ -69,28 +57,15 @@ fn main() -> ExitCode {
     }
 }
 
-type Tls = (
-    Option<tonic::transport::ServerTlsConfig>,
-    Option<tonic::transport::ClientTlsConfig>,
-);
-
-async fn run(
-    cfg: ManagerConfig,
-    tokens: Vec<String>,
-    tls: Tls,
-    sealer: manager::sealing::Sealer,
-) -> anyhow::Result<()> {
+async fn run(cfg: ManagerConfig, server_cfg: manager::config::ServerConfig) -> anyhow::Result<()> {
     let opts = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
     let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let manager_id = cfg.manager_id();
+    let manager_id = &server_cfg.scheduler.manager_id;
     info!(%manager_id, listen = %cfg.listen, "manager starting");
     let shutdown = CancellationToken::new();
-    let mut server_cfg = cfg.server(manager_id, tokens);
-    (server_cfg.tls, server_cfg.agent_tls) = tls;
-    server_cfg.scheduler.sealer = sealer;
     let mut server = tokio::spawn(manager::server::run(
         server_cfg,
         etcd,

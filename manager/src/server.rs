@@ -15,7 +15,6 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::admin::ClusterOps;
-use crate::auth::AuthLayer;
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::kv::EtcdKv;
@@ -26,6 +25,7 @@ use crate::scheduler::{Parts, Scheduler};
 use crate::service::Api;
 use crate::shed::ShedLayer;
 use crate::store::JobStore;
+use netpulse_proto::auth::AuthLayer;
 
 /// Agent events buffered between the links and the scheduler.
 const EVENT_BUFFER: usize = 65_536;
@@ -43,7 +43,10 @@ pub async fn run(
         etcd.clone(),
         &cfg.scheduler.prefix,
         cfg.scheduler.manager_id.clone(),
-        cfg.agent_tls.clone(),
+        crate::cluster::AgentAccess {
+            tls: cfg.agent_tls.clone(),
+            token: cfg.agent_token.clone(),
+        },
         events_tx,
         &tracker,
         shutdown.clone(),

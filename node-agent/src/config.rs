@@ -130,6 +130,10 @@ pub struct AgentConfig {
     /// Require managers to present a certificate signed by this CA (mutual TLS).
     #[arg(long, env = "NETPULSE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Take sessions only from managers presenting one of these bearer tokens (one per line;
+    /// the managers' --agent-token-file). With TLS or without; none: any client may.
+    #[arg(long, env = "NETPULSE_MANAGER_TOKENS_FILE")]
+    pub manager_tokens_file: Option<PathBuf>,
     /// Address of the Prometheus metrics endpoint (`GET /metrics`), e.g. 0.0.0.0:9465; none by
     /// default.
     #[arg(long, env = "NETPULSE_METRICS_LISTEN")]
@@ -160,14 +164,31 @@ impl AgentConfig {
         })
     }
 
-    /// The server's TLS, read from its files (None: plaintext).
-    pub fn tls(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, String> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                netpulse_proto::tls::server(cert, key, self.tls_client_ca.as_deref()).map(Some)
+    /// Who may open a session: the server's TLS (None: plaintext) and the managers' tokens,
+    /// read from their files.
+    pub fn access(&self) -> Result<crate::ServeAccess, String> {
+        let tls = netpulse_proto::tls::server_if(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )?;
+        let tokens = match &self.manager_tokens_file {
+            Some(f) => {
+                let t = netpulse_proto::auth::read_tokens(f, "manager tokens")?;
+                if t.is_empty() {
+                    return Err(format!(
+                        "the manager tokens file {} holds no token",
+                        f.display()
+                    ));
+                }
+                t
             }
-            _ => Ok(None),
-        }
+            None => Vec::new(),
+        };
+        Ok(crate::ServeAccess {
+            tls,
+            manager_tokens: netpulse_proto::auth::AuthLayer::new(tokens),
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {

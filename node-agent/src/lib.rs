@@ -54,7 +54,7 @@ pub enum RunError {
 /// `shutdown` drains jobs, stops the workers and revokes the lease.
 pub async fn run(
     cfg: AgentConfig,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    access: ServeAccess,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
@@ -63,7 +63,7 @@ pub async fn run(
     agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
     let serve_stop = CancellationToken::new();
     let registry_stop = CancellationToken::new();
-    let server = tokio::spawn(serve(agent.clone(), listener, tls, serve_stop.clone()));
+    let server = tokio::spawn(serve(agent.clone(), listener, access, serve_stop.clone()));
     // Scrapes are answered until the very end, so the drain can be watched.
     let metrics_stop = CancellationToken::new();
     let metrics = match cfg.metrics_listen {
@@ -123,6 +123,15 @@ pub async fn run(
     Ok(())
 }
 
+/// Who may open a session: managers over TLS (mutual when the TLS names a client CA) and, when
+/// tokens are set, only with one of them (`authorization: Bearer`; `UNAUTHENTICATED` without).
+/// The health service stays open to probes.
+#[derive(Clone, Default)]
+pub struct ServeAccess {
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub manager_tokens: netpulse_proto::auth::AuthLayer,
+}
+
 /// The health service name that is SERVING only while the node takes jobs (registered, not
 /// draining or fenced): Kubernetes readiness. The empty name is SERVING while the process
 /// serves at all: liveness.
@@ -133,7 +142,7 @@ pub const READY_SERVICE: &str = "netpulse.agent.v1.AgentService";
 pub async fn serve(
     agent: Arc<agent::Agent>,
     listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    access: ServeAccess,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let mut admission = agent.watch_admission();
@@ -161,11 +170,12 @@ pub async fn serve(
         }
     });
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
+    if let Some(tls) = access.tls {
         builder = builder.tls_config(tls)?;
     }
     let served = builder
         .tcp_nodelay(true)
+        .layer(access.manager_tokens)
         .add_service(health_svc)
         .add_service(svc)
         .serve_with_incoming_shutdown(

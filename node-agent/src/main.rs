@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use node_agent::config::{AgentConfig, LogFormat};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 // Many small, short-lived gRPC buffers per job: glibc malloc spent ~5% of the manager's CPU
 // consolidating them under load; mimalloc does not.
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         eprintln!("node-agent: {e}");
         return ExitCode::from(64);
     }
-    let tls = match cfg.tls() {
+    let access = match cfg.access() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("node-agent: {e}");
@@ -38,6 +38,11 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if cfg.manager_tokens_file.is_none() && cfg.tls_client_ca.is_none() {
+        warn!(
+            "any client that reaches --listen can run jobs: set --manager-tokens-file or --tls-client-ca"
+        );
+    }
     match cfg.platforms() {
         Ok(c) => {
             let c = pinned_worker::platform::install(c);
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
     };
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-        node_agent::run(cfg, tls, listener, signalled()).await
+        node_agent::run(cfg, access, listener, signalled()).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,7 +66,7 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
     tokio::spawn(node_agent::serve(
         agent.clone(),
         listener,
-        None,
+        Default::default(),
         stop.clone(),
     ));
     let mut client = AgentServiceClient::connect(format!("http://{addr}"))

@@ -4,6 +4,7 @@
 //! `pinned-worker` child over its stdin/stdout; `frame` reads and writes those frames.
 //! Each frame is a 4-byte big-endian length followed by one protobuf message.
 
+pub mod auth;
 pub mod frame;
 pub mod json;
 

@@ -25,6 +25,19 @@ pub fn server(
     Ok(tls)
 }
 
+/// [`server`] when both a certificate and a key are given (the flags require each other),
+/// else plaintext (None).
+pub fn server_if(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    client_ca: Option<&Path>,
+) -> Result<Option<ServerTlsConfig>, String> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => server(cert, key, client_ca).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// Trusts servers signed by `ca` (the system roots are not used) and presents `identity`
 /// (certificate, key) to servers that require one.
 pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientTlsConfig, String> {

@@ -1,5 +1,6 @@
 //! Bearer-token authentication as a tower layer in front of every gRPC service except the
 //! health service, which probes reach without a token. No tokens configured: auth is off.
+//! The manager's API checks clients' tokens with it, the agent checks managers' tokens.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -8,6 +9,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::body::Body;
+
+/// The tokens in a file: one per line, blank lines and `#` comments skipped (`what` names the
+/// file in the error). A token is printable ASCII without spaces, as an HTTP header carries it.
+pub fn read_tokens(path: &std::path::Path, what: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()))?;
+    let mut tokens = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "the {what} file {}, line {}: a token is printable ASCII without spaces",
+                path.display(),
+                n + 1
+            ));
+        }
+        tokens.push(line.to_string());
+    }
+    Ok(tokens)
+}
 
 /// Paths reachable without a token.
 const OPEN_PREFIX: &str = "/grpc.health.v1.Health/";
