@@ -3,7 +3,8 @@
 //! YAML is either a list of devices or `{defaults: {...}, devices: [...]}`; CSV has a header
 //! row naming its columns, and separates several commands (or config lines) in one cell with
 //! `;`. Fields: `host` (required), `port`, `username`, `password_env` (the name of an
-//! environment variable holding the password), `password`, `secret_env`, `device_type`,
+//! environment variable holding the password), `password`, `secret_env`, `credential_profile`
+//! or `vault_path` (credentials the agents resolve, in place of a password), `device_type`,
 //! `commands`, `config`. A field left out takes the default, then the command line's value.
 
 use std::path::Path;
@@ -22,6 +23,10 @@ pub struct Entry {
     pub password: Option<String>,
     pub password_env: Option<String>,
     pub secret_env: Option<String>,
+    /// A profile of the agents' --credential-profiles-dir.
+    pub credential_profile: Option<String>,
+    /// A Vault/OpenBao KV v2 secret under the `secret` mount.
+    pub vault_path: Option<String>,
     pub device_type: Option<String>,
     #[serde(default)]
     pub commands: Vec<String>,
@@ -85,7 +90,7 @@ fn parse_yaml(text: &str) -> anyhow::Result<Inventory> {
     Ok(
         match serde_yaml::from_str::<YamlInventory>(text).context(
             "expected a list of devices or {defaults: ..., devices: [...]}; device fields: host, \
-         port, username, password_env, password, secret_env, device_type, commands, config",
+         port, username, password_env, password, secret_env, credential_profile, vault_path, device_type, commands, config",
         )? {
             YamlInventory::List(devices) => Inventory {
                 defaults: Entry::default(),
@@ -111,6 +116,10 @@ struct CsvRow {
     #[serde(default)]
     secret_env: Option<String>,
     #[serde(default)]
+    credential_profile: Option<String>,
+    #[serde(default)]
+    vault_path: Option<String>,
+    #[serde(default)]
     device_type: Option<String>,
     #[serde(default)]
     commands: Option<String>,
@@ -127,7 +136,7 @@ fn parse_csv(text: &str) -> anyhow::Result<Inventory> {
         let row = row.with_context(|| {
             format!(
                 "row {}: columns are host, port, username, password_env, password, \
-                 secret_env, device_type, commands, config",
+                 secret_env, credential_profile, vault_path, device_type, commands, config",
                 i + 1
             )
         })?;
@@ -147,6 +156,8 @@ fn parse_csv(text: &str) -> anyhow::Result<Inventory> {
             password: some(row.password),
             password_env: some(row.password_env),
             secret_env: some(row.secret_env),
+            credential_profile: some(row.credential_profile),
+            vault_path: some(row.vault_path),
             device_type: some(row.device_type),
             commands: split(row.commands),
             config: split(row.config),

@@ -6,6 +6,7 @@
 //! token was missing or refused; 5 no such job, worker or node; 6 any other server error
 //! (`RESOURCE_EXHAUSTED`, `FAILED_PRECONDITION`, `INTERNAL`).
 
+mod credential;
 mod inventory;
 mod reach;
 mod render;
@@ -169,6 +170,8 @@ struct Login {
     device_type: Option<String>,
     #[command(flatten)]
     reach: reach::Reach,
+    #[command(flatten)]
+    credential: credential::CredentialFlags,
 }
 
 #[derive(Args, Debug)]
@@ -461,15 +464,16 @@ impl Login {
             ..Default::default()
         };
         self.reach.apply(&mut connection)?;
+        self.credential.apply(&mut connection)?;
         Ok(connection)
     }
 
-    /// One device's connection: it needs a password or a key.
+    /// One device's connection: it needs a password, a key or a credential reference.
     fn device(&self, host: String, port: u32) -> anyhow::Result<Connection> {
         let c = self.connection(host, port)?;
-        if c.password.is_empty() && c.private_key.is_empty() {
+        if c.password.is_empty() && c.private_key.is_empty() && c.credential.is_none() {
             anyhow::bail!(
-                "no device password: set {}, or give --password-file or --key-file",
+                "no device password: set {}, or give --password-file, --key-file, --credential-profile or --vault-path",
                 self.password_env
             );
         }
@@ -572,6 +576,25 @@ fn device_override(d: &Entry, defaults: &Entry) -> anyhow::Result<DeviceOverride
         Some(var) => secret_var(var)?,
         None => String::new(),
     };
+    use netpulse_proto::api::{CredentialRef, VaultSecret, credential_ref::Source};
+    let credential = match (
+        pick(&d.credential_profile, &defaults.credential_profile),
+        pick(&d.vault_path, &defaults.vault_path),
+    ) {
+        (p, v) if !p.is_empty() && !v.is_empty() => {
+            anyhow::bail!(
+                "{}: give credential_profile or vault_path, not both",
+                pick(&d.host, &None)
+            )
+        }
+        (p, _) if !p.is_empty() => Some(Source::Profile(p)),
+        (_, v) if !v.is_empty() => Some(Source::Vault(VaultSecret {
+            path: v,
+            ..Default::default()
+        })),
+        _ => None,
+    }
+    .map(|s| CredentialRef { source: Some(s) });
     let (commands, config) = if d.commands.is_empty() && d.config.is_empty() {
         (defaults.commands.clone(), defaults.config.clone())
     } else {
@@ -585,6 +608,7 @@ fn device_override(d: &Entry, defaults: &Entry) -> anyhow::Result<DeviceOverride
             password,
             device_type: pick(&d.device_type, &defaults.device_type),
             secret,
+            credential,
             ..Default::default()
         }),
         commands,

@@ -2,6 +2,7 @@
 //! addresses it serves, start `pinned-worker` processes and drive them with frames, summarise
 //! latency samples.
 
+pub mod bao;
 pub mod cluster;
 pub mod etcd;
 pub mod otlp;

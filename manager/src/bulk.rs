@@ -97,6 +97,14 @@ fn merge(c: &mut netpulse_proto::api::Connection, o: netpulse_proto::api::Connec
             *t = v
         }
     };
+    // A device's own credential reference replaces the template's credentials, inline or not.
+    if o.credential.is_some() {
+        c.credential = o.credential;
+        c.password.clear();
+        c.secret.clear();
+        c.private_key.clear();
+        c.private_key_passphrase.clear();
+    }
     text(&mut c.host, o.host);
     num(&mut c.port, o.port);
     text(&mut c.username, o.username);
@@ -171,5 +179,23 @@ mod tests {
             },
         );
         assert_eq!(c.jump_host, Some(bastion("192.0.2.200")), "replaced whole");
+        let profile = netpulse_proto::api::CredentialRef {
+            source: Some(netpulse_proto::api::credential_ref::Source::Profile(
+                "core".into(),
+            )),
+        };
+        merge(
+            &mut c,
+            Connection {
+                credential: Some(profile.clone()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(c.credential, Some(profile), "a device's reference");
+        assert_eq!(
+            (c.password.as_str(), c.private_key.as_str()),
+            ("", ""),
+            "replaces secrets"
+        );
     }
 }

@@ -65,6 +65,13 @@ pub struct ManagerConfig {
     /// stay in memory and a replica that adopts a dead one's unfinished jobs fails them.
     #[arg(long, env = "NETPULSE_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// Refuse requests that carry secrets inline: every job names connection.credential.
+    #[arg(long, env = "NETPULSE_REFUSE_INLINE_SECRETS")]
+    pub refuse_inline_secrets: bool,
+    /// The vault prefixes (`<mount>/<path>`, comma-separated) requests may name, as the
+    /// agents' --vault-allowed-paths: others are refused PERMISSION_DENIED at submit.
+    #[arg(long, env = "NETPULSE_VAULT_ALLOWED_PATHS", value_delimiter = ',')]
+    pub vault_allowed_paths: Vec<String>,
     /// Most commands or config lines per job.
     #[arg(long, env = "NETPULSE_MAX_LINES", default_value_t = 1000)]
     pub max_lines: usize,
@@ -334,6 +341,15 @@ impl ManagerConfig {
                 ntc_templates_dir: self.ntc_templates_dir.clone(),
                 templates_dir: self.templates_dir.clone(),
                 sealer: Default::default(),
+                credentials: crate::credentials::CredentialPolicy {
+                    refuse_inline_secrets: self.refuse_inline_secrets,
+                    vault_allowed_paths: self
+                        .vault_allowed_paths
+                        .iter()
+                        .map(|p| p.trim().to_string())
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                },
             },
             store: StoreConfig {
                 prefix: self.etcd_prefix.clone(),

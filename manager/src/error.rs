@@ -16,6 +16,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,6 +40,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::ResourceExhausted(_) => tonic::Code::ResourceExhausted,
             ApiError::Unavailable(_) => tonic::Code::Unavailable,
             ApiError::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => tonic::Code::PermissionDenied,
             ApiError::Internal(_) => tonic::Code::Internal,
         };
         tonic::Status::new(code, e.to_string())

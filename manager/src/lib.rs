@@ -23,6 +23,7 @@ pub mod admin;
 pub mod bulk;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod kv;
 pub mod listeners;

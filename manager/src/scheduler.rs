@@ -55,6 +55,8 @@ pub struct SchedulerConfig {
     pub templates_dir: Option<std::path::PathBuf>,
     /// How credentials are kept in the jobs' active entries.
     pub sealer: crate::sealing::Sealer,
+    /// Which credentials requests may carry or name.
+    pub credentials: crate::credentials::CredentialPolicy,
 }
 
 pub struct Scheduler {
@@ -156,6 +158,7 @@ impl Scheduler {
         let mut wire = req.clone();
         wire.wait = false;
         let mut request = JobRequest::from_wire(req, &self.cfg.limits)?;
+        self.cfg.credentials.check(&request.connection)?;
         if netpulse_telemetry::trace::exporting() {
             request.trace_context = netpulse_telemetry::trace::inject(&tracing::Span::current());
         }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use netpulse_proto::{api, worker};
 
+use crate::credential::{CredentialRef, Resolved};
 use crate::device::DeviceKey;
 use crate::error::{ModelError, invalid, seconds};
 use crate::secret::Secret;
@@ -26,6 +27,8 @@ pub struct Connection {
     pub legacy_algorithms: bool,
     /// The SSH server the device is reached through; `None`: directly.
     pub jump_host: Option<JumpHost>,
+    /// Where the login's secrets come from (the agent resolves it); `None`: the fields above.
+    pub credential: Option<CredentialRef>,
 }
 
 /// A jump host (bastion) and its own login. `Debug` shows no secret.
@@ -146,12 +149,26 @@ impl From<&JumpHost> for worker::JumpHost {
 
 impl Connection {
     fn checked(self) -> Result<Self, ModelError> {
-        credentials(
-            "connection",
-            &self.username,
-            self.password.is_empty(),
-            self.private_key.is_empty(),
-        )?;
+        if self.credential.is_some() {
+            let inline = [
+                &self.password,
+                &self.secret,
+                &self.private_key,
+                &self.private_key_passphrase,
+            ];
+            if inline.iter().any(|s| !s.is_empty()) {
+                return Err(invalid(
+                    "connection.credential replaces connection.password, secret, private_key and private_key_passphrase: leave them empty",
+                ));
+            }
+        } else {
+            credentials(
+                "connection",
+                &self.username,
+                self.password.is_empty(),
+                self.private_key.is_empty(),
+            )?;
+        }
         if !self.prompt_pattern.is_empty() {
             crate::command::pattern("connection.prompt_pattern", &self.prompt_pattern)?;
         }
@@ -191,6 +208,11 @@ impl TryFrom<&api::Connection> for Connection {
             prompt_pattern: c.prompt_pattern.clone(),
             legacy_algorithms: c.legacy_algorithms,
             jump_host: c.jump_host.as_ref().map(JumpHost::try_from).transpose()?,
+            credential: c
+                .credential
+                .as_ref()
+                .map(CredentialRef::try_from)
+                .transpose()?,
         }
         .checked()
     }
@@ -200,6 +222,16 @@ impl TryFrom<&worker::Connection> for Connection {
     type Error = ModelError;
 
     fn try_from(c: &worker::Connection) -> Result<Self, ModelError> {
+        Connection::from_worker(c, None)
+    }
+}
+
+impl Connection {
+    /// A worker-wire connection whose secrets, with `credential`, the agent resolves later.
+    pub fn from_worker(
+        c: &worker::Connection,
+        credential: Option<CredentialRef>,
+    ) -> Result<Self, ModelError> {
         Connection {
             device: DeviceKey::new("connection", &c.host, c.port)?,
             username: c.username.clone(),
@@ -211,8 +243,30 @@ impl TryFrom<&worker::Connection> for Connection {
             prompt_pattern: c.prompt_pattern.clone(),
             legacy_algorithms: c.legacy_algorithms,
             jump_host: c.jump_host.as_ref().map(JumpHost::try_from).transpose()?,
+            credential,
         }
         .checked()
+    }
+}
+
+impl Connection {
+    /// Takes the secrets a reference resolved to; the connection then carries them as if
+    /// given inline, and must satisfy the same rule.
+    pub fn resolve(&mut self, r: Resolved) -> Result<(), ModelError> {
+        if let Some(u) = r.username {
+            self.username = u;
+        }
+        self.password = r.password;
+        self.secret = r.secret;
+        self.private_key = r.private_key;
+        self.private_key_passphrase = r.private_key_passphrase;
+        self.credential = None;
+        credentials(
+            "the resolved credential",
+            &self.username,
+            self.password.is_empty(),
+            self.private_key.is_empty(),
+        )
     }
 }
 

@@ -63,7 +63,12 @@ impl TryFrom<Dispatch> for AgentJob {
             .connection
             .as_ref()
             .ok_or_else(|| invalid("dispatch.connection is required"))?;
-        let connection = Connection::try_from(wire)?;
+        let credential = d
+            .credential
+            .as_ref()
+            .map(crate::credential::CredentialRef::try_from)
+            .transpose()?;
+        let connection = Connection::from_worker(wire, credential)?;
         let strategy = match d.strategy() {
             agent::Strategy::Fifo => Strategy::Fifo,
             agent::Strategy::Pinned | agent::Strategy::Unspecified => Strategy::Pinned,
@@ -104,6 +109,16 @@ impl TryFrom<Dispatch> for AgentJob {
             resume_only: d.resume_only,
             frame,
         })
+    }
+}
+
+impl AgentJob {
+    /// Puts the secrets its credential reference resolved to in the connection and in the
+    /// worker's job frame.
+    pub fn resolve(&mut self, r: crate::credential::Resolved) -> Result<(), ModelError> {
+        self.connection.resolve(r)?;
+        self.frame.connection = Some(worker::Connection::from(&self.connection));
+        Ok(())
     }
 }
 

@@ -35,12 +35,15 @@ pub enum ErrorKind {
     /// The device refused the session: its lines or sessions were all in use.
     DeviceBusy,
     /// The job's credentials could not be had: held only in the memory of a manager that
-    /// died, or sealed with a key this manager lacks.
+    /// died, sealed with a key this manager lacks, or a reference the agent could not
+    /// resolve (unknown profile, missing secret or field, the vault unreachable).
     CredentialsUnavailable,
+    /// The job names a vault path the agent's allow-list does not hold.
+    PermissionDenied,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 25] = [
+    pub const ALL: [ErrorKind; 26] = [
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownDeviceType,
         ErrorKind::ConnectFailed,
@@ -66,6 +69,7 @@ impl ErrorKind {
         ErrorKind::QueueTimeout,
         ErrorKind::DeviceBusy,
         ErrorKind::CredentialsUnavailable,
+        ErrorKind::PermissionDenied,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl ErrorKind {
             ErrorKind::QueueTimeout => "queue_timeout",
             ErrorKind::DeviceBusy => "device_busy",
             ErrorKind::CredentialsUnavailable => "credentials_unavailable",
+            ErrorKind::PermissionDenied => "permission_denied",
         }
     }
 }
@@ -132,6 +137,8 @@ impl From<worker::ErrorKind> for ErrorKind {
             W::WorkerExited => ErrorKind::WorkerExited,
             W::NodeUnavailable => ErrorKind::NodeUnavailable,
             W::DeviceBusy => ErrorKind::DeviceBusy,
+            W::CredentialsUnavailable => ErrorKind::CredentialsUnavailable,
+            W::PermissionDenied => ErrorKind::PermissionDenied,
         }
     }
 }
@@ -145,7 +152,7 @@ mod tests {
     fn names_are_unique_and_match_the_worker_protocol() {
         let names: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), ErrorKind::ALL.len());
-        for raw in 1..=22 {
+        for raw in 1..=24 {
             let w = worker::ErrorKind::try_from(raw).unwrap();
             let wire_name = w
                 .as_str_name()
@@ -154,7 +161,7 @@ mod tests {
             assert_eq!(ErrorKind::from(w).name(), wire_name);
         }
         assert!(
-            worker::ErrorKind::try_from(23).is_err(),
+            worker::ErrorKind::try_from(25).is_err(),
             "a new worker kind needs a name here"
         );
     }

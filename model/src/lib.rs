@@ -12,6 +12,7 @@
 
 mod command;
 mod connection;
+pub mod credential;
 mod device;
 mod dispatch;
 mod error;
@@ -22,6 +23,7 @@ mod secret;
 
 pub use command::{CommandSpec, Parse, pattern, rows, template_name, template_size};
 pub use connection::{Connection, JumpHost, SessionOptions};
+pub use credential::CredentialRef;
 pub use device::DeviceKey;
 pub use dispatch::AgentJob;
 pub use error::ModelError;

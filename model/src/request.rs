@@ -389,6 +389,7 @@ impl JobRequest {
             resume_only: false,
             connect_timeout_seconds: self.session.connect_timeout.as_secs() as u32,
             queue_timeout_seconds: self.options.queue_timeout.as_secs() as u32,
+            credential: self.connection.credential.as_ref().map(Into::into),
         }
     }
 }

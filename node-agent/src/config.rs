@@ -130,6 +130,8 @@ pub struct AgentConfig {
     /// Require managers to present a certificate signed by this CA (mutual TLS).
     #[arg(long, env = "NETPULSE_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub credentials: crate::credentials::CredentialArgs,
     /// Take sessions only from managers presenting one of these bearer tokens (one per line;
     /// the managers' --agent-token-file). With TLS or without; none: any client may.
     #[arg(long, env = "NETPULSE_MANAGER_TOKENS_FILE")]
@@ -284,6 +286,7 @@ impl AgentConfig {
             platforms_dir: self.platforms_dir.clone(),
             ntc_templates_dir: Some(self.ntc_templates_dir.clone()),
             templates_dir: self.templates_dir.clone(),
+            credentials: Default::default(),
         }
     }
 

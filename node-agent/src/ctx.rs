@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use netpulse_model::AgentJob;
 use netpulse_proto::agent::{JobFinished, agent_message::Msg};
 use netpulse_proto::worker as wire;
 use tokio::sync::{Notify, Semaphore};
@@ -115,6 +116,19 @@ impl Ctx {
     }
 
     /// Publishes a job's end; the job id becomes free again.
+    /// The job with its credential reference resolved (see `credentials`); None when it did
+    /// not resolve, and the job has ended saying why.
+    pub async fn with_credentials(&self, mut job: AgentJob) -> Option<AgentJob> {
+        match self.workers.credentials.resolve(&mut job).await {
+            Ok(()) => Some(job),
+            Err((kind, why)) => {
+                tracing::warn!(job_id = %job.id, device = %job.device, error = %why, "the job's credentials did not resolve");
+                self.finish("", crate::process::failed(&job.id, kind, why, false));
+                None
+            }
+        }
+    }
+
     pub fn finish(&self, worker_id: &str, result: wire::JobResult) {
         let finished = JobFinished {
             job_id: result.job_id.clone(),

@@ -303,7 +303,15 @@ impl DeviceActor {
 
     async fn on_cmd(&mut self, cmd: DeviceCmd) {
         match cmd {
-            DeviceCmd::Enqueue(d) => self.queue.push_back(*d), // the agent counted it
+            // Resolved here, in arrival order, so the device's jobs keep their order.
+            DeviceCmd::Enqueue(d) => match self.ctx.with_credentials(*d).await {
+                Some(d) => self.queue.push_back(d), // the agent counted it
+                None => {
+                    self.ctx.table.update(&self.key, |w| {
+                        w.queued_jobs = w.queued_jobs.saturating_sub(1)
+                    });
+                }
+            },
             DeviceCmd::Cancel(job_id, reply) => {
                 if let Some(i) = self.queue.iter().position(|d| d.id == job_id) {
                     self.queue.remove(i);

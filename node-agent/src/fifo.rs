@@ -89,6 +89,10 @@ const BUSY_BACKOFF_MAX: Duration = Duration::from_secs(16);
 /// Runs one fifo job: a one-shot worker, again after a back-off while the device refuses it as
 /// busy and the job's queue timeout allows.
 async fn run_one(ctx: Arc<Ctx>, d: AgentJob, mut cancel: oneshot::Receiver<()>) -> String {
+    let id = d.id.clone();
+    let Some(d) = ctx.with_credentials(d).await else {
+        return id;
+    };
     let retry_until = Instant::now() + d.busy_retry;
     let mut cancel_open = true;
     let mut backoff = BUSY_BACKOFF;

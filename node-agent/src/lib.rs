@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod credentials;
 pub mod ctx;
 pub mod device;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod resources;
 pub mod service;
 pub mod supervise;
 pub mod table;
+pub mod vault;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,10 +57,13 @@ pub enum RunError {
 pub async fn run(
     cfg: AgentConfig,
     access: ServeAccess,
+    credentials: credentials::Credentials,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let agent = Agent::new(cfg.node_id.clone(), cfg.workers(), cfg.limits());
+    let mut workers = cfg.workers();
+    workers.credentials = Arc::new(credentials);
+    let agent = Agent::new(cfg.node_id.clone(), workers, cfg.limits());
     // No job before the node is registered.
     agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
     let serve_stop = CancellationToken::new();

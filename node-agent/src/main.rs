@@ -38,6 +38,15 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    // The vault client's HTTPS uses the process's rustls provider: ring, as tonic's TLS does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let credentials = match cfg.credentials.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("node-agent: {e}");
+            return ExitCode::from(64);
+        }
+    };
     if cfg.manager_tokens_file.is_none() && cfg.tls_client_ca.is_none() {
         warn!(
             "any client that reaches --listen can run jobs: set --manager-tokens-file or --tls-client-ca"
@@ -81,7 +90,7 @@ fn main() -> ExitCode {
     };
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-        node_agent::run(cfg, access, listener, signalled()).await
+        node_agent::run(cfg, access, credentials, listener, signalled()).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,8 @@ pub struct WorkerSettings {
     /// Where workers find templates to parse outputs with.
     pub ntc_templates_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
+    /// Resolves jobs' credential references before their workers see them.
+    pub credentials: std::sync::Arc<crate::credentials::Credentials>,
 }
 
 pub fn unix_ms() -> u64 {

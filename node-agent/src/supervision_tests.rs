@@ -135,6 +135,7 @@ fn setup(ignore_term: bool) -> Setup {
         platforms_dir: None,
         ntc_templates_dir: None,
         templates_dir: None,
+        credentials: Default::default(),
     };
     let limits = Limits {
         max_pinned_workers: 10,

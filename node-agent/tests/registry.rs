@@ -42,6 +42,7 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
         platforms_dir: None,
         ntc_templates_dir: None,
         templates_dir: None,
+        credentials: Default::default(),
     };
     Agent::new(
         "node-r".into(),
