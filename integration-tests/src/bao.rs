@@ -187,3 +187,84 @@ impl Bao {
         let _ = self.child.kill().await;
     }
 }
+
+/// A stand-in for Kubernetes' service-account token issuer: Vault's Kubernetes login is
+/// `POST auth/<mount>/login {role, jwt}`, which OpenBao's JWT method answers the same way, so
+/// a JWT method mounted at `kubernetes` that trusts this key checks the agent's login for real.
+pub struct TokenIssuer {
+    key: ring::signature::EcdsaKeyPair,
+    public_pem: String,
+}
+
+impl Default for TokenIssuer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokenIssuer {
+    pub fn new() -> TokenIssuer {
+        let k = rcgen::KeyPair::generate().unwrap();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &k.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        TokenIssuer {
+            key,
+            public_pem: k.public_key_pem(),
+        }
+    }
+
+    /// A signed JWT (ES256) for `subject`, valid for ten minutes, for audience `netpulse`.
+    pub fn token(&self, subject: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
+        let claims = json!({"sub": subject, "aud": "netpulse", "iat": now, "exp": now + 600});
+        let claims = b64.encode(claims.to_string());
+        let signed = format!("{header}.{claims}");
+        let sig = self
+            .key
+            .sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
+            .unwrap();
+        format!("{signed}.{}", b64.encode(sig.as_ref()))
+    }
+}
+
+impl Bao {
+    /// A JWT auth method at `auth/kubernetes` trusting `issuer`, whose role `netpulse` gives
+    /// subject `subject` the `netpulse` policy.
+    pub async fn kubernetes_login(&self, issuer: &TokenIssuer, subject: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "sys/auth/kubernetes",
+            Some(json!({"type": "jwt"})),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            "auth/kubernetes/config",
+            Some(json!({"jwt_validation_pubkeys": [issuer.public_pem]})),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            "auth/kubernetes/role/netpulse",
+            Some(json!({
+                "role_type": "jwt",
+                "bound_audiences": ["netpulse"],
+                "bound_subject": subject,
+                "user_claim": "sub",
+                "token_policies": ["netpulse"],
+                "token_ttl": "20m",
+            })),
+        )
+        .await;
+    }
+}

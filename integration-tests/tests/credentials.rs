@@ -381,3 +381,53 @@ async fn profiles_from_a_directory_and_vault_tokens() {
     answers.push(j);
     no_secret_anywhere(&c, &answers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_login_exchanges_the_pods_token() {
+    let bao = Bao::start().await;
+    bao.policy_paths(&["secret/data/net/*"]).await;
+    let issuer = integration_tests::bao::TokenIssuer::new();
+    let subject = "system:serviceaccount:netpulse:netpulse-agent";
+    bao.kubernetes_login(&issuer, subject).await;
+    bao.put(
+        "net/ios",
+        json!({"username": "admin", "password": PASSWORD}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("token");
+    // First another subject's token (a pod of another service account): refused at login.
+    std::fs::write(&jwt, issuer.token("system:serviceaccount:other:intruder")).unwrap();
+    let c = TestCluster::start(options(
+        vec![
+            "--vault-addr".into(),
+            bao.addr.clone(),
+            "--vault-kubernetes-role".into(),
+            "netpulse".into(),
+            "--vault-kubernetes-jwt-file".into(),
+            jwt.display().to_string(),
+            "--vault-allowed-paths".into(),
+            "secret/net".into(),
+        ],
+        None,
+    ))
+    .await
+    .unwrap();
+    let request = || by_ref(&c, 0, vault("net/ios", |_| {}), Strategy::Fifo);
+    let refused = run(&c, 0, request()).await;
+    failed(
+        &refused,
+        "credentials_unavailable",
+        "vault refused the login at auth/kubernetes",
+    );
+    // The pod's own token (the file is read at each login, as a projected token rotates).
+    std::fs::write(&jwt, issuer.token(subject)).unwrap();
+    let j = run(&c, 0, request()).await;
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    no_secret_anywhere(&c, &[refused, j]);
+    let token = std::fs::read_to_string(&jwt).unwrap();
+    assert!(
+        !c.logs().contains(&token),
+        "the service-account token in a log"
+    );
+}
