@@ -15,9 +15,11 @@
 //! answers reads about any job (`queries`); `bulk` fans a template out into submits; `admin`
 //! holds the cluster operations (nodes, workers, kill, drain); `liveness` keeps this replica's
 //! etcd key alive from a thread of its own, and `recovery` hands a dead
-//! replica's jobs to a live one. `service` adapts all of it to gRPC, `auth` checks bearer
-//! tokens, `shed` limits requests in flight, `server` assembles the server with health and
-//! reflection, and `error` maps errors to gRPC codes in one place.
+//! replica's jobs to a live one, opening the credentials `sealing` kept out of etcd.
+//! `credentials` checks what a request may carry or name. `service` adapts all of it to gRPC,
+//! `shed` limits requests in flight, `server` assembles the server with bearer-token auth
+//! (`netpulse_proto::auth`), health and reflection, and `error` maps errors to gRPC codes in
+//! one place.
 
 pub mod admin;
 pub mod bulk;
