@@ -1,64 +1,10 @@
 //! What the CLI prints: aligned tables for people, JSON for scripts. Enum values are the API's
 //! names without their prefix, in lower case (`succeeded`, `pinned`).
 
-use netpulse_proto::api::{Job, JobStatus, Node, Strategy, Worker};
+use netpulse_proto::api::{Job, Node, Worker};
 use serde_json::{Value, json};
 
-pub fn status(s: JobStatus) -> String {
-    short(s.as_str_name(), "JOB_STATUS_")
-}
-
-pub fn strategy(s: Strategy) -> String {
-    match s {
-        Strategy::Unspecified => "pinned".into(),
-        s => short(s.as_str_name(), "STRATEGY_"),
-    }
-}
-
-fn short(name: &str, prefix: &str) -> String {
-    name.trim_start_matches(prefix).to_ascii_lowercase()
-}
-
-pub fn job_json(j: &Job) -> Value {
-    let t = j.timings.unwrap_or_default();
-    json!({
-        "id": j.id,
-        "status": status(j.status()),
-        "host": j.host,
-        "port": j.port,
-        "device_type": j.device_type,
-        "platform": j.platform,
-        "strategy": strategy(j.strategy()),
-        "node_id": j.node_id,
-        "worker_id": j.worker_id,
-        "session_reused": j.session_reused,
-        "error": j.error.as_ref().map(|e| json!({"kind": e.kind, "message": e.message})),
-        "results": j.results.iter().map(|r| {
-            let mut c = json!({
-                "command": r.command, "status": r.status, "ok": r.ok, "output": r.output,
-                "error": r.error, "duration_ms": r.duration_ms,
-            });
-            if let Some(rows) = &r.parsed {
-                c["parsed"] = netpulse_proto::json::from_list(rows);
-            }
-            if !r.parse_error.is_empty() {
-                c["parse_error"] = json!(r.parse_error);
-            }
-            c
-        }).collect::<Vec<_>>(),
-        "output_truncated": j.output_truncated,
-        "transcript": j.transcript,
-        "config_before": j.config_before,
-        "config_after": j.config_after,
-        "config_diff": j.config_diff,
-        "dry_run_note": j.dry_run_note,
-        "commit_confirm": j.commit_confirm,
-        "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
-        "created_unix_ms": j.created_unix_ms,
-        "started_unix_ms": j.started_unix_ms,
-        "ended_unix_ms": j.ended_unix_ms,
-    })
-}
+pub use netpulse_proto::json::{job as job_json, status, strategy};
 
 pub fn node_json(n: &Node) -> Value {
     json!({
@@ -267,6 +213,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netpulse_proto::api::{JobStatus, Strategy};
 
     #[test]
     fn tables_align_columns_and_names_lose_their_prefix() {

@@ -8,6 +8,7 @@ pub mod etcd;
 pub mod otlp;
 pub mod sshd;
 pub mod tls;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -65,6 +65,8 @@ pub struct ManagerConfig {
     /// stay in memory and a replica that adopts a dead one's unfinished jobs fails them.
     #[arg(long, env = "NETPULSE_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
     /// Refuse requests that carry secrets inline: every job names connection.credential.
     #[arg(long, env = "NETPULSE_REFUSE_INLINE_SECRETS")]
     pub refuse_inline_secrets: bool,
@@ -318,6 +320,7 @@ impl ManagerConfig {
         (cfg.tls, cfg.agent_tls) = self.tls()?;
         cfg.agent_token = self.agent_token()?;
         cfg.scheduler.sealer = self.sealer()?;
+        cfg.webhooks = self.webhooks.load()?;
         Ok(cfg)
     }
 
@@ -368,6 +371,7 @@ impl ManagerConfig {
             tls: None,
             agent_tls: None,
             agent_token: None,
+            webhooks: Default::default(),
         }
     }
 
@@ -411,4 +415,5 @@ pub struct ServerConfig {
     pub agent_tls: Option<ClientTlsConfig>,
     /// The bearer token presented to agents that require one.
     pub agent_token: Option<netpulse_model::Secret>,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }

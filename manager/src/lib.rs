@@ -44,4 +44,5 @@ pub mod shed;
 pub mod store;
 mod sweep;
 pub mod table;
+pub mod webhooks;
 mod writer;

@@ -3,14 +3,19 @@
 
 use std::sync::Arc;
 
-use netpulse_proto::api::Job;
+use netpulse_proto::api::{ExecuteRequest, Job};
+
+use crate::store::Op;
 
 pub trait JobListener: Send + Sync {
     /// This replica drives the job from now on: submitted here (`adopted` false), or taken
     /// over from a replica that is gone.
-    fn accepted(&self, job: &Job, adopted: bool);
-    /// A job this replica drove is final (its record is queued for writing).
-    fn finished(&self, job: &Job);
+    fn accepted(&self, job: &Job, request: &ExecuteRequest, adopted: bool);
+    /// A job this replica drives started running on its node.
+    fn started(&self, _job: &Job) {}
+    /// A job this replica drove is final; `writes` go to etcd in the same transaction as its
+    /// final record.
+    fn finished(&self, job: &Job, writes: &mut Vec<Op>);
     /// Another replica took the job over; this one drives it no more.
     fn released(&self, job_id: &str);
 }

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         eprintln!("manager: {e}");
         return ExitCode::from(64);
     }
+    // Webhook HTTPS uses the process's rustls provider: ring, as tonic's TLS does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Every file the flags name is read before anything starts: a bad one exits 64.
     let manager_id = cfg.manager_id();
     let server_cfg = match cfg.load(manager_id) {

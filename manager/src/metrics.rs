@@ -125,7 +125,7 @@ impl Default for Metrics {
 }
 
 impl JobListener for Metrics {
-    fn accepted(&self, job: &Job, adopted: bool) {
+    fn accepted(&self, job: &Job, _request: &netpulse_proto::api::ExecuteRequest, adopted: bool) {
         self.active.inc();
         if !adopted {
             self.submitted
@@ -134,7 +134,7 @@ impl JobListener for Metrics {
         }
     }
 
-    fn finished(&self, job: &Job) {
+    fn finished(&self, job: &Job, _writes: &mut Vec<crate::store::Op>) {
         self.active.dec();
         let strategy = strategy_name(job.strategy());
         let status = job
@@ -162,6 +162,11 @@ impl JobListener for Metrics {
 }
 
 impl Metrics {
+    /// For other parts' metrics (webhooks) to register in.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// The text of a scrape, with the node gauges and store writes read now.
     pub fn render(&self, nodes: &NodeMap, stats: &Stats) -> String {
         self.nodes.set(nodes.len() as i64);

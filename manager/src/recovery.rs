@@ -58,23 +58,24 @@ pub async fn run(
     }
 }
 
-/// One scan: adopts jobs whose manager is gone and lets go of jobs another replica adopted.
-pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
-    let mut etcd = s.etcd.clone();
-    let timeout = s.cfg.call_timeout;
-    let unavailable = |e: String| ApiError::Unavailable(format!("adoption scan: {e}"));
-    let prefix = managers_prefix(&s.cfg.prefix);
+/// The ids of the managers whose liveness key exists.
+pub(crate) async fn alive_managers(
+    etcd: &etcd_client::Client,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<HashSet<String>, String> {
+    let prefix = managers_prefix(prefix);
     let managers = tokio::time::timeout(
         timeout,
-        etcd.get(
+        etcd.clone().get(
             prefix.as_str(),
             Some(GetOptions::new().with_prefix().with_keys_only()),
         ),
     )
     .await
-    .map_err(|_| unavailable("timed out".into()))?
-    .map_err(|e| unavailable(e.to_string()))?;
-    let alive: HashSet<String> = managers
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(managers
         .kvs()
         .iter()
         .map(|kv| {
@@ -82,7 +83,17 @@ pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
                 .trim_start_matches(&prefix)
                 .to_string()
         })
-        .collect();
+        .collect())
+}
+
+/// One scan: adopts jobs whose manager is gone and lets go of jobs another replica adopted.
+pub async fn adopt_orphans(s: &Arc<Scheduler>) -> Result<usize, ApiError> {
+    let mut etcd = s.etcd.clone();
+    let timeout = s.cfg.call_timeout;
+    let unavailable = |e: String| ApiError::Unavailable(format!("adoption scan: {e}"));
+    let alive = alive_managers(&etcd, &s.cfg.prefix, timeout)
+        .await
+        .map_err(unavailable)?;
     let active_prefix = s.store.active_prefix();
     let entries = tokio::time::timeout(
         timeout,
@@ -196,7 +207,7 @@ async fn adopt(
             v.insert(active);
         }
     }
-    s.tell(|l| l.accepted(&job, true));
+    s.tell_accepted(&job, true);
     let Some(node) = node else {
         return Ok(true); // pending: the sweep places it
     };

@@ -75,6 +75,7 @@ pub struct Scheduler {
     pub(crate) shutdown: CancellationToken,
     /// One permit per job this manager may drive (`max_active_jobs`).
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// What the scheduler works with, built by the server.
@@ -86,6 +87,8 @@ pub struct Parts {
     pub cluster: Arc<Cluster>,
     pub placements: Arc<Placements>,
     pub ops: Arc<ClusterOps>,
+    /// Checks requests' webhooks (it listens too, among `listeners`).
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 /// A submit's answer: the job and, for a new job this replica drives, its updates.
@@ -119,6 +122,7 @@ impl Scheduler {
             cluster,
             placements,
             ops,
+            webhooks,
         } = parts;
         let queries = JobQueries::new(store.clone(), tracker.clone(), shutdown.clone());
         let s = Arc::new(Scheduler {
@@ -134,15 +138,24 @@ impl Scheduler {
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             slots: Arc::new(Semaphore::new(cfg_slots)),
+            webhooks,
         });
         tracker.spawn(s.clone().event_loop(events, shutdown.clone()));
         tracker.spawn(s.clone().sweep_loop(shutdown));
         s
     }
 
-    pub(crate) fn tell(&self, event: impl Fn(&dyn JobListener)) {
+    pub(crate) fn tell(&self, mut event: impl FnMut(&dyn JobListener)) {
         for l in &self.listeners {
             event(l.as_ref());
+        }
+    }
+
+    /// Tells the listeners of a job now in the table, with the request it holds.
+    pub(crate) fn tell_accepted(&self, job: &Job, adopted: bool) {
+        let t = self.lock();
+        if let Some(a) = t.jobs.get(&job.id) {
+            self.tell(|l| l.accepted(job, &a.wire, adopted));
         }
     }
 
@@ -159,6 +172,7 @@ impl Scheduler {
         wire.wait = false;
         let mut request = JobRequest::from_wire(req, &self.cfg.limits)?;
         self.cfg.credentials.check(&request.connection)?;
+        self.webhooks.check(wire.webhook.as_ref())?;
         if netpulse_telemetry::trace::exporting() {
             request.trace_context = netpulse_telemetry::trace::inject(&tracing::Span::current());
         }
@@ -217,7 +231,7 @@ impl Scheduler {
         if self.lock().jobs.insert(id.clone(), active).is_some() {
             self.tell(|l| l.released(&id));
         }
-        self.tell(|l| l.accepted(&job, false));
+        self.tell_accepted(&job, false);
         match &node {
             Some(node) => {
                 debug!(job_id = %id, node_id = %node, "job dispatched");
@@ -363,12 +377,12 @@ impl Scheduler {
     /// Ends a job this manager drives: records it final (expiring after its result TTL),
     /// drops its `active` entry, then tells its watchers.
     pub(crate) fn finalize(self: &Arc<Self>, a: Active) {
-        self.tell(|l| l.finished(&a.job));
-        let id = a.job.id.clone();
         let mut ops = vec![
             self.store
                 .job_op(a.job.clone(), Some(a.request.options.result_ttl)),
         ];
+        self.tell(|l| l.finished(&a.job, &mut ops));
+        let id = a.job.id.clone();
         // A job never recorded has no active entry to remove.
         if a.recorded {
             ops.push(Op::Delete {
@@ -485,7 +499,12 @@ impl Scheduler {
         let NodeEvent { node_id, msg } = ev;
         let Some(msg) = msg.msg else { return };
         match msg {
-            Msg::Started(s) => self.lock().started(&node_id, &s.job_id, &s.worker_id),
+            Msg::Started(s) => {
+                let job = self.lock().started(&node_id, &s.job_id, &s.worker_id);
+                if let Some(job) = job {
+                    self.tell(|l| l.started(&job));
+                }
+            }
             Msg::Finished(f) => {
                 let result = f.result.unwrap_or_default();
                 if result.not_started {

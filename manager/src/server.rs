@@ -62,11 +62,25 @@ pub async fn run(
         placements.clone(),
         call_timeout,
     ));
-    let metrics = Arc::new(Metrics::default());
+    let webhooks = crate::webhooks::Webhooks::start(
+        cfg.webhooks.clone(),
+        etcd.clone(),
+        store.clone(),
+        &cfg.scheduler.prefix,
+        cfg.scheduler.manager_id.clone(),
+        cfg.lease_ttl / 2,
+        &tracker,
+        shutdown.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut metrics = Metrics::default();
+    webhooks.metrics.register(metrics.registry());
+    let metrics = Arc::new(metrics);
     let scheduler = Scheduler::start(
         cfg.scheduler.clone(),
         Parts {
-            listeners: vec![metrics.clone()],
+            listeners: vec![metrics.clone(), webhooks.clone()],
+            webhooks,
             store: store.clone(),
             cluster: cluster.clone(),
             etcd,

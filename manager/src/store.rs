@@ -154,6 +154,13 @@ impl JobStore {
     }
 
     /// The put of a job record, its output capped.
+    /// The job as its record holds it (output within the cap).
+    pub fn capped(&self, job: &Job) -> Job {
+        let mut job = job.clone();
+        cap_output(&mut job, self.cfg.max_output_bytes);
+        job
+    }
+
     pub fn job_op(&self, mut job: Job, result_ttl: Option<Duration>) -> Op {
         cap_output(&mut job, self.cfg.max_output_bytes);
         Op::Put {

@@ -4,6 +4,8 @@
 use prost_types::{ListValue, Struct, Value, value::Kind};
 use serde_json::Value as J;
 
+use crate::api::{Job, JobStatus, Strategy};
+
 pub fn to_value(j: &J) -> Value {
     let kind = match j {
         J::Null => Kind::NullValue(0),
@@ -42,6 +44,64 @@ pub fn from_struct(s: &Struct) -> serde_json::Map<String, J> {
         .iter()
         .map(|(k, v)| (k.clone(), from_value(v)))
         .collect()
+}
+
+pub fn status(s: JobStatus) -> String {
+    short(s.as_str_name(), "JOB_STATUS_")
+}
+
+pub fn strategy(s: Strategy) -> String {
+    match s {
+        Strategy::Unspecified => "pinned".into(),
+        s => short(s.as_str_name(), "STRATEGY_"),
+    }
+}
+
+fn short(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+/// A job as JSON: the CLI's `--json` and the webhooks' payload. Enum values are the API's
+/// names without their prefix, in lower case (`succeeded`, `pinned`).
+pub fn job(j: &Job) -> J {
+    let t = j.timings.unwrap_or_default();
+    serde_json::json!({
+        "id": j.id,
+        "status": status(j.status()),
+        "host": j.host,
+        "port": j.port,
+        "device_type": j.device_type,
+        "platform": j.platform,
+        "strategy": strategy(j.strategy()),
+        "node_id": j.node_id,
+        "worker_id": j.worker_id,
+        "session_reused": j.session_reused,
+        "error": j.error.as_ref().map(|e| serde_json::json!({"kind": e.kind, "message": e.message})),
+        "results": j.results.iter().map(|r| {
+            let mut c = serde_json::json!({
+                "command": r.command, "status": r.status, "ok": r.ok, "output": r.output,
+                "error": r.error, "duration_ms": r.duration_ms,
+            });
+            if let Some(rows) = &r.parsed {
+                c["parsed"] = from_list(rows);
+            }
+            if !r.parse_error.is_empty() {
+                c["parse_error"] = serde_json::json!(r.parse_error);
+            }
+            c
+        }).collect::<Vec<_>>(),
+        "output_truncated": j.output_truncated,
+        "transcript": j.transcript,
+        "config_before": j.config_before,
+        "config_after": j.config_after,
+        "config_diff": j.config_diff,
+        "dry_run_note": j.dry_run_note,
+        "commit_confirm": j.commit_confirm,
+        "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
+        "created_unix_ms": j.created_unix_ms,
+        "started_unix_ms": j.started_unix_ms,
+        "ended_unix_ms": j.ended_unix_ms,
+    })
 }
 
 #[cfg(test)]
