@@ -137,6 +137,18 @@ struct JobOptions {
     /// (--var 'servers=["192.0.2.1"]'). Repeat for each.
     #[arg(long = "var", value_name = "NAME=VALUE")]
     vars: Vec<String>,
+    /// POST the job's JSON to this URL when it ends, signed (docs/webhooks.md).
+    #[arg(long, value_name = "URL")]
+    webhook: Option<String>,
+    /// A header for the webhook's requests, NAME=VALUE (not a secret: it is stored). Repeat.
+    #[arg(long, value_name = "NAME=VALUE", requires = "webhook")]
+    webhook_header: Vec<String>,
+    /// The managers' signing secret to sign with (the one named "default" when left out).
+    #[arg(long, value_name = "NAME", requires = "webhook")]
+    webhook_secret: Option<String>,
+    /// Also call the webhook when the job starts.
+    #[arg(long, requires = "webhook")]
+    webhook_on_start: bool,
     /// Parse each command's output into rows with the template ntc-templates' index names for
     /// it (the rows print under the output; JSON: `parsed`).
     #[arg(long)]
@@ -536,8 +548,28 @@ impl JobOptions {
             confirm_within_seconds: self.confirm_within.unwrap_or(0),
             confirm_commit: self.confirm_commit,
             wait: !self.no_wait,
+            webhook: self.webhook()?,
             ..Default::default()
         })
+    }
+
+    fn webhook(&self) -> anyhow::Result<Option<netpulse_proto::api::Webhook>> {
+        let Some(url) = &self.webhook else {
+            return Ok(None);
+        };
+        let mut headers = std::collections::HashMap::new();
+        for h in &self.webhook_header {
+            let Some((k, v)) = h.split_once('=') else {
+                anyhow::bail!("--webhook-header takes NAME=VALUE, got {h:?}");
+            };
+            headers.insert(k.to_string(), v.to_string());
+        }
+        Ok(Some(netpulse_proto::api::Webhook {
+            url: url.clone(),
+            headers,
+            signing_secret: self.webhook_secret.clone().unwrap_or_default(),
+            on_start: self.webhook_on_start,
+        }))
     }
 }
 

@@ -291,6 +291,43 @@ async fn starts_are_told_and_undeliverable_webhooks_are_given_up_at_the_maximum_
         .unwrap();
     assert_eq!(started.json()["job"]["status"], "running");
 
+    // From the CLI: a webhook with a header and the start too.
+    let d = c.device(0);
+    let out = tokio::process::Command::new(integration_tests::cluster::workspace_bin("netpulse"))
+        .args(["exec", "--host", "127.0.0.1", "--port", &d.port.to_string()])
+        .args(["--device-type", &d.device_type, "--username", "admin"])
+        .args([
+            "--webhook",
+            &open.url,
+            "--webhook-header",
+            "X-From=cli",
+            "--webhook-on-start",
+            "--webhook-secret",
+            "noc",
+        ])
+        .args(["--json", "show clock"])
+        .env_clear()
+        .env("NETPULSE_ADDR", &c.managers[0].addr)
+        .env("NETPULSE_DEVICE_PASSWORD", &c.opts.password)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cli_job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for event in ["started", "finished"] {
+        let id = format!("{}.{event}.job", cli_job["id"].as_str().unwrap());
+        let got = open.wait_for(WAIT, |got| delivered(got, &id)).await;
+        let r = got
+            .iter()
+            .find(|r| r.header("x-netpulse-event-id") == id)
+            .unwrap();
+        assert_eq!(r.header("x-from"), "cli");
+        assert!(
+            r.signed_with(NOC_SECRET),
+            "signing_secret names the noc secret"
+        );
+    }
+
     // The dead receiver's delivery is given up after a second of failures, and counted.
     let manager = c.managers[0].metrics.clone().unwrap();
     let text = metric_reaches(
