@@ -109,6 +109,9 @@ pub struct Options {
     /// The managers' shared `--secrets-key-file` line (`<id>:<hex>`), so replicas can adopt
     /// each other's jobs with their credentials; None keeps credentials in memory only.
     pub secrets_key: Option<String>,
+    /// etcd serves over TLS and requires client certificates from this PKI; managers and
+    /// agents get theirs.
+    pub etcd_tls: Option<std::sync::Arc<crate::tls::TestPki>>,
 }
 
 /// The key `Options::default()` gives the managers.
@@ -135,6 +138,7 @@ impl Default for Options {
             metrics: false,
             tls: None,
             secrets_key: Some(TEST_SECRETS_KEY.into()),
+            etcd_tls: None,
             otlp: None,
         }
     }
@@ -170,7 +174,10 @@ impl TestCluster {
                 let log = std::fs::File::create(dir.join("etcd.log"))?;
                 Etcd::start_in(&dir.join("etcd"), base + 30, base + 31, log).await
             }
-            None => Etcd::start().await,
+            None => match &opts.etcd_tls {
+                Some(pki) => Etcd::start_tls(pki.clone()).await,
+                None => Etcd::start().await,
+            },
         };
         let mut devsim_args = opts.devsim.clone();
         devsim_args.extend([
@@ -261,6 +268,7 @@ impl TestCluster {
                 &self.opts.max_pinned_workers.to_string(),
             ])
             .args(["--host-key-policy", "insecure-accept-any"])
+            .args(self.etcd.client_flags())
             .args(["--shutdown-grace-seconds", "5", "--log", "info"])
             .args(&self.opts.agent_args)
             .env_clear()
@@ -305,6 +313,7 @@ impl TestCluster {
                 &self.opts.manager_lease_ttl_seconds.to_string(),
             ])
             .args(["--log", &self.opts.manager_log])
+            .args(self.etcd.client_flags())
             .args(&self.opts.manager_args)
             .env_clear();
         if let Some(key) = &self.opts.secrets_key {

@@ -86,6 +86,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         address: addr.to_string(),
         lease_ttl: Duration::from_secs(5),
         load_interval: Duration::from_millis(500),
+        etcd_tls: None,
         call_timeout: Duration::from_secs(1),
     };
     let reg = tokio::spawn(registry::run(

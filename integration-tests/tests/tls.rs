@@ -217,3 +217,68 @@ async fn agents_take_sessions_only_from_managers_with_their_token() {
     stray.kill9().await;
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn etcd_takes_only_clients_with_a_certificate() {
+    let pki = Arc::new(TestPki::new().unwrap());
+    let mut c = TestCluster::start(Options {
+        etcd_tls: Some(pki.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // The manager and the agent reach etcd with their certificates: the node registered, and
+    // a job is recorded and runs.
+    let mut jobs = c.jobs(0).await.unwrap();
+    let mut req = c.request(0, &["show clock"]);
+    req.wait = true;
+    let j = jobs.execute(req).await.unwrap().into_inner();
+    assert_eq!(j.status(), JobStatus::Succeeded, "{j:?}");
+    let mut etcd = c.etcd.client().await;
+    let records = etcd
+        .get(
+            format!("{}/jobs/", c.prefix),
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(!records.kvs().is_empty(), "the job's record is in etcd");
+
+    // Without a client certificate, or in plaintext, etcd answers nothing.
+    let endpoint = c.etcd.endpoint.clone();
+    let without = etcd_client::ConnectOptions::new()
+        .with_tls(netpulse_proto::tls::client(&pki.ca, None).unwrap())
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(3));
+    let read = async |opts: Option<etcd_client::ConnectOptions>, url: &str| {
+        let mut cl = etcd_client::Client::connect([url], opts).await?;
+        cl.get("probe", None).await.map(|_| ())
+    };
+    assert!(
+        read(Some(without), &endpoint).await.is_err(),
+        "no client certificate"
+    );
+    let plain = endpoint.replace("https://", "http://");
+    let quick = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(2));
+    let refused = tokio::time::timeout(Duration::from_secs(10), read(Some(quick), &plain)).await;
+    assert!(!matches!(refused, Ok(Ok(()))), "plaintext");
+    // A manager whose flags ask for TLS with http:// endpoints is stopped at start.
+    let out = tokio::process::Command::new(workspace_bin("manager"))
+        .args(["--etcd-endpoints", &plain, "--etcd-ca-file"])
+        .arg(&pki.ca)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("https://"),
+        "{out:?}"
+    );
+    c.shutdown().await;
+}

@@ -45,6 +45,14 @@ pub struct ManagerConfig {
     pub etcd_endpoints: Vec<String>,
     #[arg(long, env = "NETPULSE_ETCD_PREFIX", default_value = "/netpulse")]
     pub etcd_prefix: String,
+    /// Talk to etcd over TLS, trusting this CA (PEM; the endpoints are then https://).
+    #[arg(long, env = "NETPULSE_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// The client certificate (PEM) etcd's --client-cert-auth checks; with --etcd-key-file.
+    #[arg(long, env = "NETPULSE_ETCD_CERT_FILE", requires_all = ["etcd_key_file", "etcd_ca_file"])]
+    pub etcd_cert_file: Option<PathBuf>,
+    #[arg(long, env = "NETPULSE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
     /// Liveness lease of this manager; its jobs are adopted by another replica this long
     /// after it dies.
     #[arg(long, env = "NETPULSE_MANAGER_LEASE_TTL_SECONDS", default_value_t = 10)]
@@ -321,6 +329,12 @@ impl ManagerConfig {
         cfg.agent_token = self.agent_token()?;
         cfg.scheduler.sealer = self.sealer()?;
         cfg.webhooks = self.webhooks.load()?;
+        cfg.etcd_tls = netpulse_proto::tls::etcd(
+            self.etcd_ca_file.as_deref(),
+            self.etcd_cert_file.as_deref(),
+            self.etcd_key_file.as_deref(),
+            &self.etcd_endpoints,
+        )?;
         Ok(cfg)
     }
 
@@ -372,6 +386,7 @@ impl ManagerConfig {
             agent_tls: None,
             agent_token: None,
             webhooks: Default::default(),
+            etcd_tls: None,
         }
     }
 
@@ -416,4 +431,19 @@ pub struct ServerConfig {
     /// The bearer token presented to agents that require one.
     pub agent_token: Option<netpulse_model::Secret>,
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// etcd over TLS (None: plaintext), for every etcd connection of the manager.
+    pub etcd_tls: Option<ClientTlsConfig>,
+}
+
+impl ServerConfig {
+    /// How the manager's etcd connections are made.
+    pub fn etcd_options(&self, call_timeout: Duration) -> etcd_client::ConnectOptions {
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(call_timeout)
+            .with_timeout(call_timeout);
+        match &self.etcd_tls {
+            Some(tls) => opts.with_tls(tls.clone()),
+            None => opts,
+        }
+    }
 }

@@ -28,6 +28,8 @@ impl Liveness {
 #[derive(Clone, Debug)]
 pub struct LivenessConfig {
     pub endpoints: Vec<String>,
+    /// The manager's etcd connection settings (timeouts, TLS).
+    pub options: etcd_client::ConnectOptions,
     pub key: String,
     pub ttl: Duration,
     pub call_timeout: Duration,
@@ -54,20 +56,15 @@ async fn keep(cfg: LivenessConfig, lease: watch::Sender<Option<i64>>, stop: Canc
     while !stop.is_cancelled() {
         let c = match client.take() {
             Some(c) => c,
-            None => {
-                let opts = etcd_client::ConnectOptions::new()
-                    .with_connect_timeout(cfg.call_timeout)
-                    .with_timeout(cfg.call_timeout);
-                match Client::connect(&cfg.endpoints, Some(opts)).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(error = %e, retry_in = ?backoff, "connecting etcd for the manager's liveness failed");
-                        tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => return }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
+            None => match Client::connect(&cfg.endpoints, Some(cfg.options.clone())).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, retry_in = ?backoff, "connecting etcd for the manager's liveness failed");
+                    tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.cancelled() => return }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
                 }
-            }
+            },
         };
         let mut c = c;
         match registered(&mut c, &cfg, &lease, &stop).await {

@@ -60,9 +60,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: ManagerConfig, server_cfg: manager::config::ServerConfig) -> anyhow::Result<()> {
-    let opts = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(5));
+    let opts = server_cfg.etcd_options(Duration::from_secs(5));
     let etcd = etcd_client::Client::connect(&cfg.etcd_endpoints, Some(opts)).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let manager_id = &server_cfg.scheduler.manager_id;

@@ -95,6 +95,7 @@ pub async fn run(
     let liveness = crate::liveness::start(
         LivenessConfig {
             endpoints: cfg.etcd_endpoints.clone(),
+            options: cfg.etcd_options(call_timeout),
             key: format!(
                 "{}{}",
                 crate::recovery::managers_prefix(&cfg.scheduler.prefix),

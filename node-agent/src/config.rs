@@ -51,6 +51,14 @@ pub struct AgentConfig {
     pub etcd_endpoints: Vec<String>,
     #[arg(long, env = "NETPULSE_ETCD_PREFIX", default_value = "/netpulse")]
     pub etcd_prefix: String,
+    /// Talk to etcd over TLS, trusting this CA (PEM; the endpoints are then https://).
+    #[arg(long, env = "NETPULSE_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// The client certificate (PEM) etcd's --client-cert-auth checks; with --etcd-key-file.
+    #[arg(long, env = "NETPULSE_ETCD_CERT_FILE", requires_all = ["etcd_key_file", "etcd_ca_file"])]
+    pub etcd_cert_file: Option<PathBuf>,
+    #[arg(long, env = "NETPULSE_ETCD_KEY_FILE", requires = "etcd_cert_file")]
+    pub etcd_key_file: Option<PathBuf>,
     /// Lease TTL of the node record, 2..=300 seconds.
     #[arg(long, env = "NETPULSE_LEASE_TTL_SECONDS", default_value_t = 10)]
     pub lease_ttl_seconds: u64,
@@ -312,6 +320,22 @@ impl AgentConfig {
             load_interval: Duration::from_secs(2),
             call_timeout: Duration::from_secs(self.lease_ttl_seconds).min(Duration::from_secs(5))
                 / 2,
+            etcd_tls: None,
         }
+    }
+
+    /// Everything the flags name read from its files (a bad one is named): who may open a
+    /// session, the credential resolver, etcd's TLS.
+    pub fn load(&self) -> Result<crate::Loaded, String> {
+        Ok(crate::Loaded {
+            access: self.access()?,
+            credentials: self.credentials.load()?,
+            etcd_tls: netpulse_proto::tls::etcd(
+                self.etcd_ca_file.as_deref(),
+                self.etcd_cert_file.as_deref(),
+                self.etcd_key_file.as_deref(),
+                &self.etcd_endpoints,
+            )?,
+        })
     }
 }

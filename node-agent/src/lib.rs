@@ -56,11 +56,15 @@ pub enum RunError {
 /// `shutdown` drains jobs, stops the workers and revokes the lease.
 pub async fn run(
     cfg: AgentConfig,
-    access: ServeAccess,
-    credentials: credentials::Credentials,
+    loaded: Loaded,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let Loaded {
+        access,
+        credentials,
+        etcd_tls,
+    } = loaded;
     let mut workers = cfg.workers();
     workers.credentials = Arc::new(credentials);
     let agent = Agent::new(cfg.node_id.clone(), workers, cfg.limits());
@@ -92,7 +96,10 @@ pub async fn run(
     };
     let registry = match registry::start(
         cfg.etcd_endpoints.clone(),
-        cfg.registry(),
+        registry::RegistryConfig {
+            etcd_tls,
+            ..cfg.registry()
+        },
         agent.clone(),
         registry_stop.clone(),
     )
@@ -126,6 +133,13 @@ pub async fn run(
     }
     info!("node agent stopped");
     Ok(())
+}
+
+/// What `run` needs beyond the flags, read from the files they name.
+pub struct Loaded {
+    pub access: ServeAccess,
+    pub credentials: credentials::Credentials,
+    pub etcd_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Who may open a session: managers over TLS (mutual when the TLS names a client CA) and, when

@@ -18,8 +18,11 @@ fn main() -> ExitCode {
         eprintln!("node-agent: {e}");
         return ExitCode::from(64);
     }
-    let access = match cfg.access() {
-        Ok(t) => t,
+    // The vault client's HTTPS uses the process's rustls provider: ring, as tonic's TLS does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Every file the flags name is read before anything starts: a bad one exits 64.
+    let loaded = match cfg.load() {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("node-agent: {e}");
             return ExitCode::from(64);
@@ -33,15 +36,6 @@ fn main() -> ExitCode {
         otlp_endpoint: cfg.otlp_endpoint.as_deref(),
     }) {
         Ok(g) => g,
-        Err(e) => {
-            eprintln!("node-agent: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    // The vault client's HTTPS uses the process's rustls provider: ring, as tonic's TLS does.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let credentials = match cfg.credentials.load() {
-        Ok(c) => c,
         Err(e) => {
             eprintln!("node-agent: {e}");
             return ExitCode::from(64);
@@ -90,7 +84,7 @@ fn main() -> ExitCode {
     };
     let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-        node_agent::run(cfg, access, credentials, listener, signalled()).await
+        node_agent::run(cfg, loaded, listener, signalled()).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

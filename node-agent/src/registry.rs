@@ -35,6 +35,8 @@ pub struct RegistryConfig {
     pub load_interval: Duration,
     /// Every etcd call gives up after this long.
     pub call_timeout: Duration,
+    /// etcd over TLS (None: plaintext).
+    pub etcd_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,9 +194,12 @@ pub async fn start(
         .name("etcd-lease".into())
         .spawn(move || {
             rt.block_on(async move {
-                let opts = etcd_client::ConnectOptions::new()
+                let mut opts = etcd_client::ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(5));
+                if let Some(tls) = cfg.etcd_tls.clone() {
+                    opts = opts.with_tls(tls);
+                }
                 // The client's connection tasks live on this thread's runtime.
                 let client = match Client::connect(&endpoints, Some(opts)).await {
                     Ok(c) => {

@@ -66,6 +66,7 @@ fn config() -> RegistryConfig {
         address: "127.0.0.1:50061".into(),
         lease_ttl: TTL,
         load_interval: Duration::from_millis(500),
+        etcd_tls: None,
         call_timeout: Duration::from_millis(700),
     }
 }

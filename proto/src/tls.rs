@@ -38,6 +38,25 @@ pub fn server_if(
     }
 }
 
+/// The TLS of an etcd client from its flags: None without a CA; with a certificate and key,
+/// etcd's `--client-cert-auth` takes it. The endpoints must then be `https://`.
+pub fn etcd(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    endpoints: &[String],
+) -> Result<Option<ClientTlsConfig>, String> {
+    let Some(ca) = ca else {
+        return Ok(None);
+    };
+    if let Some(e) = endpoints.iter().find(|e| !e.starts_with("https://")) {
+        return Err(format!(
+            "with --etcd-ca-file the etcd endpoints are https://, got {e:?}"
+        ));
+    }
+    client(ca, cert.zip(key)).map(Some)
+}
+
 /// Trusts servers signed by `ca` (the system roots are not used) and presents `identity`
 /// (certificate, key) to servers that require one.
 pub fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientTlsConfig, String> {
