@@ -86,10 +86,24 @@ impl Bao {
 
     /// An API call as root; the answer's JSON (null for an empty body).
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.call_in(None, method, path, body).await
+    }
+
+    /// An API call as root in `namespace` (OpenBao namespaces, as Vault Enterprise's).
+    pub async fn call_in(
+        &self,
+        namespace: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut r = self
             .http
             .request(method, format!("{}/v1/{path}", self.addr))
             .header("X-Vault-Token", &self.root_token);
+        if let Some(ns) = namespace {
+            r = r.header("X-Vault-Namespace", ns);
+        }
         if let Some(b) = body {
             r = r.json(&b);
         }

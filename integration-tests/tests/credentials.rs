@@ -431,3 +431,54 @@ async fn the_kubernetes_login_exchanges_the_pods_token() {
         "the service-account token in a log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_namespace_is_read_from_its_own_mounts() {
+    let bao = Bao::start().await;
+    let post = reqwest::Method::POST;
+    bao.call(post.clone(), "sys/namespaces/team-a", Some(json!({})))
+        .await;
+    let kv = json!({"type": "kv", "options": {"version": "2"}});
+    bao.call_in(Some("team-a"), post.clone(), "sys/mounts/secret", Some(kv))
+        .await;
+    let inside = json!({"data": {"username": "admin", "password": PASSWORD}});
+    bao.call_in(
+        Some("team-a"),
+        post.clone(),
+        "secret/data/net/ios",
+        Some(inside),
+    )
+    .await;
+    // The same path outside the namespace holds a wrong password.
+    bao.put(
+        "net/ios",
+        json!({"username": "admin", "password": "outside-wrong"}),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, &bao.root_token).unwrap();
+    let c = TestCluster::start(options(
+        vec![
+            "--vault-addr".into(),
+            bao.addr.clone(),
+            "--vault-namespace".into(),
+            "team-a".into(),
+            "--vault-token-file".into(),
+            token.display().to_string(),
+            "--vault-allowed-paths".into(),
+            "secret/net".into(),
+        ],
+        None,
+    ))
+    .await
+    .unwrap();
+    let j = run(
+        &c,
+        0,
+        by_ref(&c, 0, vault("net/ios", |_| {}), Strategy::Fifo),
+    )
+    .await;
+    assert_eq!(j.status(), JobStatus::Succeeded, "read in team-a: {j:?}");
+    assert!(!c.logs().contains(&bao.root_token), "the token in a log");
+}
