@@ -148,7 +148,7 @@ async fn vault_secrets_resolve_on_the_agent_with_approle() {
             "--vault-allowed-paths".into(),
             "secret/net,secret/lab/x-not-this,kv/net".into(),
             "--vault-cache-ttl-seconds".into(),
-            "3".into(),
+            "5".into(),
         ],
         Some(key.public_key().to_openssh().unwrap()),
     ))
