@@ -10,6 +10,7 @@ mod credential;
 mod inventory;
 mod reach;
 mod render;
+mod tasks;
 mod test_connection;
 
 use std::io::Write;
@@ -73,6 +74,8 @@ enum Cmd {
     /// Log in to one device and show each step's time, the prompt and the platform; runs
     /// nothing.
     Test(test_connection::TestArgs),
+    /// Long-running tasks on linux hosts: start, read (--follow), list, kill.
+    Tasks(tasks::TasksArgs),
     /// Run on every device of an inventory file (YAML or CSV) with a progress bar and a summary.
     Bulk(BulkArgs),
     /// List, show, follow or cancel jobs.
@@ -421,6 +424,7 @@ async fn run(cli: Cli) -> Outcome {
         Cmd::Exec(a) => exec(&api, a, json).await,
         Cmd::Bulk(a) => bulk(&api, a, json).await,
         Cmd::Test(a) => test_connection::run(&api, a, json).await,
+        Cmd::Tasks(a) => tasks::run(&api, a, json).await,
         Cmd::Jobs(c) => jobs(&api, c, json).await,
         Cmd::Workers(c) => workers(&api, c, json).await,
         Cmd::Nodes(c) => nodes(&api, c, json).await,

@@ -75,6 +75,10 @@ pub struct ManagerConfig {
     pub secrets_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookArgs,
+    /// Long-running tasks that ended longer ago than this are deleted from their host when its
+    /// tasks are listed, 0..=525600 minutes (0: at the first listing after they end).
+    #[arg(long, env = "NETPULSE_TASK_RETENTION_MINUTES", default_value_t = 1440)]
+    pub task_retention_minutes: u64,
     /// Refuse requests that carry secrets inline: every job names connection.credential.
     #[arg(long, env = "NETPULSE_REFUSE_INLINE_SECRETS")]
     pub refuse_inline_secrets: bool,
@@ -260,6 +264,12 @@ impl ManagerConfig {
             1_000_000,
         )?;
         range(
+            "task-retention-minutes",
+            self.task_retention_minutes,
+            0,
+            525_600,
+        )?;
+        range(
             "request-timeout-seconds",
             self.request_timeout_seconds,
             1,
@@ -387,6 +397,7 @@ impl ManagerConfig {
             agent_token: None,
             webhooks: Default::default(),
             etcd_tls: None,
+            task_retention_minutes: self.task_retention_minutes,
         }
     }
 
@@ -433,6 +444,7 @@ pub struct ServerConfig {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// etcd over TLS (None: plaintext), for every etcd connection of the manager.
     pub etcd_tls: Option<ClientTlsConfig>,
+    pub task_retention_minutes: u64,
 }
 
 impl ServerConfig {

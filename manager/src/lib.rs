@@ -44,5 +44,6 @@ pub mod shed;
 pub mod store;
 mod sweep;
 pub mod table;
+pub mod tasks;
 pub mod webhooks;
 mod writer;

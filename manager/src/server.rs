@@ -120,6 +120,7 @@ pub async fn run(
         ))),
         scheduler: scheduler.clone(),
         max_jobs_per_stream: cfg.max_jobs_per_stream,
+        task_retention_minutes: cfg.task_retention_minutes,
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<JobServiceServer<Api>>().await;

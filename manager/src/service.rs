@@ -23,6 +23,8 @@ pub struct Api {
     pub library: Arc<std::sync::Mutex<netpulse_textfsm::Library>>,
     /// Requests of one `ExecuteStream` answered at a time.
     pub max_jobs_per_stream: usize,
+    /// Ended tasks older than this are deleted from their host when tasks are listed.
+    pub task_retention_minutes: u64,
 }
 
 type JobStream = Pin<Box<dyn Stream<Item = Result<Job, Status>> + Send>>;
@@ -236,6 +238,39 @@ impl JobService for Api {
         };
         let dir = self.scheduler.cfg.config_templates_dir.as_deref();
         Ok(Response::new(crate::render::render(&t, dir, "template")?))
+    }
+
+    async fn start_task(&self, req: Request<StartTaskRequest>) -> Result<Response<Task>, Status> {
+        Ok(Response::new(
+            crate::tasks::start_task(&self.scheduler, req.into_inner()).await?,
+        ))
+    }
+
+    async fn read_task(
+        &self,
+        req: Request<ReadTaskRequest>,
+    ) -> Result<Response<TaskOutput>, Status> {
+        Ok(Response::new(
+            crate::tasks::read_task(&self.scheduler, req.into_inner()).await?,
+        ))
+    }
+
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        let r = crate::tasks::list_tasks(
+            &self.scheduler,
+            req.into_inner(),
+            self.task_retention_minutes,
+        );
+        Ok(Response::new(r.await?))
+    }
+
+    async fn kill_task(&self, req: Request<KillTaskRequest>) -> Result<Response<Task>, Status> {
+        Ok(Response::new(
+            crate::tasks::kill_task(&self.scheduler, req.into_inner()).await?,
+        ))
     }
 
     async fn parse_output(
