@@ -141,7 +141,9 @@ pub async fn run(api: &Api, a: TasksArgs, json: bool) -> Outcome {
                     max_bytes: 0,
                 };
                 let out = api.jobs().read_task(api.req(req)).await?.into_inner();
-                std::io::stdout().write_all(&out.data).map_err(anyhow::Error::from)?;
+                std::io::stdout()
+                    .write_all(&out.data)
+                    .map_err(anyhow::Error::from)?;
                 std::io::stdout().flush().map_err(anyhow::Error::from)?;
                 let running = out.task.as_ref().is_some_and(|t| t.running);
                 let more = out.next_offset > offset;
