@@ -453,6 +453,26 @@ impl Scheduler {
         self.queries.wait_final(job, CANCEL_WAIT).await
     }
 
+    /// A submitted job once it is final. On shutdown the caller gets the job as it stands,
+    /// recorded, and can watch it on another replica, which adopts it.
+    pub async fn await_end(&self, submitted: Submitted) -> Result<Job, ApiError> {
+        let (limit, job) = (submitted.wait_limit, submitted.job);
+        match submitted.updates {
+            _ if is_final(job.status()) => Ok(job),
+            Some(mut rx) => {
+                let ended = tokio::select! {
+                    r = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => r.is_ok(),
+                    _ = self.shutdown.cancelled() => false,
+                };
+                if !ended {
+                    self.ensure_recorded(&job.id).await?;
+                }
+                Ok(rx.borrow().clone())
+            }
+            None => self.queries.wait_final(job, limit).await,
+        }
+    }
+
     /// Writes a waiting submit's job now if the sweep has not yet (its caller is about to
     /// get its id without the end: the manager is shutting down).
     pub(crate) async fn ensure_recorded(&self, id: &str) -> Result<(), ApiError> {
@@ -500,9 +520,10 @@ impl Scheduler {
         let Some(msg) = msg.msg else { return };
         match msg {
             Msg::Started(s) => {
-                let job = self.lock().started(&node_id, &s.job_id, &s.worker_id);
-                if let Some(job) = job {
-                    self.tell(|l| l.started(&job));
+                // Told under the table's lock, as acceptance is: no copy of the job per start.
+                let mut t = self.lock();
+                if let Some(job) = t.started(&node_id, &s.job_id, &s.worker_id) {
+                    self.tell(|l| l.started(job));
                 }
             }
             Msg::Finished(f) => {

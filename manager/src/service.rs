@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::error::ApiError;
-use crate::record::is_final;
 use crate::scheduler::{Scheduler, Submitted};
 
 #[derive(Clone)]
@@ -50,32 +49,10 @@ impl Api {
 
     /// A submitted job's answer: as it stands without `wait`, else once it is final.
     async fn await_end(&self, wait: bool, submitted: Submitted) -> Result<Job, ApiError> {
-        if !wait || is_final(submitted.job.status()) {
+        if !wait {
             return Ok(submitted.job);
         }
-        let limit = submitted.wait_limit;
-        let id = submitted.job.id.clone();
-        match submitted.updates {
-            Some(mut rx) => {
-                // On shutdown the caller gets the job as it stands, recorded, and can watch it
-                // on another replica, which adopts it.
-                let ended = tokio::select! {
-                    r = tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status()))) => r.is_ok(),
-                    _ = self.scheduler.shutdown.cancelled() => false,
-                };
-                if !ended {
-                    self.scheduler.ensure_recorded(&id).await?;
-                }
-                let job = rx.borrow().clone();
-                Ok(job)
-            }
-            None => {
-                self.scheduler
-                    .queries
-                    .wait_final(submitted.job, limit)
-                    .await
-            }
-        }
+        self.scheduler.await_end(submitted).await
     }
 
     /// Reads an `ExecuteStream`'s requests while fewer than `max_jobs_per_stream` await

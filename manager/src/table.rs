@@ -128,12 +128,12 @@ pub(crate) struct JobTable {
 
 impl JobTable {
     /// The job started on `node`: it counts only from the node that holds it.
-    /// The job started on `node`: it is running, as the returned copy shows.
-    pub(crate) fn started(&mut self, node: &str, job_id: &str, worker_id: &str) -> Option<Job> {
+    /// The job started on `node`: it is running, as the returned job shows.
+    pub(crate) fn started(&mut self, node: &str, job_id: &str, worker_id: &str) -> Option<&Job> {
         let a = self.jobs.get_mut(job_id).filter(|a| a.on(node))?;
         record::started(&mut a.job, worker_id);
         a.quietly_update();
-        Some(a.job.clone())
+        Some(&a.job)
     }
 
     /// The job ended on `node`: it leaves the table, for the scheduler to finalize.

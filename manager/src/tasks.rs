@@ -4,12 +4,9 @@
 //! `.log` (stdout and stderr), `.start`, and `.exit` or `.killed` once it ended. Everything
 //! about a task is on the host, tagged by its id, so it is found again whatever restarted.
 
-use std::time::Duration;
-
 use netpulse_proto::api::*;
 
 use crate::error::ApiError;
-use crate::record::is_final;
 use crate::scheduler::Scheduler;
 
 pub const MAX_COMMAND: usize = 4096;
@@ -39,26 +36,7 @@ async fn run(
         wait: true,
         ..Default::default()
     };
-    let submitted = s.submit(req).await?;
-    let limit = submitted.wait_limit.max(Duration::from_secs(1));
-    let job = match submitted.updates {
-        Some(mut rx) if !is_final(submitted.job.status()) => {
-            tokio::time::timeout(limit, rx.wait_for(|j| is_final(j.status())))
-                .await
-                .map_err(|_| {
-                    ApiError::Unavailable(format!(
-                        "the task's job {} did not end in time",
-                        submitted.job.id
-                    ))
-                })?
-                .map_err(|_| ApiError::Unavailable("the manager is shutting down".into()))?
-                .clone()
-        }
-        _ if !is_final(submitted.job.status()) => {
-            s.queries.wait_final(submitted.job, limit).await?
-        }
-        _ => submitted.job,
-    };
+    let job = s.await_end(s.submit(req).await?).await?;
     outputs(&job)
 }
 

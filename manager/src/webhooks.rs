@@ -297,16 +297,8 @@ fn secret_file(dir: Option<&Path>, name: &str) -> Result<PathBuf, String> {
     let name = if name.is_empty() { "default" } else { name };
     let dir =
         dir.ok_or("webhooks need signing secrets: the manager has no --webhook-secrets-dir")?;
-    let ok = name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !ok {
-        return Err(format!(
-            "signing secret {name:?} is not a name of [A-Za-z0-9._-] (at most 128)"
-        ));
-    }
+    // Named as credential profiles are: a file name, no path.
+    netpulse_model::credential::profile_name("signing secret", name).map_err(|e| e.to_string())?;
     let path = dir.join(name);
     if !path.is_file() {
         return Err(format!("no signing secret {name} in {}", dir.display()));
@@ -521,6 +513,9 @@ impl JobListener for Webhooks {
             return;
         }
         let list = self.deliveries(FINISHED, job, own.as_ref());
+        if list.is_empty() {
+            return;
+        }
         let capped = self.store.capped(job);
         for d in list {
             writes.push(self.put(&d));
