@@ -103,6 +103,28 @@ pub fn job_summary(j: &Job) -> String {
         "confirmed" => s.push_str(" (commit confirmed)"),
         _ => {}
     }
+    if let Some(t) = &j.transfer {
+        if t.skipped {
+            s.push_str(&format!(
+                " ({}: the device has the same file; nothing sent)",
+                t.protocol
+            ));
+        } else {
+            s.push_str(&format!(
+                " ({}: {} bytes, {:.1} MB/s, verified by {})",
+                t.protocol,
+                t.bytes_sent,
+                t.bytes_per_second as f64 / 1e6,
+                t.verified_by
+            ));
+        }
+        if t.resumed_from > 0 {
+            s.push_str(&format!(" (resumed from byte {})", t.resumed_from));
+        }
+        if !t.staged_file.is_empty() {
+            s.push_str(&format!(" staged as {}", t.staged_file));
+        }
+    }
     if let Some(e) = &j.error {
         s.push_str(&format!(": {}: {}", e.kind, e.message));
     }

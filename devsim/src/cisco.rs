@@ -104,6 +104,57 @@ fn render(sh: &Shell, c: &RunningConfig) -> Vec<String> {
     out
 }
 
+/// The file commands: a file's MD5 (`verify /md5` on IOS and EOS, `show file .. md5sum` on
+/// NX-OS) and a file system's listing with its free space (`dir`). Privileged on IOS.
+fn file_command(sh: &mut Shell, line: &str) -> Option<After> {
+    let nxos = sh.s.flavor == Flavor::CiscoNxos;
+    let md5_of = if nxos {
+        matches(line, "show file * md5sum").map(|w| w[0].to_string())
+    } else {
+        matches(line, "verify /md5 *").map(|w| w[0].to_string())
+    };
+    let dir = matches(line, "dir *").map(|w| w[0].to_string());
+    if md5_of.is_none() && dir.is_none() {
+        return None;
+    }
+    if !sh.privileged {
+        return Some(invalid(sh, line));
+    }
+    let flash = sh.s.flash.clone();
+    if let Some(path) = md5_of {
+        match (flash.md5(&path), nxos) {
+            (Some(sum), true) => sh.say(&sum),
+            (Some(sum), false) => {
+                sh.say(".............................Done!");
+                sh.say(&format!("verify /md5 ({path}) = {sum}"));
+            }
+            (None, _) => sh.say(&format!(
+                "%Error opening {path} (No such file or directory)"
+            )),
+        }
+        return Some(After::Prompt);
+    }
+    let fs = dir.unwrap_or_default();
+    let mut out = vec![format!("Directory of {fs}"), String::new()];
+    for (i, (name, size)) in flash.list(&fs).iter().enumerate() {
+        out.push(format!(
+            "{:>5}  -rw-  {size:>12}  Jan 1 2026 00:00:00 +00:00  {name}",
+            i + 1
+        ));
+    }
+    out.push(String::new());
+    let (total, free) = (flash.capacity(), flash.free());
+    if nxos {
+        out.push(format!("Usage for {fs}"));
+        out.push(format!("  {} bytes used", total - free));
+        out.push(format!("  {free} bytes free"));
+        out.push(format!("  {total} bytes total"));
+    } else {
+        out.push(format!("{total} bytes total ({free} bytes free)"));
+    }
+    Some(sh.lines(out))
+}
+
 pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
     if sh.config_mode {
         return config_command(sh, line);
@@ -141,6 +192,9 @@ pub(crate) fn command(sh: &mut Shell, line: &str) -> After {
     }
     if matches(line, "terminal width *").is_some() {
         return After::Prompt;
+    }
+    if let Some(after) = file_command(sh, line) {
+        return after;
     }
     if matches(line, "show version").is_some() {
         let h = sh.s.hostname.clone();

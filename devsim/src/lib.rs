@@ -16,6 +16,7 @@
 
 mod cisco;
 mod config;
+pub mod flash;
 mod generic;
 mod huawei;
 mod junos;

@@ -58,6 +58,8 @@ pub struct DeviceSpec {
     pub busy_refusal: BusyRefusal,
     /// How long a minute of a confirmed commit's timer lasts.
     pub confirm_minute: Duration,
+    /// Bytes the device's flash holds.
+    pub flash_bytes: u64,
 }
 
 /// How a device whose lines are all in use refuses one more connection.
@@ -93,6 +95,7 @@ impl DeviceSpec {
             max_sessions: None,
             busy_refusal: BusyRefusal::Close,
             confirm_minute: Duration::from_secs(60),
+            flash_bytes: 1 << 30,
         }
     }
 }
@@ -127,6 +130,7 @@ struct Shared {
     refused: AtomicU64,
     /// Becomes true once the listener is closed.
     closed: watch::Sender<bool>,
+    flash: Arc<crate::flash::Flash>,
 }
 
 /// A running simulated device. Dropping it does not stop it; cancel the token it was spawned
@@ -164,6 +168,10 @@ impl Device {
     pub fn drop_connections(&self) {
         self.shared.faults.send_modify(|f| f.drop_generation += 1);
     }
+    /// The device's files.
+    pub fn flash(&self) -> &crate::flash::Flash {
+        &self.shared.flash
+    }
     /// Stops (or resumes) reading and writing on every connection, new ones included.
     pub fn set_frozen(&self, frozen: bool) {
         self.shared.faults.send_modify(|f| f.frozen = frozen);
@@ -192,6 +200,7 @@ pub async fn spawn_device(
         ..Default::default()
     });
     let shared = Arc::new(Shared {
+        flash: Arc::new(crate::flash::Flash::new(spec.flash_bytes)),
         spec,
         faults: watch::Sender::new(Faults::default()),
         logins: AtomicU64::new(0),
@@ -264,6 +273,7 @@ async fn serve_connection(
     let handler = Conn {
         shared: shared.clone(),
         shell: None,
+        scp: std::collections::HashMap::new(),
         user: String::new(),
         last_input: last_input.clone(),
     };
@@ -297,9 +307,16 @@ async fn serve_connection(
     }
 }
 
+/// An SCP transfer on one of the connection's exec channels.
+enum ScpChannel {
+    Sink(crate::flash::Sink),
+    Source(crate::flash::Source),
+}
+
 struct Conn {
     shared: Arc<Shared>,
     shell: Option<Shell>,
+    scp: std::collections::HashMap<ChannelId, ScpChannel>,
     user: String,
     last_input: Arc<std::sync::Mutex<Instant>>,
 }
@@ -427,6 +444,7 @@ impl russh::server::Handler for Conn {
                 page_lines: spec.page_lines,
                 prompt: spec.prompt.clone(),
                 confirm_minute: spec.confirm_minute,
+                flash: self.shared.flash.clone(),
             },
             crate::vendor::personality(spec.flavor),
         );
@@ -438,6 +456,31 @@ impl russh::server::Handler for Conn {
         Ok(())
     }
 
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let cmd = String::from_utf8_lossy(data).to_string();
+        let flash = &self.shared.flash;
+        let (state, first) = if let Some(path) = cmd.strip_prefix("scp -t ") {
+            let (sink, first) = crate::flash::Sink::start(path.trim(), flash);
+            (ScpChannel::Sink(sink), first)
+        } else if let Some(path) = cmd.strip_prefix("scp -f ") {
+            (
+                ScpChannel::Source(crate::flash::Source::start(path.trim())),
+                Vec::new(),
+            )
+        } else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        session.channel_success(channel)?;
+        self.scp.insert(channel, state);
+        scp_act(session, channel, first)
+    }
+
     async fn data(
         &mut self,
         channel: ChannelId,
@@ -445,6 +488,14 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         *self.last_input.lock().expect("lock") = Instant::now();
+        if let Some(t) = self.scp.get_mut(&channel) {
+            let flash = &self.shared.flash;
+            let acts = match t {
+                ScpChannel::Sink(s) => s.feed(data, flash),
+                ScpChannel::Source(s) => s.feed(data, flash),
+            };
+            return scp_act(session, channel, acts);
+        }
         let Some(shell) = self.shell.as_mut() else {
             return Ok(());
         };
@@ -468,6 +519,25 @@ impl russh::server::Handler for Conn {
         }
         Ok(())
     }
+}
+
+fn scp_act(
+    session: &mut Session,
+    channel: ChannelId,
+    acts: Vec<crate::flash::Scp>,
+) -> Result<(), russh::Error> {
+    for a in acts {
+        match a {
+            crate::flash::Scp::Send(bytes) => session.data(channel, bytes)?,
+            crate::flash::Scp::Finish => {
+                session.exit_status_request(channel, 0)?;
+                session.eof(channel)?;
+                session.close(channel)?;
+            }
+            crate::flash::Scp::Cut => session.close(channel)?,
+        }
+    }
+    Ok(())
 }
 
 /// A TCP stream that obeys the device's faults; see the module docs.

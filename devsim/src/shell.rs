@@ -97,6 +97,8 @@ pub struct ShellSettings {
     pub prompt: PromptVariant,
     /// How long a minute of a confirmed commit's timer lasts (a test's device hurries it).
     pub confirm_minute: std::time::Duration,
+    /// The device's files (what SCP stores; `dir` and the hash commands read them).
+    pub flash: std::sync::Arc<crate::flash::Flash>,
 }
 
 /// How a device's prompt differs from its vendor's usual one (for prompt-discovery tests).

@@ -28,6 +28,7 @@ mod tests {
                 page_lines: 24,
                 prompt: Default::default(),
                 confirm_minute: std::time::Duration::from_secs(60),
+                flash: Default::default(),
             },
             personality(flavor),
         )

@@ -270,6 +270,8 @@ impl TestCluster {
             .args(["--host-key-policy", "insecure-accept-any"])
             .args(self.etcd.client_flags())
             .args(["--shutdown-grace-seconds", "5", "--log", "info"])
+            .arg("--staging-dir")
+            .arg(self.dir.join(format!("{node_id}-staging")))
             .args(&self.opts.agent_args)
             .env_clear()
             .stdin(Stdio::null())

@@ -5,6 +5,7 @@
 pub mod bao;
 pub mod cluster;
 pub mod etcd;
+pub mod files;
 pub mod otlp;
 pub mod sshd;
 pub mod tls;

@@ -98,6 +98,18 @@ impl Sshd {
         }
     }
 
+    /// This host as a `linux` device, logged in to with the client key.
+    pub fn connection(&self) -> netpulse_proto::api::Connection {
+        netpulse_proto::api::Connection {
+            host: "127.0.0.1".into(),
+            port: self.port as u32,
+            username: self.user.clone(),
+            private_key: self.client_key_pem(),
+            device_type: "linux".into(),
+            ..Default::default()
+        }
+    }
+
     pub fn client_key_pem(&self) -> String {
         self.client_key
             .to_openssh(LineEnding::LF)

@@ -59,6 +59,8 @@ async fn linux_platform_against_openssh() {
         backup: false,
         dry_run: false,
         confirm_within: None,
+        stream_output: false,
+        updates: Default::default(),
     };
     let outcome = ops::run(&mut s, &job).await;
     let statuses: Vec<i32> = outcome.results.iter().map(|r| r.status).collect();

@@ -59,6 +59,7 @@ async fn nodes_appear_sessions_open_jobs_flow_and_dead_nodes_disappear() {
         ntc_templates_dir: None,
         templates_dir: None,
         credentials: Default::default(),
+        staging: Default::default(),
     };
     let limits = Limits {
         max_pinned_workers: 10,

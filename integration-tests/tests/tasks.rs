@@ -13,14 +13,7 @@ use tokio::time::Instant;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn host(sshd: &Sshd) -> Connection {
-    Connection {
-        host: "127.0.0.1".into(),
-        port: sshd.port as u32,
-        username: sshd.user.clone(),
-        private_key: sshd.client_key_pem(),
-        device_type: "linux".into(),
-        ..Default::default()
-    }
+    sshd.connection()
 }
 
 async fn read_until(

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::{ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
@@ -55,6 +55,53 @@ pub struct AgentAccess {
 pub struct Cluster {
     nodes: watch::Receiver<Nodes>,
     links: Mutex<HashMap<String, Link>>,
+    access: AgentAccess,
+}
+
+/// An agent client of its own, for a call beside the session (the staging area's files).
+pub type AgentClient =
+    AgentServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerToken>>;
+
+/// Adds the agents' bearer token, when there is one, to each call.
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(b) = &self.0 {
+            r.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// How to reach a node's agent: its endpoint and bearer header.
+fn endpoint(
+    node: &NodeRecord,
+    access: &AgentAccess,
+) -> Result<(Endpoint, Option<tonic::metadata::AsciiMetadataValue>), String> {
+    // Checked printable at start-up (`read_tokens`), so it is a valid header value.
+    let bearer = access
+        .token
+        .as_ref()
+        .and_then(|t| format!("Bearer {}", t.expose()).parse().ok());
+    let scheme = if access.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = if node.address.contains("://") {
+        node.address.clone()
+    } else {
+        format!("{scheme}://{}", node.address)
+    };
+    let e = Endpoint::from_shared(url.clone())
+        .and_then(|e| match &access.tls {
+            Some(tls) => e.tls_config(tls.clone()),
+            None => Ok(e),
+        })
+        .map_err(|e| format!("the node's address {url} is not usable: {e}"))?;
+    Ok((e.connect_timeout(DIAL_TIMEOUT).tcp_nodelay(true), bearer))
 }
 
 impl Cluster {
@@ -78,6 +125,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             nodes: rx,
             links: Mutex::new(HashMap::new()),
+            access: access.clone(),
         });
         let c = cluster.clone();
         let t = tracker.clone();
@@ -87,6 +135,28 @@ impl Cluster {
 
     pub fn nodes(&self) -> Nodes {
         self.nodes.borrow().clone()
+    }
+
+    /// A new connection to a live node's agent.
+    pub async fn dial(&self, node_id: &str) -> Result<AgentClient, ApiError> {
+        let node = self
+            .nodes()
+            .get(node_id)
+            .cloned()
+            .ok_or_else(|| ApiError::Unavailable(format!("node {node_id} is not live")))?;
+        let (e, bearer) = endpoint(&node, &self.access).map_err(ApiError::Unavailable)?;
+        let channel = tokio::time::timeout(DIAL_TIMEOUT, e.connect())
+            .await
+            .map_err(|_| {
+                ApiError::Unavailable(format!(
+                    "node {node_id} did not answer within {DIAL_TIMEOUT:?}"
+                ))
+            })?
+            .map_err(|e| ApiError::Unavailable(format!("node {node_id} is not reachable: {e}")))?;
+        Ok(AgentServiceClient::with_interceptor(
+            channel,
+            BearerToken(bearer),
+        ))
     }
 
     /// Queues a message for a node's agent. Fails when the node is not live or its queue is
@@ -260,27 +330,14 @@ async fn link(
     events: mpsc::Sender<NodeEvent>,
     stop: CancellationToken,
 ) {
-    let AgentAccess { tls, token } = access;
-    // Checked printable at start-up (`read_tokens`), so it is a valid header value.
-    let bearer: Option<tonic::metadata::AsciiMetadataValue> =
-        token.and_then(|t| format!("Bearer {}", t.expose()).parse().ok());
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let url = if node.address.contains("://") {
-        node.address.clone()
-    } else {
-        format!("{scheme}://{}", node.address)
-    };
-    let endpoint = Endpoint::from_shared(url.clone()).and_then(|e| match tls {
-        Some(tls) => e.tls_config(tls),
-        None => Ok(e),
-    });
-    let endpoint = match endpoint {
-        Ok(e) => e.connect_timeout(DIAL_TIMEOUT).tcp_nodelay(true),
-        Err(e) => {
-            warn!(node_id = %node.node_id, %url, error = %e, "the node's address is not usable; no link");
+    let (endpoint, bearer) = match endpoint(&node, &access) {
+        Ok(x) => x,
+        Err(error) => {
+            warn!(node_id = %node.node_id, %error, "no link");
             return;
         }
     };
+    let url = node.address.clone();
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {
         let dialed = tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect()).await;

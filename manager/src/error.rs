@@ -30,6 +30,26 @@ impl From<netpulse_model::ModelError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An agent's (or a client stream's) status, kept with its code.
+    pub fn from_agent(s: tonic::Status) -> ApiError {
+        let m = s.message().to_string();
+        match s.code() {
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ApiError::InvalidArgument(m),
+            tonic::Code::NotFound => ApiError::NotFound(m),
+            tonic::Code::AlreadyExists => ApiError::AlreadyExists(m),
+            tonic::Code::FailedPrecondition => ApiError::FailedPrecondition(m),
+            tonic::Code::ResourceExhausted => ApiError::ResourceExhausted(m),
+            tonic::Code::Unauthenticated => ApiError::Unauthenticated(m),
+            tonic::Code::PermissionDenied => ApiError::PermissionDenied(m),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                ApiError::Unavailable(m)
+            }
+            _ => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> tonic::Status {
         let code = match &e {

@@ -194,8 +194,49 @@ impl Placements {
     }
 
     /// The node for a job: the device's placement (claimed when it has none) or a fifo choice,
-    /// among the live nodes that serve its device type and are not `excluded`.
+    /// among the live nodes that serve its device type and are not `excluded`; a job using a
+    /// staged file runs where the file is.
     pub async fn place(
+        &self,
+        nodes: &NodeMap,
+        r: &JobRequest,
+        excluded: &HashSet<String>,
+    ) -> Result<String, ApiError> {
+        let Some(node) = r.staged_on() else {
+            return self.place_any(nodes, r, excluded).await;
+        };
+        match nodes.get(node) {
+            None => {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "the job's staged file is on node {node}, which is not live; upload it again"
+                )));
+            }
+            Some(n) if excluded.contains(node) || n.draining => {
+                return Err(ApiError::Unavailable(format!(
+                    "node {node}, which holds the job's staged file, cannot take it now"
+                )));
+            }
+            Some(n) if !n.device_types.contains(&r.connection.device_type) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "node {node}, which holds the job's staged file, does not serve device_type {:?}",
+                    r.connection.device_type
+                )));
+            }
+            Some(_) if r.strategy == Strategy::Fifo => return Ok(node.to_string()),
+            Some(_) => {}
+        }
+        let owner = self.place_any(nodes, r, excluded).await?;
+        if owner != node {
+            return Err(ApiError::FailedPrecondition(format!(
+                "device {}'s pinned worker is on node {owner} and the staged file on node {node}: \
+                 upload the file with node_id {owner}, or use the fifo strategy",
+                r.connection.device
+            )));
+        }
+        Ok(owner)
+    }
+
+    async fn place_any(
         &self,
         nodes: &NodeMap,
         r: &JobRequest,

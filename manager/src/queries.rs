@@ -1,6 +1,7 @@
 //! Job queries any replica answers for any job, from the records in etcd: get, watch, list,
 //! and waiting for a job's end.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::EventType;
@@ -12,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::error::ApiError;
+use crate::live::Live;
 use crate::record::{is_final, looks_like_job_id};
 use crate::store::JobStore;
 
@@ -34,12 +36,29 @@ pub(crate) fn not_found(id: &str) -> ApiError {
     ))
 }
 
+/// The job as last recorded, with one live update in it.
+fn with_update(job: &Job, update: netpulse_proto::worker::job_update::Update) -> Job {
+    use netpulse_proto::worker::job_update::Update;
+    let mut job = job.clone();
+    if job.status() == JobStatus::Queued {
+        // The update proves it runs; its record may not say so yet.
+        job.status = JobStatus::Running as i32;
+    }
+    match update {
+        Update::Output(c) => job.output_chunk = Some(c),
+        Update::Progress(p) => job.transfer_progress = Some(p),
+    }
+    job
+}
+
 /// Reads job records; watches are tasks on the manager's tracker that end at `shutdown`.
 #[derive(Clone)]
 pub struct JobQueries {
     store: JobStore,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Running jobs' output pieces and progress, for watchers.
+    pub live: Arc<Live>,
 }
 
 impl JobQueries {
@@ -48,6 +67,7 @@ impl JobQueries {
             store,
             tracker,
             shutdown,
+            live: Arc::default(),
         }
     }
 
@@ -56,7 +76,8 @@ impl JobQueries {
         self.store.get(id).await?.ok_or_else(|| not_found(id))
     }
 
-    /// Streams the job at every status change until it is final. Errors before the first
+    /// Streams the job at every status change until it is final, and, while it runs, with
+    /// each output piece or transfer progress this replica hears of. Errors before the first
     /// message (unknown id) are returned at once.
     pub async fn watch_job(
         &self,
@@ -64,6 +85,8 @@ impl JobQueries {
         out: mpsc::Sender<Result<Job, ApiError>>,
     ) -> Result<(), ApiError> {
         check_id(id)?;
+        // Before the read: an update that comes meanwhile is not missed.
+        let mut live = self.live.subscribe(id);
         let (job, rev) = self
             .store
             .get_with_revision(id)
@@ -76,6 +99,7 @@ impl JobQueries {
             if out.send(Ok(job.clone())).await.is_err() || is_final(job.status()) {
                 return;
             }
+            let mut latest = job;
             let mut from = rev + 1;
             loop {
                 let mut stream = match s.store.watch_job(&id, from).await {
@@ -88,6 +112,17 @@ impl JobQueries {
                 loop {
                     let msg = tokio::select! {
                         m = stream.message() => m,
+                        u = live.rx.recv() => {
+                            if let Ok(u) = u
+                                && let Some(update) = u.update
+                            {
+                                let job = with_update(&latest, update);
+                                if out.send(Ok(job)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            continue;
+                        }
                         _ = out.closed() => return,
                         _ = s.shutdown.cancelled() => {
                             let _ = out.send(Err(ApiError::Unavailable("the manager is shutting down; watch again".into()))).await;
@@ -112,6 +147,7 @@ impl JobQueries {
                             continue;
                         }
                         last = job.status;
+                        latest = job.clone();
                         let done = is_final(job.status());
                         if out.send(Ok(job)).await.is_err() || done {
                             return;

@@ -86,6 +86,7 @@ pub fn finished(job: &mut Job, worker_id: &str, r: wire::JobResult) {
     job.config_diff = r.config_diff;
     job.dry_run_note = r.dry_run_note;
     job.commit_confirm = r.commit_confirm;
+    job.transfer = r.transfer;
     job.results = r
         .results
         .into_iter()

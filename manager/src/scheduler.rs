@@ -545,6 +545,7 @@ impl Scheduler {
                 self.placements.forget_node(&node_id);
             }
             Msg::Welcome(_) => self.resync(&node_id),
+            Msg::Update(u) => self.queries.live.publish(u),
             Msg::Worker(_) | Msg::Load(_) => {}
         }
     }

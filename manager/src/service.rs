@@ -305,6 +305,24 @@ impl JobService for Api {
 
     type WatchJobStream = JobStream;
 
+    async fn upload_file(
+        &self,
+        req: Request<Streaming<UploadFileRequest>>,
+    ) -> Result<Response<StagedFile>, Status> {
+        let file = crate::files::upload(&self.scheduler.cluster, req.into_inner()).await?;
+        Ok(Response::new(file))
+    }
+
+    type DownloadFileStream = Streaming<FileChunk>;
+
+    async fn download_file(
+        &self,
+        req: Request<DownloadFileRequest>,
+    ) -> Result<Response<Self::DownloadFileStream>, Status> {
+        let chunks = crate::files::download(&self.scheduler.cluster, req.into_inner()).await?;
+        Ok(Response::new(chunks))
+    }
+
     async fn watch_job(
         &self,
         req: Request<WatchJobRequest>,

@@ -79,6 +79,7 @@ impl TryFrom<Dispatch> for AgentJob {
             Some(worker::job::Operation::Config(c)) => c.lines.len(),
             Some(worker::job::Operation::Probe(_)) => 1,
             Some(worker::job::Operation::ConfirmCommit(_)) => 1,
+            Some(worker::job::Operation::Transfer(_)) => 1,
             None => return Err(invalid("job needs commands or config")),
         };
         if lines == 0 || lines > MAX_LINES {

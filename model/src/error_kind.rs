@@ -40,10 +40,12 @@ pub enum ErrorKind {
     CredentialsUnavailable,
     /// The job names a vault path the agent's allow-list does not hold.
     PermissionDenied,
+    /// A file transfer failed (refused, cut, a hash that does not match, no room).
+    TransferFailed,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 26] = [
+    pub const ALL: [ErrorKind; 27] = [
         ErrorKind::InvalidArgument,
         ErrorKind::UnknownDeviceType,
         ErrorKind::ConnectFailed,
@@ -70,6 +72,7 @@ impl ErrorKind {
         ErrorKind::DeviceBusy,
         ErrorKind::CredentialsUnavailable,
         ErrorKind::PermissionDenied,
+        ErrorKind::TransferFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +103,7 @@ impl ErrorKind {
             ErrorKind::DeviceBusy => "device_busy",
             ErrorKind::CredentialsUnavailable => "credentials_unavailable",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::TransferFailed => "transfer_failed",
         }
     }
 }
@@ -139,6 +143,7 @@ impl From<worker::ErrorKind> for ErrorKind {
             W::DeviceBusy => ErrorKind::DeviceBusy,
             W::CredentialsUnavailable => ErrorKind::CredentialsUnavailable,
             W::PermissionDenied => ErrorKind::PermissionDenied,
+            W::TransferFailed => ErrorKind::TransferFailed,
         }
     }
 }
@@ -152,7 +157,7 @@ mod tests {
     fn names_are_unique_and_match_the_worker_protocol() {
         let names: HashSet<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(names.len(), ErrorKind::ALL.len());
-        for raw in 1..=24 {
+        for raw in 1..=25 {
             let w = worker::ErrorKind::try_from(raw).unwrap();
             let wire_name = w
                 .as_str_name()
@@ -161,7 +166,7 @@ mod tests {
             assert_eq!(ErrorKind::from(w).name(), wire_name);
         }
         assert!(
-            worker::ErrorKind::try_from(25).is_err(),
+            worker::ErrorKind::try_from(26).is_err(),
             "a new worker kind needs a name here"
         );
     }

@@ -20,6 +20,7 @@ mod error_kind;
 mod outcome;
 mod request;
 mod secret;
+pub mod transfer;
 
 pub use command::{CommandSpec, Parse, pattern, rows, template_name, template_size};
 pub use connection::{Connection, JumpHost, SessionOptions};

@@ -40,6 +40,8 @@ pub enum Operation {
     TestConnection,
     /// Confirm the pending confirmed commit.
     ConfirmCommit,
+    /// Move a file to or from the device.
+    Transfer(crate::transfer::Transfer),
 }
 
 impl From<&Operation> for worker::job::Operation {
@@ -63,6 +65,7 @@ impl From<&Operation> for worker::job::Operation {
             Operation::ConfirmCommit => {
                 worker::job::Operation::ConfirmCommit(worker::ConfirmCommit {})
             }
+            Operation::Transfer(t) => worker::job::Operation::Transfer(t.into()),
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct JobOptions {
     pub dry_run: bool,
     /// Commit with the device's confirmed-commit timer.
     pub confirm_within: Option<Duration>,
+    /// Send commands' output in pieces as it arrives.
+    pub stream_output: bool,
 }
 
 /// A validated `ExecuteRequest`: everything past the manager's API trusts it.
@@ -179,6 +184,8 @@ impl JobRequest {
             )));
         }
         let strategy = match api::Strategy::try_from(req.strategy) {
+            // Long work on a fresh connection, unless asked otherwise.
+            Ok(api::Strategy::Unspecified) if req.transfer.is_some() => Strategy::Fifo,
             Ok(api::Strategy::Unspecified | api::Strategy::Pinned) => Strategy::Pinned,
             Ok(api::Strategy::Fifo) => Strategy::Fifo,
             Err(_) => {
@@ -194,6 +201,31 @@ impl JobRequest {
             !req.config.is_empty(),
         ];
         let operation = match given {
+            [false, false, false]
+                if let Some(t) = &req.transfer
+                    && !req.confirm_commit
+                    && !req.test_connection =>
+            {
+                if req.save
+                    || req.backup
+                    || req.dry_run
+                    || req.parse
+                    || !req.mode.is_empty()
+                    || req.confirm_within_seconds > 0
+                {
+                    return Err(invalid(
+                        "a transfer moves a file: save, backup, dry_run, parse, mode and \
+                         confirm_within_seconds do not apply",
+                    ));
+                }
+                Operation::Transfer(crate::transfer::Transfer::from_wire(t)?)
+            }
+            _ if req.transfer.is_some() => {
+                return Err(invalid(
+                    "transfer stands alone: leave commands, command_specs, config, \
+                     test_connection and confirm_commit empty",
+                ));
+            }
             [false, false, false] if req.confirm_commit && !req.test_connection => {
                 if req.save || req.confirm_within_seconds > 0 {
                     return Err(invalid(
@@ -329,6 +361,16 @@ impl JobRequest {
             }
             s => Some(seconds("confirm_within_seconds", s, 86_400, 600)?),
         };
+        if req.stream_output
+            && !matches!(
+                operation,
+                Operation::Commands(_) | Operation::CommandSpecs(_)
+            )
+        {
+            return Err(invalid(
+                "stream_output applies to commands and command_specs",
+            ));
+        }
         let c = req
             .connection
             .as_ref()
@@ -353,12 +395,21 @@ impl JobRequest {
                 backup: req.backup,
                 dry_run: req.dry_run,
                 confirm_within,
+                stream_output: req.stream_output,
             },
             wait: req.wait,
             idempotency_key,
             mode,
             trace_context: HashMap::new(),
         })
+    }
+
+    /// The node that must run the job, when it uses a file staged there.
+    pub fn staged_on(&self) -> Option<&str> {
+        match &self.operation {
+            Operation::Transfer(t) => t.node(),
+            _ => None,
+        }
     }
 
     /// The agent's dispatch for this job.
@@ -382,6 +433,7 @@ impl JobRequest {
                     .options
                     .confirm_within
                     .map_or(0, |d| d.as_secs() as u32),
+                stream_output: self.options.stream_output,
             }),
             keepalive_seconds: self.session.keepalive.as_secs() as u32,
             idle_ttl_seconds: self.options.idle_ttl.as_secs() as u32,

@@ -140,6 +140,8 @@ pub struct AgentConfig {
     pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub credentials: crate::credentials::CredentialArgs,
+    #[command(flatten)]
+    pub staging: crate::staging::StagingArgs,
     /// Take sessions only from managers presenting one of these bearer tokens (one per line;
     /// the managers' --agent-token-file). With TLS or without; none: any client may.
     #[arg(long, env = "NETPULSE_MANAGER_TOKENS_FILE")]
@@ -295,6 +297,7 @@ impl AgentConfig {
             ntc_templates_dir: Some(self.ntc_templates_dir.clone()),
             templates_dir: self.templates_dir.clone(),
             credentials: Default::default(),
+            staging: Default::default(),
         }
     }
 
@@ -330,6 +333,7 @@ impl AgentConfig {
         Ok(crate::Loaded {
             access: self.access()?,
             credentials: self.credentials.load()?,
+            staging: self.staging.open(&self.node_id)?,
             etcd_tls: netpulse_proto::tls::etcd(
                 self.etcd_ca_file.as_deref(),
                 self.etcd_cert_file.as_deref(),

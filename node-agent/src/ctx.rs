@@ -119,17 +119,22 @@ impl Ctx {
     /// The job with its credential reference resolved (see `credentials`); None when it did
     /// not resolve, and the job has ended saying why.
     pub async fn with_credentials(&self, mut job: AgentJob) -> Option<AgentJob> {
-        match self.workers.credentials.resolve(&mut job).await {
-            Ok(()) => Some(job),
-            Err((kind, why)) => {
-                tracing::warn!(job_id = %job.id, device = %job.device, error = %why, "the job's credentials did not resolve");
-                self.finish("", crate::process::failed(&job.id, kind, why, false));
-                None
-            }
+        if let Err((kind, why)) = self.workers.credentials.resolve(&mut job).await {
+            tracing::warn!(job_id = %job.id, device = %job.device, error = %why, "the job's credentials did not resolve");
+            self.finish("", crate::process::failed(&job.id, kind, why, false));
+            return None;
         }
+        // A transfer's files too (see `transfers`).
+        if let Err((kind, why)) = crate::transfers::prepare(&self.workers.staging, &mut job).await {
+            tracing::warn!(job_id = %job.id, device = %job.device, error = %why, "the transfer's file is not available");
+            self.finish("", crate::process::failed(&job.id, kind, why, false));
+            return None;
+        }
+        Some(job)
     }
 
-    pub fn finish(&self, worker_id: &str, result: wire::JobResult) {
+    pub fn finish(&self, worker_id: &str, mut result: wire::JobResult) {
+        crate::transfers::finished(&self.workers.staging, &mut result);
         let finished = JobFinished {
             job_id: result.job_id.clone(),
             worker_id: worker_id.to_string(),

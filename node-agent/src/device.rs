@@ -419,6 +419,7 @@ impl DeviceActor {
     fn on_frame(&mut self, frame: Option<Out>) {
         let l = self.live.as_mut().expect("a frame came from a live worker");
         match frame {
+            Some(Out::Update(u)) => self.ctx.events.publish_lossy(Msg::Update(u)),
             Some(Out::Connected(c)) => {
                 self.ctx.metrics.connected("pinned", c.connect_us);
                 l.connected = true;

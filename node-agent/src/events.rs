@@ -83,6 +83,17 @@ impl EventBus {
         }
     }
 
+    /// Publishes to the sessions with room for it and drops it for the others: for what a
+    /// session can miss without harm (a running job's output piece or progress).
+    pub fn publish_lossy(&self, msg: Msg) {
+        let msg = AgentMessage { msg: Some(msg) };
+        for s in self.subs.lock().expect("lock").iter() {
+            if s.tx.capacity() > HEADROOM {
+                let _ = s.tx.try_send(Ok(msg.clone()));
+            }
+        }
+    }
+
     pub fn publish(&self, msg: Msg) {
         let msg = AgentMessage { msg: Some(msg) };
         self.subs

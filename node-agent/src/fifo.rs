@@ -203,6 +203,7 @@ async fn attempt_once(
             login = None;
             ctx.metrics.connected("fifo", c.connect_us);
         }
+        Some(Out::Update(u)) => ctx.events.publish_lossy(Msg::Update(u)),
         _ => {}
     };
     let end = loop {

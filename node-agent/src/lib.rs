@@ -20,6 +20,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod fifo;
+mod files;
 pub mod logins;
 pub mod metrics;
 pub mod places;
@@ -27,8 +28,10 @@ pub mod process;
 pub mod registry;
 pub mod resources;
 pub mod service;
+pub mod staging;
 pub mod supervise;
 pub mod table;
+mod transfers;
 pub mod vault;
 
 use std::sync::Arc;
@@ -63,10 +66,12 @@ pub async fn run(
     let Loaded {
         access,
         credentials,
+        staging,
         etcd_tls,
     } = loaded;
     let mut workers = cfg.workers();
     workers.credentials = Arc::new(credentials);
+    workers.staging = Arc::new(staging);
     let agent = Agent::new(cfg.node_id.clone(), workers, cfg.limits());
     // No job before the node is registered.
     agent.set_admission(Admission::Fenced("not registered in etcd yet".into()));
@@ -84,6 +89,7 @@ pub async fn run(
                 a.ctx.metrics.render(
                     &a.ctx.table,
                     a.ctx.fifo_queued.load(std::sync::atomic::Ordering::Relaxed),
+                    &a.ctx.workers.staging,
                 )
             });
             Some(tokio::spawn(netpulse_telemetry::serve_metrics(
@@ -112,6 +118,18 @@ pub async fn run(
             return Err(e.into());
         }
     };
+    // Staged files past their retention go even while nothing touches the area.
+    let staging = agent.ctx.workers.staging.clone();
+    let sweep_stop = registry_stop.clone();
+    agent.ctx.tracker.spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every.tick() => staging.sweep(),
+                _ = sweep_stop.cancelled() => return,
+            }
+        }
+    });
     info!(node_id = %cfg.node_id, listen = %cfg.listen, "node agent started");
     shutdown.await;
     let left = agent
@@ -139,6 +157,7 @@ pub async fn run(
 pub struct Loaded {
     pub access: ServeAccess,
     pub credentials: credentials::Credentials,
+    pub staging: staging::Staging,
     pub etcd_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 

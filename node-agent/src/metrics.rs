@@ -43,6 +43,8 @@ pub struct AgentMetrics {
     lease_lost: Counter,
     evictions: Counter,
     busy_retries: Counter,
+    /// The staging area: bytes used, files, the limit.
+    staging: Family<Labels, Gauge>,
 }
 
 impl Default for AgentMetrics {
@@ -110,6 +112,12 @@ impl Default for AgentMetrics {
             "Jobs waiting on this node, pinned and fifo",
             queued_total.clone(),
         );
+        let staging = Family::<Labels, Gauge>::default();
+        r.register(
+            "staging",
+            "The staging area of transfer files: bytes (used, files being written included), files, limit_bytes",
+            staging.clone(),
+        );
         let workers = Family::<Labels, Gauge>::default();
         r.register(
             "workers",
@@ -144,6 +152,7 @@ impl Default for AgentMetrics {
             registry: r,
             evictions,
             busy_retries,
+            staging,
             lease_keepalive,
             lease_lost,
             jobs,
@@ -236,8 +245,23 @@ impl AgentMetrics {
             .observe(lived.as_secs_f64());
     }
 
-    /// The text of a scrape, with gauges read from the worker table now.
-    pub fn render(&self, table: &WorkerTable, fifo_queued: usize) -> String {
+    /// The text of a scrape, with gauges read from the worker table and the staging area now.
+    pub fn render(
+        &self,
+        table: &WorkerTable,
+        fifo_queued: usize,
+        staging: &crate::staging::Staging,
+    ) -> String {
+        let (bytes, files, limit) = staging.usage();
+        for (what, v) in [
+            ("bytes", bytes),
+            ("files", files as u64),
+            ("limit_bytes", limit),
+        ] {
+            self.staging
+                .get_or_create(&vec![("what", what.to_string())])
+                .set(v as i64);
+        }
         self.queued.clear();
         let (mut pinned, mut fifo, mut queued) = (0, 0, fifo_queued as i64);
         for w in table.snapshot() {

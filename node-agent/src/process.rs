@@ -36,6 +36,8 @@ pub struct WorkerSettings {
     pub templates_dir: Option<PathBuf>,
     /// Resolves jobs' credential references before their workers see them.
     pub credentials: std::sync::Arc<crate::credentials::Credentials>,
+    /// Files for transfer jobs (see `staging`).
+    pub staging: std::sync::Arc<crate::staging::Staging>,
 }
 
 pub fn unix_ms() -> u64 {

@@ -10,6 +10,7 @@ use netpulse_proto::agent::{
     AgentMessage, JobRejected, ManagerMessage, RejectCode, Welcome, WorkerTable,
     agent_message::Msg, manager_message::Msg as In,
 };
+use netpulse_proto::api::{DownloadFileRequest, FileChunk, StagedFile, UploadFileRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,26 @@ fn send(tx: &SessionTx, msg: Msg) {
 #[tonic::async_trait]
 impl AgentService for AgentGrpc {
     type SessionStream = ReceiverStream<Result<AgentMessage, Status>>;
+    type DownloadStream = ReceiverStream<Result<FileChunk, Status>>;
+
+    async fn upload(
+        &self,
+        req: Request<Streaming<UploadFileRequest>>,
+    ) -> Result<Response<StagedFile>, Status> {
+        crate::files::upload(&self.agent.ctx.workers.staging, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn download(
+        &self,
+        req: Request<DownloadFileRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let staging = self.agent.ctx.workers.staging.clone();
+        crate::files::download(staging, &self.agent.ctx.tracker, req.into_inner())
+            .await
+            .map(Response::new)
+    }
 
     async fn session(
         &self,

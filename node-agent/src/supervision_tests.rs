@@ -136,6 +136,7 @@ fn setup(ignore_term: bool) -> Setup {
         ntc_templates_dir: None,
         templates_dir: None,
         credentials: Default::default(),
+        staging: Default::default(),
     };
     let limits = Limits {
         max_pinned_workers: 10,

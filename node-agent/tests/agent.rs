@@ -59,6 +59,7 @@ async fn start(bin: PathBuf, limits: Limits) -> Harness {
         ntc_templates_dir: None,
         templates_dir: None,
         credentials: Default::default(),
+        staging: Default::default(),
     };
     let agent = Agent::new("node-t".into(), settings, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

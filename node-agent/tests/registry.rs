@@ -43,6 +43,7 @@ fn agent_with(bin: PathBuf) -> Arc<Agent> {
         ntc_templates_dir: None,
         templates_dir: None,
         credentials: Default::default(),
+        staging: Default::default(),
     };
     Agent::new(
         "node-r".into(),

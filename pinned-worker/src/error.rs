@@ -50,6 +50,8 @@ pub enum SessionError {
     Canceled,
     #[error("output exceeds {limit} bytes")]
     OutputTooLarge { limit: usize },
+    #[error("transfer failed: {0}")]
+    TransferFailed(String),
 }
 
 impl SessionError {
@@ -73,6 +75,7 @@ impl SessionError {
             SessionError::Unsupported(_) => ErrorKind::Unsupported,
             SessionError::Canceled => ErrorKind::Canceled,
             SessionError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            SessionError::TransferFailed(_) => ErrorKind::TransferFailed,
         }
     }
 

@@ -28,4 +28,6 @@ pub mod session;
 pub mod ssh;
 pub mod terminal;
 pub mod transcript;
+pub mod transfer;
+pub mod updates;
 pub mod worker;

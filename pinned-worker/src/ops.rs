@@ -10,6 +10,7 @@ pub use crate::command::CommandLine;
 use crate::error::SessionError;
 use crate::platform::{Platform, Save};
 use crate::session::DeviceSession;
+use crate::updates::{OutputStream, Updates};
 
 #[derive(Clone, Debug)]
 pub enum Operation {
@@ -24,6 +25,8 @@ pub enum Operation {
     Probe,
     /// Confirm the pending confirmed commit.
     ConfirmCommit,
+    /// Move a file to or from the device.
+    Transfer(crate::transfer::TransferSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +42,10 @@ pub struct JobSpec {
     pub dry_run: bool,
     /// Commit with the device's confirmed-commit timer.
     pub confirm_within: Option<Duration>,
+    /// Send each command's output as it arrives, through `updates`.
+    pub stream_output: bool,
+    /// Where output pieces and transfer progress go while the job runs.
+    pub updates: Updates,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +67,7 @@ pub struct JobOutcome {
     pub dry_run_note: String,
     /// "pending" or "confirmed" (a confirmed commit).
     pub commit_confirm: String,
+    pub transfer: Option<netpulse_proto::api::TransferResult>,
 }
 
 impl JobSpec {
@@ -79,6 +87,20 @@ impl JobSpec {
                 ));
             }
             Operation::Probe => return Ok(()),
+            Operation::Transfer(_) if self.mode.is_some() => {
+                return Err(SessionError::InvalidArgument(
+                    "a mode applies to commands and command_specs, not to a transfer".into(),
+                ));
+            }
+            Operation::Transfer(_) => {
+                if self.enable && platform.detector.is_none() && platform.enable.is_none() {
+                    return Err(SessionError::Unsupported(format!(
+                        "enable_mode is not available on {}",
+                        platform.name
+                    )));
+                }
+                return Ok(());
+            }
             Operation::ConfirmCommit => {
                 if platform.detector.is_none() && platform.commit_confirmed.is_none() {
                     return Err(SessionError::Unsupported(format!(
@@ -211,10 +233,14 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
     match &job.operation {
         Operation::Commands(cmds) => {
             let steps: Vec<CommandLine> = cmds.iter().map(|c| CommandLine::plain(c)).collect();
-            run_commands(session, &steps, job.command_timeout, &mut out).await
+            run_commands(session, &steps, job, &mut out).await
         }
-        Operation::Steps(steps) => {
-            run_commands(session, steps, job.command_timeout, &mut out).await
+        Operation::Steps(steps) => run_commands(session, steps, job, &mut out).await,
+        Operation::Transfer(t) => {
+            match crate::transfer::run(session, t, job.command_timeout, &job.updates).await {
+                Ok(r) => out.transfer = Some(r),
+                Err(e) => out.error = Some(e),
+            }
         }
         Operation::Config { lines, .. } if job.dry_run => {
             dry_run(session, lines, job.command_timeout, &mut out).await
@@ -277,13 +303,19 @@ pub async fn run(session: &mut DeviceSession, job: &JobSpec) -> JobOutcome {
 async fn run_commands(
     s: &mut DeviceSession,
     cmds: &[CommandLine],
-    timeout: Duration,
+    job: &JobSpec,
     out: &mut JobOutcome,
 ) {
+    let timeout = job.command_timeout;
     let mut rejected = Vec::new();
     for (i, line) in cmds.iter().enumerate() {
         let cmd = &line.command;
-        match s.run_line(line, timeout).await {
+        if job.stream_output && job.updates.is_on() {
+            s.stream_output(Some(OutputStream::new(job.updates.clone(), i, cmd)));
+        }
+        let ran = s.run_line(line, timeout).await;
+        s.stream_output(None);
+        match ran {
             Ok(o) => {
                 out.left_waiting = !o.at_prompt;
                 let status = if o.rejected.is_some() {

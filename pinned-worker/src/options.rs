@@ -271,6 +271,7 @@ impl WorkerOptions {
             },
             Some(wire::job::Operation::Probe(_)) => Operation::Probe,
             Some(wire::job::Operation::ConfirmCommit(_)) => Operation::ConfirmCommit,
+            Some(wire::job::Operation::Transfer(t)) => Operation::Transfer(transfer_spec(t)?),
             None => return Err(invalid("job needs commands or config".into())),
         };
         Ok(JobSpec {
@@ -286,8 +287,45 @@ impl WorkerOptions {
             dry_run: job.dry_run,
             confirm_within: (job.confirm_within_seconds > 0)
                 .then(|| Duration::from_secs(job.confirm_within_seconds.into())),
+            stream_output: job.stream_output,
+            updates: crate::updates::Updates::default(),
         })
     }
+}
+
+fn transfer_spec(t: &wire::Transfer) -> Result<crate::transfer::TransferSpec, SessionError> {
+    use crate::platform::transfer::Protocol;
+    use netpulse_proto::api::{Overwrite, TransferDirection, TransferProtocol};
+    let put = match t.direction() {
+        TransferDirection::Put => true,
+        TransferDirection::Get => false,
+        TransferDirection::Unspecified => {
+            return Err(invalid("transfer.direction must be PUT or GET".into()));
+        }
+    };
+    let local = std::path::PathBuf::from(&t.local_path);
+    if !local.is_absolute() {
+        return Err(invalid(format!(
+            "transfer.local_path must be an absolute path on the node, got {:?}",
+            t.local_path
+        )));
+    }
+    Ok(crate::transfer::TransferSpec {
+        put,
+        protocol: match t.protocol() {
+            TransferProtocol::Unspecified => None,
+            TransferProtocol::Scp => Some(Protocol::Scp),
+            TransferProtocol::Sftp => Some(Protocol::Sftp),
+        },
+        remote: t.remote_path.clone(),
+        local,
+        overwrite: match t.overwrite() {
+            Overwrite::Unspecified => Overwrite::IfDifferent,
+            o => o,
+        },
+        resume: t.resume,
+        max_bytes: t.max_bytes,
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 mod catalog;
 pub mod definition;
 pub mod detect;
+pub mod transfer;
 
 use regex::{Captures, Regex, RegexSet};
 
@@ -27,6 +28,8 @@ pub struct Platform {
     pub ntc_name: String,
     /// Prints the running configuration (`backup`).
     pub show_config: Option<String>,
+    /// How files move to and from it.
+    pub transfer: transfer::TransferRules,
     /// How a dry run loads lines into a candidate, shows the device's diff and throws it away.
     pub dry_run: Option<DryRun>,
     /// A commit the device rolls back by itself unless confirmed in time.

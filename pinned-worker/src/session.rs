@@ -21,6 +21,7 @@ use crate::platform::{Confirmation, NamedMode, Platform};
 use crate::ssh::{self, Target, Transport};
 use crate::terminal;
 use crate::transcript::Transcript;
+use crate::updates::OutputStream;
 
 mod errors;
 mod identify;
@@ -53,6 +54,8 @@ pub struct DeviceSession {
     /// Inside a named mode: the platform and hostname to return to, and the mode.
     outer: Option<(&'static Platform, String, &'static NamedMode)>,
     transcript: Transcript,
+    /// Where the running command's output goes as it arrives (`stream_output`).
+    stream: Option<OutputStream>,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,7 @@ impl DeviceSession {
             above: None,
             outer: None,
             transcript: Transcript::new(target.secrets().into_iter().chain([secret.into()])),
+            stream: None,
         };
         let began = Instant::now();
         let deadline = began + prompt_timeout;
@@ -154,6 +158,16 @@ impl DeviceSession {
 
     pub fn transcript(&mut self) -> &mut Transcript {
         &mut self.transcript
+    }
+
+    /// Streams the next commands' output there (None: stop).
+    pub fn stream_output(&mut self, stream: Option<OutputStream>) {
+        self.stream = stream;
+    }
+
+    /// The SSH connection, for channels of its own (file transfer).
+    pub fn ssh(&self) -> &russh::client::Handle<ssh::HostKeyCheck> {
+        &self.transport.handle
     }
 
     pub fn setup(&self) -> &ssh::Setup {
@@ -314,9 +328,22 @@ impl DeviceSession {
         let mut answered_line: Option<usize> = None;
         let mut answers_sent = 0;
         loop {
-            let wait_until = tentative.as_ref().map_or(deadline, |t| t.0.min(deadline));
+            let mut wait_until = tentative.as_ref().map_or(deadline, |t| t.0.min(deadline));
+            let flush_at = self.stream.as_ref().and_then(OutputStream::due);
+            if let Some(t) = flush_at {
+                wait_until = wait_until.min(t);
+            }
             let msg = match tokio::time::timeout_at(wait_until, self.transport.channel.wait()).await
             {
+                Err(_)
+                    if flush_at.is_some_and(|t| t <= Instant::now())
+                        && Instant::now() < deadline =>
+                {
+                    if let Some(s) = self.stream.as_mut() {
+                        s.flush(&self.buf);
+                    }
+                    continue;
+                }
                 Err(_) => {
                     if let Some((_, host, privileged, in_config, loose)) = tentative.take()
                         && Instant::now() < deadline
@@ -340,7 +367,10 @@ impl DeviceSession {
             match msg {
                 ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. } => {
                     self.transcript.received(&data);
-                    self.buf.extend_from_slice(&data)
+                    self.buf.extend_from_slice(&data);
+                    if let Some(s) = self.stream.as_mut() {
+                        s.feed(&self.buf);
+                    }
                 }
                 ChannelMsg::Eof | ChannelMsg::Close => {
                     return Err(ReadError::Closed("the device closed the session".into()));

@@ -69,6 +69,7 @@ impl Exit {
 async fn guarded<T, W: AsyncWrite + Unpin>(
     inbox: &mut Inbox,
     out: &mut Output<W>,
+    updates: &mut mpsc::Receiver<wire::JobUpdate>,
     running: Option<&str>,
     work: impl Future<Output = T>,
 ) -> Result<T, Interrupt> {
@@ -76,7 +77,20 @@ async fn guarded<T, W: AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             biased;
-            v = &mut work => return Ok(v),
+            v = &mut work => {
+                // What the work said on its way goes out before its result.
+                while let Ok(u) = updates.try_recv() {
+                    if out.send(OutFrame::Update(u)).await.is_err() {
+                        return Err(Interrupt::Eof);
+                    }
+                }
+                return Ok(v);
+            }
+            Some(u) = updates.recv() => {
+                if out.send(OutFrame::Update(u)).await.is_err() {
+                    return Err(Interrupt::Eof);
+                }
+            }
             i = inbox.next(running) => {
                 if let Some(i) = i {
                     return Err(i);
@@ -123,7 +137,13 @@ struct Worker<W> {
     jobs_done: u64,
     reuses: u64,
     last_ok_ms: u64,
+    /// A running job's output pieces and progress, on their way to `out`.
+    updates_tx: mpsc::Sender<wire::JobUpdate>,
+    updates: mpsc::Receiver<wire::JobUpdate>,
 }
+
+/// Updates waiting for the pipe; more are dropped (see `updates`).
+const UPDATES_QUEUED: usize = 64;
 
 /// Runs the worker over the given streams (stdin and stdout in the binary) and returns the
 /// process exit code. The last frame written is always `Exiting` (unless stdout is broken).
@@ -145,7 +165,10 @@ where
         }))) => match WorkerOptions::from_init(init) {
             Ok(opts) => {
                 let device = opts.device.clone();
+                let (updates_tx, updates) = mpsc::channel(UPDATES_QUEUED);
                 let mut w = Worker {
+                    updates_tx,
+                    updates,
                     opts,
                     device,
                     session: None,
@@ -213,6 +236,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             match guarded(
                 &mut self.inbox,
                 &mut self.out,
+                &mut self.updates,
                 None,
                 open_session(&self.device, self.opts.prompt_timeout),
             )
@@ -284,6 +308,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         match guarded(
             &mut self.inbox,
             &mut self.out,
+            &mut self.updates,
             None,
             s.keepalive(self.opts.prompt_timeout.min(KEEPALIVE_REPLY_TIMEOUT)),
         )
@@ -354,6 +379,8 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
     }
 
     async fn run_job_inner(&mut self, job: wire::Job) -> Result<(), Exit> {
+        // Left by a job that was canceled: not this one's.
+        while self.updates.try_recv().is_ok() {}
         let id = job.job_id.clone();
         let mut result = wire::JobResult {
             job_id: id.clone(),
@@ -362,10 +389,11 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
                 .map_or(0, |d| d.as_micros() as u64),
             ..Default::default()
         };
-        let spec = match self.opts.job_spec(&job) {
+        let mut spec = match self.opts.job_spec(&job) {
             Ok(s) => s,
             Err(e) => return self.fail(result, e).await,
         };
+        spec.updates = crate::updates::Updates::new(self.updates_tx.clone(), &id);
         let device = match &job.connection {
             Some(conn) => match self.opts.device_for_job(conn) {
                 Ok(d) => d,
@@ -396,6 +424,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
             match guarded(
                 &mut self.inbox,
                 &mut self.out,
+                &mut self.updates,
                 Some(&id),
                 open_session(&self.device, self.opts.prompt_timeout),
             )
@@ -426,6 +455,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         let outcome = match guarded(
             &mut self.inbox,
             &mut self.out,
+            &mut self.updates,
             Some(&id),
             ops::run(session, &spec),
         )
@@ -463,6 +493,7 @@ impl<W: AsyncWrite + Unpin> Worker<W> {
         }
         result.dry_run_note = outcome.dry_run_note;
         result.commit_confirm = outcome.commit_confirm;
+        result.transfer = outcome.transfer;
         if let Some(s) = &self.session {
             result.platform = s.platform().name.clone();
         }

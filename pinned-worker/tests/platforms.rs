@@ -68,6 +68,8 @@ fn job(operation: Operation, enable: bool) -> JobSpec {
         backup: false,
         dry_run: false,
         confirm_within: None,
+        stream_output: false,
+        updates: Default::default(),
     }
 }
 

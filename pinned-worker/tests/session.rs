@@ -68,6 +68,8 @@ fn job(op: Operation, enable: bool) -> JobSpec {
         backup: false,
         dry_run: false,
         confirm_within: None,
+        stream_output: false,
+        updates: Default::default(),
     }
 }
 

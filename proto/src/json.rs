@@ -97,6 +97,12 @@ pub fn job(j: &Job) -> J {
         "config_diff": j.config_diff,
         "dry_run_note": j.dry_run_note,
         "commit_confirm": j.commit_confirm,
+        "transfer": j.transfer.as_ref().map(|t| serde_json::json!({
+            "protocol": t.protocol, "size": t.size, "bytes_sent": t.bytes_sent,
+            "sha256": t.sha256, "staged_file": t.staged_file, "verified_by": t.verified_by,
+            "skipped": t.skipped, "resumed_from": t.resumed_from,
+            "bytes_per_second": t.bytes_per_second,
+        })),
         "timings_ms": {"queued": t.queued_ms, "connect": t.connect_ms, "execute": t.execute_ms, "total": t.total_ms},
         "created_unix_ms": j.created_unix_ms,
         "started_unix_ms": j.started_unix_ms,

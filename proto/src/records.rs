@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A node agent's registration, at `<prefix>/nodes/<node_id>` on the agent's lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub node_id: String,
     /// The gRPC address managers dial.

@@ -66,6 +66,9 @@ pub struct Definition {
     /// Modes besides user, enable and configuration (a shell under the CLI, an admin mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modes: Option<Vec<NamedModeDef>>,
+    /// How files move: the protocol, the hash and free-space commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<super::transfer::TransferDef>,
     /// How `device_type: autodetect` recognises this platform. Never inherited: a platform
     /// built on another prints its own version text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -301,6 +304,7 @@ impl Definition {
             modes: or(&self.modes, &base.modes),
             dry_run: or(&self.dry_run, &base.dry_run),
             commit_confirmed: or(&self.commit_confirmed, &base.commit_confirmed),
+            transfer: or(&self.transfer, &base.transfer),
             detect: self.detect.clone(),
         }
     }
@@ -618,6 +622,7 @@ pub fn compile(file: &str, def: &Definition) -> Result<Platform, DefinitionError
         modes,
         dry_run,
         commit_confirmed,
+        transfer: super::transfer::compile(file, def.transfer.as_ref())?,
         detect,
         detector: None,
     })

@@ -94,6 +94,7 @@ impl Detector {
             name: AUTODETECT.into(),
             ntc_name: AUTODETECT.into(),
             show_config: None,
+            transfer: Default::default(),
             dry_run: None,
             commit_confirmed: None,
             vendor: String::new(),
