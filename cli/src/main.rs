@@ -7,6 +7,8 @@
 //! (`RESOURCE_EXHAUSTED`, `FAILED_PRECONDITION`, `INTERNAL`).
 
 mod credential;
+mod files;
+mod follow;
 mod inventory;
 mod reach;
 mod render;
@@ -76,6 +78,10 @@ enum Cmd {
     Test(test_connection::TestArgs),
     /// Long-running tasks on linux hosts: start, read (--follow), list, kill.
     Tasks(tasks::TasksArgs),
+    /// Send a file to a device (through a node's staging area), verified by its hash.
+    Put(files::PutArgs),
+    /// Fetch a file from a device, verified by its hash.
+    Get(files::GetArgs),
     /// Run on every device of an inventory file (YAML or CSV) with a progress bar and a summary.
     Bulk(BulkArgs),
     /// List, show, follow or cancel jobs.
@@ -200,6 +206,9 @@ struct ExecArgs {
     /// A retried submit with the same key returns the first job instead of running again.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Print each command's output as the device sends it, not only at the end.
+    #[arg(long, conflicts_with = "no_wait")]
+    follow: bool,
     #[command(flatten)]
     job: JobOptions,
     /// Commands (or configuration lines with --config), in order.
@@ -425,6 +434,8 @@ async fn run(cli: Cli) -> Outcome {
         Cmd::Bulk(a) => bulk(&api, a, json).await,
         Cmd::Test(a) => test_connection::run(&api, a, json).await,
         Cmd::Tasks(a) => tasks::run(&api, a, json).await,
+        Cmd::Put(a) => files::put(&api, a, json).await,
+        Cmd::Get(a) => files::get(&api, a, json).await,
         Cmd::Jobs(c) => jobs(&api, c, json).await,
         Cmd::Workers(c) => workers(&api, c, json).await,
         Cmd::Nodes(c) => nodes(&api, c, json).await,
@@ -581,6 +592,9 @@ async fn exec(api: &Api, a: ExecArgs, json: bool) -> Outcome {
     let mut req = a.job.template(a.lines)?;
     req.connection = Some(a.job.login.device(a.host, a.port)?);
     req.idempotency_key = a.idempotency_key.unwrap_or_default();
+    if a.follow {
+        return follow::exec(api, req, json).await;
+    }
     let job = api.jobs().execute(api.req(req)).await?.into_inner();
     if a.job.no_wait && !json {
         println!("{}", job.id);

@@ -14,17 +14,17 @@ pub struct TasksArgs {
     cmd: TasksCmd,
 }
 
-/// Which host (a linux device) and how to log in.
+/// Which host (a linux device, or any device for put and get) and how to log in.
 #[derive(clap::Args, Debug)]
-struct Host {
+pub(crate) struct Host {
     /// Host address.
     #[arg(long)]
-    host: String,
+    pub(crate) host: String,
     /// SSH port (22 when left out).
     #[arg(long, default_value_t = 22)]
-    port: u32,
+    pub(crate) port: u32,
     #[command(flatten)]
-    login: Login,
+    pub(crate) login: Login,
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use integration_tests::cluster::{Options, TestCluster};
+use integration_tests::cluster::{Options, TestCluster, workspace_bin};
 use integration_tests::files::{self, FileServer};
 use integration_tests::sshd::Sshd;
 use netpulse_proto::api::*;
@@ -70,6 +70,22 @@ async fn run(c: &TestCluster, req: ExecuteRequest) -> (Job, Vec<Job>) {
         .await
         .unwrap_or_else(|_| panic!("job {} did not end within {LONG:?}", job.id));
     (last, seen)
+}
+
+/// `netpulse <args> --host .. --port .. --username .. --key-file .. --device-type linux`.
+fn cli(c: &TestCluster, sshd: &Sshd, args: &[&str]) -> tokio::process::Command {
+    let key = sshd.dir.path().join("cli_key");
+    std::fs::write(&key, sshd.client_key_pem()).unwrap();
+    let mut cmd = tokio::process::Command::new(workspace_bin("netpulse"));
+    cmd.args(args)
+        .args(["--host", "127.0.0.1", "--port", &sshd.port.to_string()])
+        .args(["--username", &sshd.user, "--device-type", "linux"])
+        .arg("--key-file")
+        .arg(&key)
+        .env_clear()
+        .env("NETPULSE_ADDR", &c.managers[0].addr)
+        .kill_on_drop(true);
+    cmd
 }
 
 fn ok(j: &Job) -> &TransferResult {
@@ -316,6 +332,60 @@ async fn files_go_to_a_host_and_back_over_sftp_and_scp_with_their_hashes_checked
     let (j, _) = run(&c, transfer(&conn, by_url("0".repeat(64)))).await;
     assert!(failed(&j, "transfer_failed").contains("SHA-256"));
 
+    // The CLI: put (an upload, then the job) and get (the job, then a download).
+    let small = work.path().join("small.txt");
+    std::fs::write(&small, b"from the cli\n").unwrap();
+    let on_host = work.path().join("cli-put.txt");
+    let out = cli(
+        &c,
+        &sshd,
+        &["put", "--remote", &on_host.display().to_string()],
+    )
+    .arg(&small)
+    .output()
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verified by md5"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(&on_host).unwrap(), b"from the cli\n");
+    let got = work.path().join("cli-get.txt");
+    let out = cli(
+        &c,
+        &sshd,
+        &[
+            "get",
+            "--protocol",
+            "scp",
+            "--remote",
+            &on_host.display().to_string(),
+        ],
+    )
+    .arg(&got)
+    .output()
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&got).unwrap(), b"from the cli\n");
+    let out = cli(
+        &c,
+        &sshd,
+        &[
+            "put",
+            "--overwrite",
+            "never",
+            "--remote",
+            &on_host.display().to_string(),
+        ],
+    )
+    .arg(&small)
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a failed job: {out:?}");
+
     // Ids and paths that are not allowed.
     let e = files::download(&mut jobs, token, "node-1/f-0123456789abcdef", 0, &tail)
         .await
@@ -337,4 +407,204 @@ async fn files_go_to_a_host_and_back_over_sftp_and_scp_with_their_hashes_checked
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ios_device_takes_files_through_its_scp_sink_checked_by_verify_md5() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut spec = devsim::DeviceSpec::new(devsim::Flavor::CiscoIos, "R-files");
+    spec.flash_bytes = 8 * MB as u64;
+    let key =
+        russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).unwrap();
+    let dev = devsim::spawn_device(spec, key, shutdown.clone())
+        .await
+        .unwrap();
+    let c = TestCluster::start(Options::default()).await.unwrap();
+    let conn = Connection {
+        host: "127.0.0.1".into(),
+        port: dev.addr().port() as u32,
+        username: "admin".into(),
+        password: "admin".into(),
+        secret: "enable".into(),
+        device_type: "cisco_ios".into(),
+        ..Default::default()
+    };
+    let token = c.opts.tokens.first().map(String::as_str);
+    let mut jobs = c.jobs(0).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("image.bin");
+    let sha = files::make_file(&image, 5 * MB, 11);
+    let header = UploadHeader {
+        device_type: "cisco_ios".into(),
+        name: "image.bin".into(),
+        ..Default::default()
+    };
+    let staged = files::upload(&mut jobs, token, header.clone(), &image, true)
+        .await
+        .unwrap();
+    let to = |path: &str, id: &str| ExecuteRequest {
+        enable_mode: true,
+        ..transfer(
+            &conn,
+            FileTransfer {
+                remote_path: path.into(),
+                ..put(id, Path::new(""), TransferProtocol::Unspecified)
+            },
+        )
+    };
+
+    // The platform's protocol is SCP; the device's own MD5 checks the copy.
+    let (j, seen) = run(&c, to("flash:/image.bin", &staged.id)).await;
+    let t = ok(&j);
+    assert_eq!(
+        (t.protocol.as_str(), t.verified_by.as_str()),
+        ("scp", "md5")
+    );
+    assert_eq!(
+        files::sha256(&dev.flash().get("flash:image.bin").unwrap()),
+        sha
+    );
+    assert!(seen.iter().any(|j| j.transfer_progress.is_some()));
+    let (j, _) = run(&c, to("flash:/image.bin", &staged.id)).await;
+    assert!(ok(&j).skipped, "the device's MD5 matches: nothing sent");
+
+    // The device's free space (`dir`) is checked before anything is sent.
+    let (j, _) = run(&c, to("flash:/second.bin", &staged.id)).await;
+    let why = failed(&j, "transfer_failed");
+    assert!(
+        why.contains("needs 5242880 bytes; the device shows 3145728 free"),
+        "{why}"
+    );
+    assert_eq!(dev.flash().size("flash:second.bin"), None);
+
+    // Cut by the device: a clear error, and no file reported or left as done.
+    let small = work.path().join("small.bin");
+    files::make_file(&small, 2 * MB, 12);
+    let staged_small = files::upload(&mut jobs, token, header.clone(), &small, true)
+        .await
+        .unwrap();
+    dev.flash().cut_next_transfer_after(MB as u64);
+    let (j, _) = run(&c, to("flash:/cut.bin", &staged_small.id)).await;
+    let why = failed(&j, "transfer_failed");
+    assert!(why.contains("closed") || why.contains("refused"), "{why}");
+    assert!(j.transfer.is_none());
+    assert_eq!(dev.flash().size("flash:cut.bin"), None);
+
+    // Without enable mode, IOS refuses verify /md5: the job says what it could not check.
+    let (j, _) = run(
+        &c,
+        ExecuteRequest {
+            enable_mode: false,
+            ..to("flash:/small.bin", &staged_small.id)
+        },
+    )
+    .await;
+    assert!(failed(&j, "transfer_failed").contains("enable_mode"));
+
+    // GET over SCP (`scp -f`), verified the same way, then downloaded.
+    let get = FileTransfer {
+        direction: TransferDirection::Get as i32,
+        remote_path: "flash:/image.bin".into(),
+        ..Default::default()
+    };
+    let (j, _) = run(
+        &c,
+        ExecuteRequest {
+            enable_mode: true,
+            ..transfer(&conn, get)
+        },
+    )
+    .await;
+    let t = ok(&j).clone();
+    assert_eq!(t.verified_by, "md5");
+    let back = work.path().join("back.bin");
+    files::download(&mut jobs, token, &t.staged_file, 0, &back)
+        .await
+        .unwrap();
+    assert_eq!(files::sha256_file(&back), sha);
+    shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_command_s_output_arrives_in_pieces_before_it_ends() {
+    let sshd = Sshd::start("").await;
+    let c = TestCluster::start(Options::default()).await.unwrap();
+    let slow = "for i in 1 2 3 4; do echo line$i; sleep 1; done";
+    let req = ExecuteRequest {
+        connection: Some(host(&sshd)),
+        commands: vec!["echo first".into(), slow.into()],
+        stream_output: true,
+        ..Default::default()
+    };
+    let started = tokio::time::Instant::now();
+    let (j, seen) = run(&c, req).await;
+    let took = started.elapsed();
+    assert_eq!(j.status(), JobStatus::Succeeded, "{:?}", j.error);
+    let chunks: Vec<&OutputChunk> = seen
+        .iter()
+        .filter_map(|j| j.output_chunk.as_ref())
+        .collect();
+    let slow_chunks: Vec<&&OutputChunk> = chunks.iter().filter(|c| c.command_index == 1).collect();
+    assert!(
+        slow_chunks.len() >= 2,
+        "one piece per line as they come: {chunks:?}"
+    );
+    assert!(slow_chunks[0].text.starts_with("line1"), "{chunks:?}");
+    assert_eq!(slow_chunks[1].offset, slow_chunks[0].text.len() as u64);
+    assert!(
+        seen.iter()
+            .all(|j| j.status() == JobStatus::Running || j.output_chunk.is_none())
+    );
+    let streamed: String = slow_chunks.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        j.results[1].output.starts_with(streamed.trim_end()),
+        "the final job holds it all"
+    );
+    assert!(
+        took >= Duration::from_secs(3),
+        "the command took its time: {took:?}"
+    );
+
+    // `netpulse exec --follow` prints the first line while the command still runs.
+    let mut child = cli(&c, &sshd, &["exec", "--follow", slow])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = tokio::time::timeout(LONG, async {
+        loop {
+            match lines.next_line().await.unwrap() {
+                Some(l) if l.starts_with("line") => return l,
+                Some(_) => continue,
+                None => panic!("the CLI ended before printing a line"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "line1");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "line1 came while the command ran"
+    );
+    let mut rest = Vec::new();
+    while let Some(l) = lines.next_line().await.unwrap() {
+        rest.push(l);
+    }
+    assert!(child.wait().await.unwrap().success());
+    assert!(rest.contains(&"line4".to_string()), "{rest:?}");
+    // Without stream_output: no pieces.
+    let (j, seen) = run(
+        &c,
+        ExecuteRequest {
+            connection: Some(host(&sshd)),
+            commands: vec!["for i in 1 2; do echo x; sleep 1; done".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(j.status(), JobStatus::Succeeded);
+    assert!(seen.iter().all(|j| j.output_chunk.is_none()));
 }

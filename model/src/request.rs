@@ -507,6 +507,46 @@ mod tests {
     }
 
     #[test]
+    fn transfers_stand_alone_default_to_fifo_and_streamed_output_is_for_commands() {
+        let t = api::FileTransfer {
+            direction: api::TransferDirection::Get as i32,
+            remote_path: "flash:/a.bin".into(),
+            ..Default::default()
+        };
+        let mut r = req();
+        r.commands.clear();
+        r.transfer = Some(t.clone());
+        let j = JobRequest::from_wire(r.clone(), &RequestLimits::default()).unwrap();
+        assert_eq!(j.strategy, Strategy::Fifo);
+        assert!(matches!(j.operation, Operation::Transfer(_)));
+        assert_eq!(j.staged_on(), None);
+        let d = j.to_dispatch("job-1");
+        assert!(matches!(
+            d.job.unwrap().operation,
+            Some(worker::job::Operation::Transfer(w)) if w.remote_path == "flash:/a.bin"
+        ));
+        r.strategy = api::Strategy::Pinned as i32;
+        let j = JobRequest::from_wire(r.clone(), &RequestLimits::default()).unwrap();
+        assert_eq!(j.strategy, Strategy::Pinned, "pinned when asked");
+        let mut both = r.clone();
+        both.commands = vec!["show version".into()];
+        assert!(err(both).contains("transfer stands alone"));
+        let mut saved = r.clone();
+        saved.save = true;
+        assert!(err(saved).contains("do not apply"));
+        let mut streamed = r;
+        streamed.stream_output = true;
+        assert_eq!(
+            err(streamed),
+            "stream_output applies to commands and command_specs"
+        );
+        let mut cmds = req();
+        cmds.stream_output = true;
+        let j = JobRequest::from_wire(cmds, &RequestLimits::default()).unwrap();
+        assert!(j.to_dispatch("j").job.unwrap().stream_output);
+    }
+
+    #[test]
     fn every_bad_field_is_named_with_what_is_allowed() {
         let mut r = req();
         r.connection.as_mut().unwrap().host = "".into();

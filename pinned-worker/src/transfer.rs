@@ -215,12 +215,25 @@ async fn verify(
 ) -> Result<(), SessionError> {
     if let Some(ours) = md5 {
         let theirs = remote_md5(s, &t.remote, timeout).await?;
-        if theirs.as_ref() != Some(ours) {
-            return Err(failed(format!(
-                "the device's MD5 of {} is {}, ours is {ours}",
-                t.remote,
-                theirs.as_deref().unwrap_or("not shown")
-            )));
+        match theirs {
+            Some(m) if m == *ours => {}
+            Some(m) => {
+                return Err(failed(format!(
+                    "the device's MD5 of {} is {m}, ours is {ours}",
+                    t.remote
+                )));
+            }
+            None => {
+                return Err(failed(format!(
+                    "the device showed no MD5 of {} after the transfer (its hash command, \
+                     {:?}, printed none; it may need enable_mode)",
+                    t.remote,
+                    s.platform()
+                        .transfer
+                        .hash_command(&t.remote)
+                        .unwrap_or_default()
+                )));
+            }
         }
         result.verified_by = "md5".into();
         return Ok(());
