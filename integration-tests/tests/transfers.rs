@@ -480,9 +480,16 @@ async fn an_ios_device_takes_files_through_its_scp_sink_checked_by_verify_md5() 
     // Cut by the device: a clear error, and no file reported or left as done.
     let small = work.path().join("small.bin");
     files::make_file(&small, 2 * MB, 12);
-    let staged_small = files::upload(&mut jobs, token, header.clone(), &small, true)
+    // This one names its node instead of a device type.
+    let by_node = UploadHeader {
+        device_type: String::new(),
+        node_id: "node-1".into(),
+        ..header.clone()
+    };
+    let staged_small = files::upload(&mut jobs, token, by_node, &small, true)
         .await
         .unwrap();
+    assert_eq!(staged_small.node_id, "node-1");
     dev.flash().cut_next_transfer_after(MB as u64);
     let (j, _) = run(&c, to("flash:/cut.bin", &staged_small.id)).await;
     let why = failed(&j, "transfer_failed");

@@ -125,10 +125,15 @@ async fn put(
     let has_hash = s.platform().transfer.hash_command.is_some();
     let (md5, sha256) = hash_file(&t.local).await?;
     result.sha256 = sha256;
-    let before = remote_md5(s, &t.remote, timeout).await?;
+    // OVERWRITE_ALWAYS without resume needs no look at the device's file first.
+    let look = t.overwrite != Overwrite::Always || t.resume;
+    let before = match look {
+        true => remote_md5(s, &t.remote, timeout).await?,
+        false => None,
+    };
     let remote_size = match sftp {
-        Some(c) => c.size(&t.remote).await,
-        None => None,
+        Some(c) if look => c.size(&t.remote).await,
+        _ => None,
     };
     let exists = before.is_some() || remote_size.is_some();
     match t.overwrite {

@@ -25,6 +25,7 @@ use pinned_worker::session::DeviceSession;
 use tonic::transport::Channel;
 
 mod scale;
+mod transfer;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -55,6 +56,12 @@ struct Args {
     /// on the latency path.
     #[arg(long)]
     latency_only: bool,
+    /// Only the transfer benchmark with a file of this many MiB, printed (see `transfer`).
+    #[arg(long)]
+    transfer_only: Option<usize>,
+    /// Runs of each transfer benchmark case.
+    #[arg(long, default_value_t = 3)]
+    transfer_runs: usize,
 }
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -504,6 +511,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn report(args: Args) -> anyhow::Result<()> {
+    if let Some(mb) = args.transfer_only {
+        return transfer::run(mb, args.transfer_runs.max(1)).await;
+    }
     // 1,000 workers and their devices need more descriptors than the usual soft limit.
     let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)?;
