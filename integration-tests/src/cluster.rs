@@ -91,6 +91,8 @@ pub struct Options {
     pub agent_args: Vec<String>,
     /// The manager's log filter (tests read its debug lines; benchmarks turn them off).
     pub manager_log: String,
+    /// The node agents' log filter.
+    pub agent_log: String,
     /// The simulated devices' login password and enable secret (passed to devsim).
     pub password: String,
     pub secret: String,
@@ -131,6 +133,7 @@ impl Default for Options {
             manager_args: Vec::new(),
             agent_args: Vec::new(),
             manager_log: "info,manager=debug".into(),
+            agent_log: "info".into(),
             password: "admin".into(),
             secret: "enable".into(),
             state_dir: None,
@@ -269,7 +272,8 @@ impl TestCluster {
             ])
             .args(["--host-key-policy", "insecure-accept-any"])
             .args(self.etcd.client_flags())
-            .args(["--shutdown-grace-seconds", "5", "--log", "info"])
+            .args(["--shutdown-grace-seconds", "5"])
+            .args(["--log", &self.opts.agent_log])
             .arg("--staging-dir")
             .arg(self.dir.join(format!("{node_id}-staging")))
             .args(&self.opts.agent_args)

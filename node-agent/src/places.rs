@@ -55,6 +55,8 @@ impl Places {
             return None;
         }
         self.login_at = None;
+        // The instant the gate let it in (the worker's spawn, logged later, may be delayed).
+        tracing::debug!(device = key, "login admitted");
         Some(Taken {
             slot: self.slot.take()?,
             login: self.login.take()?,
