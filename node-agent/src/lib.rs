@@ -118,20 +118,23 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    // Staged files past their retention go even while nothing touches the area.
+    // Staged files past their retention go even while nothing touches the area. Stopped
+    // before the drain: the drain waits for the tracker's tasks.
     let staging = agent.ctx.workers.staging.clone();
-    let sweep_stop = registry_stop.clone();
+    let sweep_stop = CancellationToken::new();
+    let sweep_stopped = sweep_stop.clone();
     agent.ctx.tracker.spawn(async move {
         let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = every.tick() => staging.sweep(),
-                _ = sweep_stop.cancelled() => return,
+                _ = sweep_stopped.cancelled() => return,
             }
         }
     });
     info!(node_id = %cfg.node_id, listen = %cfg.listen, "node agent started");
     shutdown.await;
+    sweep_stop.cancel();
     let left = agent
         .shutdown(Duration::from_secs(cfg.shutdown_grace_seconds))
         .await;
