@@ -20,10 +20,8 @@ use crate::error::SessionError;
 use crate::platform::transfer::Protocol;
 use crate::session::DeviceSession;
 use crate::updates::{Progress, Updates};
-use local::{Landing, failed, hash_file};
+use local::{Hashing, Landing, failed};
 use sftp::Sftp;
-
-pub use local::Hashes;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransferSpec {
@@ -123,8 +121,7 @@ async fn put(
         .len();
     result.size = size;
     let has_hash = s.platform().transfer.hash_command.is_some();
-    let (md5, sha256) = hash_file(&t.local).await?;
-    result.sha256 = sha256;
+    let mut hashing = Hashing::start(&t.local);
     // OVERWRITE_ALWAYS without resume needs no look at the device's file first.
     let look = t.overwrite != Overwrite::Always || t.resume;
     let before = match look {
@@ -136,6 +133,11 @@ async fn put(
         _ => None,
     };
     let exists = before.is_some() || remote_size.is_some();
+    // Ours is only waited for here when the device has a hash of its own to compare.
+    let same_hash = match &before {
+        Some(theirs) => hashing.get().await?.0 == *theirs,
+        None => false,
+    };
     match t.overwrite {
         Overwrite::Never if exists => {
             return Err(failed(format!(
@@ -151,9 +153,10 @@ async fn put(
             )));
         }
         Overwrite::IfDifferent | Overwrite::Unspecified
-            if before.as_deref() == Some(&md5) || (!has_hash && remote_size == Some(size)) =>
+            if same_hash || (!has_hash && remote_size == Some(size)) =>
         {
             info!(remote = %t.remote, "the device holds the same file; nothing sent");
+            result.sha256 = hashing.get().await?.1.clone();
             result.skipped = true;
             result.verified_by = if has_hash { "md5" } else { "size" }.into();
             return Ok(());
@@ -173,7 +176,15 @@ async fn put(
     }
     result.bytes_sent = progress.done();
     result.bytes_per_second = progress.rate();
-    verify(s, t, sftp, timeout, size, has_hash.then_some(&md5), result).await
+    // The device hashes its copy while ours may still be hashing.
+    let md5s = if has_hash {
+        let (theirs, ours) = tokio::join!(remote_md5(s, &t.remote, timeout), hashing.get());
+        Some((theirs?, ours?.0.clone()))
+    } else {
+        None
+    };
+    result.sha256 = hashing.get().await?.1.clone();
+    verify(s, t, sftp, size, md5s, result).await
 }
 
 async fn get(
@@ -203,25 +214,27 @@ async fn get(
     result.bytes_sent = size;
     result.sha256 = sha256;
     result.bytes_per_second = rate;
-    let has_hash = s.platform().transfer.hash_command.is_some();
-    verify(s, t, sftp, timeout, size, has_hash.then_some(&md5), result).await
+    let md5s = match s.platform().transfer.hash_command.is_some() {
+        true => Some((remote_md5(s, &t.remote, timeout).await?, md5)),
+        false => None,
+    };
+    verify(s, t, sftp, size, md5s, result).await
 }
 
-/// Checks the device's copy against ours: its MD5 where the platform has a hash command,
-/// else its size (SFTP), else the size the SCP sink acknowledged.
+/// Checks the device's copy against ours: its MD5 where the platform has a hash command
+/// (`md5s`: the device's, as its hash command showed it, and ours), else its size (SFTP),
+/// else the size the SCP sink acknowledged.
 async fn verify(
     s: &mut DeviceSession,
     t: &TransferSpec,
     sftp: Option<&Sftp>,
-    timeout: Duration,
     size: u64,
-    md5: Option<&String>,
+    md5s: Option<(Option<String>, String)>,
     result: &mut TransferResult,
 ) -> Result<(), SessionError> {
-    if let Some(ours) = md5 {
-        let theirs = remote_md5(s, &t.remote, timeout).await?;
+    if let Some((theirs, ours)) = md5s {
         match theirs {
-            Some(m) if m == *ours => {}
+            Some(m) if m == ours => {}
             Some(m) => {
                 return Err(failed(format!(
                     "the device's MD5 of {} is {m}, ours is {ours}",

@@ -1,10 +1,13 @@
 //! The node's side of a transfer: the staged file read in pieces, or written with its hashes
 //! taken on the way, so a file of any size costs a buffer, never its size in memory.
 
+use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use crate::error::SessionError;
 use crate::updates::Progress;
@@ -54,29 +57,102 @@ impl Hashes {
     }
 }
 
-/// The hashes of a local file, read in pieces.
-pub async fn hash_file(path: &Path) -> Result<(String, String), SessionError> {
-    let mut f = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| failed(format!("opening {}: {e}", path.display())))?;
-    let mut h = Hashes::new();
-    let mut buf = vec![0; PIECE];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .await
-            .map_err(|e| failed(format!("reading {}: {e}", path.display())))?;
-        if n == 0 {
-            return Ok(h.finish());
+/// The hashes of a local file, taken on a blocking thread while the transfer goes on (on a
+/// node's second core they cost the transfer no time); stopped when dropped.
+pub struct Hashing {
+    task: Option<tokio::task::JoinHandle<Result<(String, String), SessionError>>>,
+    done: Option<(String, String)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Hashing {
+    pub fn start(path: &Path) -> Hashing {
+        let (path, stop) = (path.to_owned(), Arc::new(AtomicBool::new(false)));
+        let stopped = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&path)
+                .map_err(|e| failed(format!("opening {}: {e}", path.display())))?;
+            let mut h = Hashes::new();
+            let mut buf = vec![0; PIECE];
+            while !stopped.load(Ordering::Relaxed) {
+                let n = f
+                    .read(&mut buf)
+                    .map_err(|e| failed(format!("reading {}: {e}", path.display())))?;
+                if n == 0 {
+                    return Ok(h.finish());
+                }
+                h.update(&buf[..n]);
+            }
+            Err(failed("hashing stopped"))
+        });
+        Hashing {
+            task: Some(task),
+            done: None,
+            stop,
         }
-        h.update(&buf[..n]);
+    }
+
+    /// (md5, sha256), waited for the first time.
+    pub async fn get(&mut self) -> Result<&(String, String), SessionError> {
+        if let Some(task) = self.task.take() {
+            let r = task
+                .await
+                .map_err(|e| failed(format!("hashing the staged file: {e}")))?;
+            self.done = Some(r?);
+        }
+        self.done
+            .as_ref()
+            .ok_or_else(|| failed("hashing the staged file failed before"))
+    }
+}
+
+impl Drop for Hashing {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Hashes taken on a blocking thread from the pieces sent to it, so that the worker's one
+/// runtime thread only receives and writes.
+struct HashesBehind {
+    pieces: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    task: tokio::task::JoinHandle<(String, String)>,
+}
+
+impl HashesBehind {
+    fn start() -> HashesBehind {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let task = tokio::task::spawn_blocking(move || {
+            let mut h = Hashes::new();
+            while let Some(piece) = rx.blocking_recv() {
+                h.update(&piece);
+            }
+            h.finish()
+        });
+        HashesBehind {
+            pieces: Some(tx),
+            task,
+        }
+    }
+
+    async fn update(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        let gone = || failed("the hashing thread stopped");
+        let tx = self.pieces.as_ref().ok_or_else(gone)?;
+        tx.send(data.to_vec()).await.map_err(|_| gone())
+    }
+
+    async fn finish(mut self) -> Result<(String, String), SessionError> {
+        self.pieces = None;
+        (&mut self.task)
+            .await
+            .map_err(|e| failed(format!("hashing the staged file: {e}")))
     }
 }
 
 /// A GET's file as it is written: hashed and counted on the way; `max` bytes at most.
 pub struct Landing {
     file: BufWriter<tokio::fs::File>,
-    pub hashes: Hashes,
+    hashes: HashesBehind,
     pub progress: Progress,
     max: u64,
 }
@@ -95,7 +171,7 @@ impl Landing {
             .map_err(|e| failed(format!("creating {}: {e}", path.display())))?;
         Ok(Landing {
             file: BufWriter::with_capacity(PIECE, file),
-            hashes: Hashes::new(),
+            hashes: HashesBehind::start(),
             progress,
             max,
         })
@@ -114,7 +190,7 @@ impl Landing {
 
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.check_size(self.progress.done() + data.len() as u64)?;
-        self.hashes.update(data);
+        self.hashes.update(data).await?;
         self.file
             .write_all(data)
             .await
@@ -133,7 +209,7 @@ impl Landing {
             .sync_all()
             .await
             .map_err(|e| failed(format!("syncing the staged file: {e}")))?;
-        let (md5, sha256) = self.hashes.finish();
+        let (md5, sha256) = self.hashes.finish().await?;
         Ok((self.progress.done(), md5, sha256, self.progress.rate()))
     }
 }
