@@ -115,13 +115,13 @@ impl Drop for Hashing {
 /// Hashes taken on a blocking thread from the pieces sent to it, so that the worker's one
 /// runtime thread only receives and writes.
 struct HashesBehind {
-    pieces: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    pieces: tokio::sync::mpsc::Sender<Vec<u8>>,
     task: tokio::task::JoinHandle<(String, String)>,
 }
 
 impl HashesBehind {
     fn start() -> HashesBehind {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let (pieces, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         let task = tokio::task::spawn_blocking(move || {
             let mut h = Hashes::new();
             while let Some(piece) = rx.blocking_recv() {
@@ -129,22 +129,21 @@ impl HashesBehind {
             }
             h.finish()
         });
-        HashesBehind {
-            pieces: Some(tx),
-            task,
-        }
+        HashesBehind { pieces, task }
     }
 
-    async fn update(&mut self, data: &[u8]) -> Result<(), SessionError> {
-        let gone = || failed("the hashing thread stopped");
-        let tx = self.pieces.as_ref().ok_or_else(gone)?;
-        tx.send(data.to_vec()).await.map_err(|_| gone())
-    }
-
-    async fn finish(mut self) -> Result<(String, String), SessionError> {
-        self.pieces = None;
-        (&mut self.task)
+    async fn update(&self, data: &[u8]) -> Result<(), SessionError> {
+        self.pieces
+            .send(data.to_vec())
             .await
+            .map_err(|_| failed("the hashing thread stopped"))
+    }
+
+    /// Closes the pieces (the thread's loop ends) and takes its hashes.
+    async fn finish(self) -> Result<(String, String), SessionError> {
+        let HashesBehind { pieces, task } = self;
+        drop(pieces);
+        task.await
             .map_err(|e| failed(format!("hashing the staged file: {e}")))
     }
 }
